@@ -1,0 +1,629 @@
+//! The engine: starts sagas, applies replies, fires timeouts and retries, recovers after a
+//! restart, and carries out operator actions. Every change is decided by the pure functions of
+//! [`crate::saga`], written to the log in one transaction, and only then acted on (a command is
+//! sent after the log says it was sent), so a crash at any instant leaves a log from which the
+//! saga can be driven on.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
+use serde_json::Value;
+use tracing::{debug, error, info, warn, Instrument};
+
+use crate::clock::{Clock, SystemClock};
+use crate::definition::{Registry, RetryPolicy};
+use crate::id::{SagaId, StepKind};
+use crate::inject::{FaultPlan, INJECTED_CODE};
+use crate::log::{Created, ListQuery, SagaStore, SagaSummary, StoreError};
+use crate::saga::{self, Decide, Input, LogEntry, SagaEvent, SagaState, SagaStatus};
+use crate::transport::{Command, Outcome, Reply, Transport, TransportError};
+
+/// Errors the engine returns to its callers.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// No definition of that name (and version) is registered.
+    #[error("unknown saga type {0}")]
+    UnknownSagaType(String),
+    /// No saga with that id.
+    #[error("saga {0} not found")]
+    NotFound(SagaId),
+    /// The saga exists with other parameters: the id was reused for a different request.
+    #[error("saga {0} already exists with different parameters")]
+    IdReused(SagaId),
+    /// The operation does not apply in the saga's current status.
+    #[error("saga {id} is {status}: {why}")]
+    InvalidState {
+        /// The saga.
+        id: SagaId,
+        /// Its status.
+        status: SagaStatus,
+        /// What the operation needs.
+        why: &'static str,
+    },
+    /// The saga log failed (after retries).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The log holds something the engine cannot fold.
+    #[error(transparent)]
+    Replay(#[from] saga::ReplayError),
+}
+
+/// How the engine runs.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// The address replies come back to (the orchestrator's reply topic).
+    pub reply_to: String,
+    /// How often the timer loop looks for due deadlines and retries.
+    pub poll_interval: Duration,
+    /// How many due sagas one timer pass handles.
+    pub tick_batch: u32,
+    /// How writes to the log are retried when the database is unavailable. The write is never
+    /// skipped: when the budget runs out the caller gets the error, and the message that caused
+    /// the write is not acknowledged, so it comes back.
+    pub store_retry: RetryPolicy,
+    /// How often a command the transport refused is offered again before leaving it to the
+    /// step's timeout.
+    pub send_retry: RetryPolicy,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            reply_to: "respuestas".into(),
+            // 100 ms: timeouts are seconds long, so this adds at most a tenth of a second to a
+            // timeout while costing one indexed query per tick.
+            poll_interval: Duration::from_millis(100),
+            tick_batch: 256,
+            store_retry: RetryPolicy {
+                max_attempts: 8,
+                initial_backoff: Duration::from_millis(50),
+                max_backoff: Duration::from_secs(5),
+                multiplier: 2.0,
+                jitter: 0.3,
+            },
+            send_retry: RetryPolicy {
+                max_attempts: 3,
+                initial_backoff: Duration::from_millis(50),
+                max_backoff: Duration::from_secs(1),
+                multiplier: 4.0,
+                jitter: 0.3,
+            },
+        }
+    }
+}
+
+/// What happened to a reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplyDisposition {
+    /// It answered the command in flight and moved the saga.
+    Applied,
+    /// It answered nothing in flight; recorded in the log and ignored.
+    Ignored,
+    /// No such saga in this log (another deployment's reply, or a forged one).
+    UnknownSaga,
+}
+
+/// The result of `start`.
+#[derive(Clone, Debug)]
+pub struct Started {
+    /// The saga's state after the call.
+    pub state: SagaState,
+    /// False when the id already existed and nothing was started.
+    pub created: bool,
+}
+
+/// Something the engine reports as it works, for metrics. Implementations must be cheap.
+pub trait EngineObserver: Send + Sync + 'static {
+    /// A log transition was written.
+    fn on_events(&self, _state: &SagaState, _entries: &[LogEntry]) {}
+}
+
+struct NoObserver;
+impl EngineObserver for NoObserver {}
+
+/// The saga engine. Share it with `Arc`.
+pub struct Engine {
+    store: Arc<dyn SagaStore>,
+    registry: Arc<Registry>,
+    transport: Arc<dyn Transport>,
+    clock: Arc<dyn Clock>,
+    config: EngineConfig,
+    faults: FaultPlan,
+    observer: Arc<dyn EngineObserver>,
+    rng: Mutex<SmallRng>,
+}
+
+/// Builds an [`Engine`].
+pub struct EngineBuilder {
+    engine: Engine,
+}
+
+impl EngineBuilder {
+    /// Uses `clock` instead of the system clock.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.engine.clock = clock;
+        self
+    }
+
+    /// Sets the configuration.
+    pub fn config(mut self, config: EngineConfig) -> Self {
+        self.engine.config = config;
+        self
+    }
+
+    /// Injects faults (tests only).
+    pub fn faults(mut self, faults: FaultPlan) -> Self {
+        self.engine.faults = faults;
+        self
+    }
+
+    /// Reports transitions to `observer`.
+    pub fn observer(mut self, observer: Arc<dyn EngineObserver>) -> Self {
+        self.engine.observer = observer;
+        self
+    }
+
+    /// Seeds the jitter source, for reproducible tests.
+    pub fn seed(self, seed: u64) -> Self {
+        *self.engine.rng.lock().unwrap_or_else(|e| e.into_inner()) = SmallRng::seed_from_u64(seed);
+        self
+    }
+
+    /// The engine.
+    pub fn build(self) -> Arc<Engine> {
+        Arc::new(self.engine)
+    }
+}
+
+impl Engine {
+    /// Starts building an engine over a log, a registry of definitions and a transport.
+    pub fn builder(store: Arc<dyn SagaStore>, registry: Arc<Registry>, transport: Arc<dyn Transport>) -> EngineBuilder {
+        EngineBuilder {
+            engine: Engine {
+                store,
+                registry,
+                transport,
+                clock: Arc::new(SystemClock),
+                config: EngineConfig::default(),
+                faults: FaultPlan::none(),
+                observer: Arc::new(NoObserver),
+                rng: Mutex::new(SmallRng::from_entropy()),
+            },
+        }
+    }
+
+    /// The log this engine writes.
+    pub fn store(&self) -> &Arc<dyn SagaStore> {
+        &self.store
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Starts a saga of the newest version of `saga_type`. Idempotent on `id`: a second call
+    /// with the same id and parameters returns the existing saga; with other parameters, an error.
+    #[tracing::instrument(skip_all, fields(saga_id = %id, saga_type = saga_type))]
+    pub async fn start(&self, saga_type: &str, id: SagaId, params: Value) -> Result<Started, EngineError> {
+        let definition =
+            self.registry.latest(saga_type).ok_or_else(|| EngineError::UnknownSagaType(saga_type.to_owned()))?;
+        let now = self.clock.now();
+        let first = LogEntry {
+            seq: 1,
+            at: now,
+            event: SagaEvent::Started {
+                saga_type: definition.name.clone(),
+                version: definition.version,
+                steps: definition.steps.iter().map(|s| s.name.clone()).collect(),
+                params: params.clone(),
+            },
+        };
+        let mut state = SagaState::started(id, &first)?;
+        let mut entries = vec![first];
+        self.drive(&mut state, &mut entries, &definition, now)?;
+
+        let mut backoff = 0;
+        let outcome = loop {
+            match self.store.create(&state, &entries).await {
+                Ok(created) => break created,
+                Err(e) if e.is_transient() => self.store_backoff(&mut backoff, &e).await?,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        match outcome {
+            Created::Existing(existing) => {
+                if existing.params != params || existing.saga_type != saga_type {
+                    return Err(EngineError::IdReused(id));
+                }
+                Ok(Started { state: *existing, created: false })
+            }
+            Created::New => {
+                info!(status = %state.status, "saga started");
+                self.observer.on_events(&state, &entries);
+                let state = self.settle(state, &entries).await?;
+                Ok(Started { state, created: true })
+            }
+        }
+    }
+
+    /// Applies a reply. Returns once the reply's effect is in the log: the caller may then
+    /// acknowledge the message.
+    #[tracing::instrument(skip_all, fields(saga_id = %reply.correlation.saga_id, step = %reply.correlation.step_name,
+        kind = %reply.correlation.kind, attempt = reply.correlation.attempt, outcome = reply.outcome.label()))]
+    pub async fn handle_reply(&self, reply: &Reply) -> Result<ReplyDisposition, EngineError> {
+        let id = reply.correlation.saga_id;
+        match self.transition(id, Input::Reply(reply)).await {
+            Err(EngineError::NotFound(_)) => {
+                warn!("reply for a saga this log does not hold");
+                Ok(ReplyDisposition::UnknownSaga)
+            }
+            Err(e) => Err(e),
+            Ok(None) => Ok(ReplyDisposition::Ignored),
+            Ok(Some((_, entries))) => {
+                let ignored = entries.iter().any(|e| matches!(e.event, SagaEvent::ReplyIgnored { .. }));
+                if ignored {
+                    debug!("stale reply recorded and ignored");
+                    Ok(ReplyDisposition::Ignored)
+                } else {
+                    Ok(ReplyDisposition::Applied)
+                }
+            }
+        }
+    }
+
+    /// Handles every deadline and retry due now. Returns how many sagas moved.
+    pub async fn tick(&self) -> Result<usize, EngineError> {
+        let now = self.clock.now();
+        let due = self.with_store_retry(|| self.store.due(now, self.config.tick_batch)).await?;
+        let mut moved = 0;
+        for id in due {
+            match self.transition(id, Input::Deadline).await {
+                Ok(Some(_)) => moved += 1,
+                Ok(None) => {}
+                Err(e) => warn!(saga_id = %id, error = %e, "timer pass failed for saga; next pass retries"),
+            }
+        }
+        Ok(moved)
+    }
+
+    /// Recovery after a start: drives every active saga on from its log, re-sending commands
+    /// that were in flight (same message id; participants deduplicate). Returns how many sagas
+    /// it looked at.
+    pub async fn recover(&self) -> Result<usize, EngineError> {
+        let mut after = None;
+        let mut seen = 0;
+        loop {
+            let batch = self.with_store_retry(|| self.store.active(after, 500)).await?;
+            let Some(last) = batch.last().copied() else { break };
+            for id in batch {
+                seen += 1;
+                if let Err(e) = self.transition(id, Input::Resend).await {
+                    error!(saga_id = %id, error = %e, "could not recover saga; its timer will retry");
+                }
+            }
+            after = Some(last);
+        }
+        info!(sagas = seen, "recovery pass done");
+        Ok(seen)
+    }
+
+    /// Operator action on a stuck saga: retry its compensation with a fresh attempt budget.
+    #[tracing::instrument(skip_all, fields(saga_id = %id))]
+    pub async fn retry(&self, id: SagaId, note: &str) -> Result<SagaState, EngineError> {
+        self.operator(id, |state| match state.status {
+            SagaStatus::Stuck => Ok(vec![SagaEvent::OperatorRetried { note: note.to_owned() }]),
+            status => Err(EngineError::InvalidState { id, status, why: "only a stuck saga can be retried" }),
+        })
+        .await
+    }
+
+    /// Operator action: a running saga stops and compensates what it did; a stuck saga is
+    /// abandoned (its remaining compensations become the operator's job).
+    #[tracing::instrument(skip_all, fields(saga_id = %id))]
+    pub async fn abort(&self, id: SagaId, note: &str) -> Result<SagaState, EngineError> {
+        self.operator(id, |state| {
+            let aborted = SagaEvent::OperatorAborted { note: note.to_owned() };
+            match state.status {
+                SagaStatus::Running => Ok(vec![
+                    aborted,
+                    SagaEvent::CompensationStarted {
+                        failure: saga::Failure { step: None, code: "aborted".into(), reason: format!("aborted by operator: {note}") },
+                    },
+                ]),
+                SagaStatus::Stuck => Ok(vec![aborted, SagaEvent::Aborted]),
+                status => Err(EngineError::InvalidState {
+                    id,
+                    status,
+                    why: "only a running or stuck saga can be aborted (a compensating one is already unwinding)",
+                }),
+            }
+        })
+        .await
+    }
+
+    /// The current state of a saga.
+    pub async fn get(&self, id: SagaId) -> Result<Option<SagaState>, EngineError> {
+        Ok(self.with_store_retry(|| self.store.load(id)).await?)
+    }
+
+    /// The full log of a saga.
+    pub async fn history(&self, id: SagaId) -> Result<Vec<LogEntry>, EngineError> {
+        Ok(self.with_store_retry(|| self.store.history(id)).await?)
+    }
+
+    /// Sagas, newest first.
+    pub async fn list(&self, query: &ListQuery) -> Result<Vec<SagaSummary>, EngineError> {
+        Ok(self.with_store_retry(|| self.store.list(query)).await?)
+    }
+
+    /// Runs the engine until `shutdown` completes: recovery, then the reply consumer and the
+    /// timer loop. A reply is acknowledged only after its effect is in the log; when the log
+    /// cannot be written it is negatively acknowledged and comes back.
+    pub async fn run(self: Arc<Self>, shutdown: impl Future<Output = ()> + Send) -> Result<(), EngineError> {
+        let mut replies = loop {
+            match self.transport.replies(&self.config.reply_to).await {
+                Ok(r) => break r,
+                Err(e) => {
+                    warn!(error = %e, "cannot subscribe to replies yet; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        };
+        self.recover().await?;
+        let timer = {
+            let engine = self.clone();
+            async move {
+                let mut interval = tokio::time::interval(engine.config.poll_interval);
+                interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    interval.tick().await;
+                    if let Err(e) = engine.tick().await {
+                        warn!(error = %e, "timer pass failed");
+                    }
+                }
+            }
+        };
+        let consumer = {
+            let engine = self.clone();
+            async move {
+                loop {
+                    let delivery = match replies.recv().await {
+                        Ok(d) => d,
+                        Err(TransportError::Closed) => return,
+                        Err(e) => {
+                            warn!(error = %e, "reply stream failed; retrying");
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                            continue;
+                        }
+                    };
+                    let span = tracing::info_span!("reply", saga_id = %delivery.message.correlation.saga_id);
+                    let result = engine.handle_reply(&delivery.message).instrument(span).await;
+                    let settled = match result {
+                        Ok(_) => delivery.ack().await,
+                        Err(EngineError::Store(e)) if e.is_transient() => {
+                            warn!(error = %e, "saga log unavailable; reply will be redelivered");
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                            delivery.nack().await
+                        }
+                        Err(e) => {
+                            error!(error = %e, "reply cannot be applied; dead-lettering it");
+                            delivery.dead_letter(&e.to_string()).await
+                        }
+                    };
+                    if let Err(e) = settled {
+                        warn!(error = %e, "could not settle a reply delivery");
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            _ = shutdown => info!("engine shutting down"),
+            _ = timer => {},
+            _ = consumer => info!("reply stream closed"),
+        }
+        Ok(())
+    }
+
+    // --- internals -------------------------------------------------------------------------
+
+    /// Appends the events `next_event` decides until the saga rests.
+    fn drive(
+        &self,
+        state: &mut SagaState,
+        entries: &mut Vec<LogEntry>,
+        definition: &crate::definition::SagaDefinition,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<(), EngineError> {
+        let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+        let mut decide = Decide { definition, now, reply_to: &self.config.reply_to, rng: &mut *rng };
+        while let Some(event) = saga::next_event(state, &mut decide) {
+            let entry = LogEntry { seq: state.version + 1, at: now, event };
+            state.apply(&entry)?;
+            entries.push(entry);
+        }
+        Ok(())
+    }
+
+    /// Loads a saga, folds in `input`, drives it to rest, and writes the result; on a version
+    /// conflict, starts over from the fresh state. Then acts on what was written.
+    async fn transition(&self, id: SagaId, input: Input<'_>) -> Result<Option<(SagaState, Vec<LogEntry>)>, EngineError> {
+        let mut backoff = 0;
+        loop {
+            let current = self.with_store_retry(|| self.store.load(id)).await?.ok_or(EngineError::NotFound(id))?;
+            let definition = self
+                .registry
+                .get(&current.saga_type, current.definition_version)
+                .ok_or_else(|| EngineError::UnknownSagaType(format!("{} v{}", current.saga_type, current.definition_version)))?;
+            let now = self.clock.now();
+            let mut state = current.clone();
+            let mut entries = Vec::new();
+            for event in saga::observe(&state, &input, now) {
+                let entry = LogEntry { seq: state.version + 1, at: now, event };
+                state.apply(&entry)?;
+                entries.push(entry);
+            }
+            self.drive(&mut state, &mut entries, &definition, now)?;
+            if entries.is_empty() {
+                return Ok(None);
+            }
+            match self.store.append(current.version, &state, &entries).await {
+                Ok(()) => {
+                    self.observer.on_events(&state, &entries);
+                    log_transition(&state, &entries);
+                    let state = self.settle(state, &entries).await?;
+                    return Ok(Some((state, entries)));
+                }
+                Err(StoreError::Conflict(_)) => {
+                    debug!(saga_id = %id, "version conflict; reloading");
+                    continue;
+                }
+                Err(e) if e.is_transient() => self.store_backoff(&mut backoff, &e).await?,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    async fn operator(
+        &self,
+        id: SagaId,
+        decide: impl Fn(&SagaState) -> Result<Vec<SagaEvent>, EngineError>,
+    ) -> Result<SagaState, EngineError> {
+        let mut backoff = 0;
+        loop {
+            let current = self.with_store_retry(|| self.store.load(id)).await?.ok_or(EngineError::NotFound(id))?;
+            let definition = self
+                .registry
+                .get(&current.saga_type, current.definition_version)
+                .ok_or_else(|| EngineError::UnknownSagaType(current.saga_type.clone()))?;
+            let now = self.clock.now();
+            let mut state = current.clone();
+            let mut entries = Vec::new();
+            for event in decide(&current)? {
+                let entry = LogEntry { seq: state.version + 1, at: now, event };
+                state.apply(&entry)?;
+                entries.push(entry);
+            }
+            self.drive(&mut state, &mut entries, &definition, now)?;
+            match self.store.append(current.version, &state, &entries).await {
+                Ok(()) => {
+                    info!(status = %state.status, "operator action written");
+                    self.observer.on_events(&state, &entries);
+                    return self.settle(state, &entries).await;
+                }
+                Err(StoreError::Conflict(_)) => continue,
+                Err(e) if e.is_transient() => self.store_backoff(&mut backoff, &e).await?,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Acts on entries just written: sends the command they put in flight. An injected fault
+    /// answers the command instead, through the same path a participant's reply takes.
+    async fn settle(&self, state: SagaState, entries: &[LogEntry]) -> Result<SagaState, EngineError> {
+        let sends = entries
+            .iter()
+            .any(|e| matches!(e.event, SagaEvent::CommandSent { .. } | SagaEvent::CommandResent { .. }));
+        let Some(in_flight) = state.in_flight.as_ref().filter(|_| sends) else {
+            return Ok(state);
+        };
+        let command = in_flight.command.clone();
+        let c = &command.correlation;
+        if self.faults.fails(&c.step_name, c.kind) {
+            let outcome = match c.kind {
+                StepKind::Action => Outcome::BusinessFailure { code: INJECTED_CODE.into(), reason: "injected failure".into() },
+                StepKind::Compensation => Outcome::Transient { reason: "injected compensation failure".into() },
+            };
+            let reply = Reply { correlation: command.correlation.clone(), outcome };
+            // Boxed: settle → handle_reply → transition → settle is recursive.
+            Box::pin(self.handle_reply(&reply)).await?;
+            return Ok(self.get(state.id).await?.unwrap_or(state));
+        }
+        self.send(&command).await;
+        if self.faults.duplicate_commands {
+            self.send(&command).await;
+        }
+        Ok(state)
+    }
+
+    /// Hands a command to the transport, retrying briefly. If it still fails, the step's
+    /// timeout will treat the attempt as unknown and retry it: nothing is lost.
+    async fn send(&self, command: &Command) {
+        let policy = &self.config.send_retry;
+        for attempt in 1..=policy.max_attempts.max(1) {
+            match self.transport.send_command(command).await {
+                Ok(()) => return,
+                Err(e) => {
+                    warn!(saga_id = %command.correlation.saga_id, attempt, error = %e, "command send failed");
+                    let delay = {
+                        let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+                        policy.backoff(attempt + 1, &mut *rng)
+                    };
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+        error!(saga_id = %command.correlation.saga_id, "command not sent; the step timeout will retry it");
+    }
+
+    async fn store_backoff(&self, attempt: &mut u32, error: &StoreError) -> Result<(), EngineError> {
+        *attempt += 1;
+        let policy = &self.config.store_retry;
+        if *attempt >= policy.max_attempts {
+            error!(attempts = *attempt, error = %error, "saga log write failed; giving the error to the caller");
+            return Err(EngineError::Store(StoreError::Unavailable(error.to_string())));
+        }
+        // The log level rises with the failures: one blip is noise, a run of them is an outage.
+        if *attempt < 3 {
+            debug!(attempt = *attempt, error = %error, "saga log unavailable; retrying");
+        } else {
+            warn!(attempt = *attempt, error = %error, "saga log unavailable; retrying");
+        }
+        let delay = {
+            let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+            policy.backoff(*attempt + 1, &mut *rng)
+        };
+        tokio::time::sleep(delay).await;
+        Ok(())
+    }
+
+    async fn with_store_retry<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        let mut attempt = 0;
+        loop {
+            match f().await {
+                Err(e) if e.is_transient() => {
+                    if let Err(EngineError::Store(e)) = self.store_backoff(&mut attempt, &e).await {
+                        return Err(e);
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+fn log_transition(state: &SagaState, entries: &[LogEntry]) {
+    for entry in entries {
+        match &entry.event {
+            SagaEvent::Completed | SagaEvent::Compensated | SagaEvent::Aborted => {
+                info!(saga_id = %state.id, status = %state.status, "saga finished")
+            }
+            SagaEvent::Stuck { reason, .. } => error!(saga_id = %state.id, reason = %reason, "saga stuck: operator needed"),
+            SagaEvent::CompensationStarted { failure } => {
+                info!(saga_id = %state.id, code = %failure.code, reason = %failure.reason, "saga compensating")
+            }
+            SagaEvent::TimedOut { step, kind, attempt } => {
+                warn!(saga_id = %state.id, step, %kind, attempt, "step timed out")
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! saga-core: a generic saga orchestration engine.
+//!
+//! A saga is a named, versioned list of steps ([`definition`]); each step has an action and a
+//! compensation carried out by a participant over a [`transport`]. The [`engine`] drives sagas
+//! through the pure state machine of [`saga`], persisting every transition in a [`log`] before
+//! acting on it, so that after a crash every saga is driven on to exactly one resting state:
+//! completed, compensated, or stuck waiting for an operator. [`participant`] gives any worker
+//! exactly-once effects over at-least-once delivery.
+
+pub mod clock;
+pub mod definition;
+pub mod engine;
+pub mod id;
+pub mod inject;
+pub mod log;
+pub mod participant;
+pub mod saga;
+pub mod transport;
+
+pub use definition::{CommandBody, Registry, RetryPolicy, SagaDefinition, Step, StepCommands, StepContext};
+pub use engine::{Engine, EngineConfig, EngineError, ReplyDisposition};
+pub use id::{MessageId, SagaId, StepKind};
+pub use saga::{LogEntry, SagaEvent, SagaState, SagaStatus};
+pub use transport::{Command, Correlation, Outcome, Reply, Transport};

@@ -1,0 +1,158 @@
+//! An in-memory saga store: the same contract as the SQL stores, for unit and property tests
+//! where thousands of sagas must run in milliseconds.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::{wake_key, Created, ListQuery, SagaStore, SagaSummary, StoreError, StoreStats};
+use crate::id::SagaId;
+use crate::saga::{LogEntry, SagaState};
+
+/// An in-memory store. Writes can be made to fail after a given count, to simulate a crash.
+#[derive(Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    sagas: BTreeMap<SagaId, (SagaState, Vec<LogEntry>)>,
+    writes: u64,
+    write_limit: Option<u64>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A store holding one saga whose log is `entries` (its state is their fold): a log cut
+    /// after any prefix, to test recovery.
+    pub fn with_log(id: SagaId, entries: &[LogEntry]) -> Result<Self, crate::saga::ReplayError> {
+        let state = SagaState::replay(id, entries)?;
+        let store = Self::new();
+        store.lock().sagas.insert(id, (state, entries.to_vec()));
+        Ok(store)
+    }
+
+    /// Successful writes (creates and appends) so far.
+    pub fn writes(&self) -> u64 {
+        self.lock().writes
+    }
+
+    /// After `limit` more successful writes, every write fails as if the database were gone.
+    pub fn fail_writes_after(&self, limit: u64) {
+        let mut inner = self.lock();
+        inner.write_limit = Some(inner.writes + limit);
+    }
+
+    fn check_write(inner: &Inner) -> Result<(), StoreError> {
+        match inner.write_limit {
+            Some(limit) if inner.writes >= limit => Err(StoreError::Unavailable("injected crash".into())),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[async_trait]
+impl SagaStore for MemoryStore {
+    async fn create(&self, state: &SagaState, entries: &[LogEntry]) -> Result<Created, StoreError> {
+        let mut inner = self.lock();
+        Self::check_write(&inner)?;
+        if let Some((existing, _)) = inner.sagas.get(&state.id) {
+            return Ok(Created::Existing(Box::new(existing.clone())));
+        }
+        inner.sagas.insert(state.id, (state.clone(), entries.to_vec()));
+        inner.writes += 1;
+        Ok(Created::New)
+    }
+
+    async fn append(&self, expected_version: i64, state: &SagaState, entries: &[LogEntry]) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        Self::check_write(&inner)?;
+        let (current, log) = inner
+            .sagas
+            .get_mut(&state.id)
+            .ok_or_else(|| StoreError::Corrupt(format!("append to unknown saga {}", state.id)))?;
+        if current.version != expected_version {
+            return Err(StoreError::Conflict(state.id));
+        }
+        *current = state.clone();
+        log.extend_from_slice(entries);
+        inner.writes += 1;
+        Ok(())
+    }
+
+    async fn load(&self, id: SagaId) -> Result<Option<SagaState>, StoreError> {
+        Ok(self.lock().sagas.get(&id).map(|(s, _)| s.clone()))
+    }
+
+    async fn history(&self, id: SagaId) -> Result<Vec<LogEntry>, StoreError> {
+        Ok(self.lock().sagas.get(&id).map(|(_, l)| l.clone()).unwrap_or_default())
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<Vec<SagaSummary>, StoreError> {
+        let inner = self.lock();
+        let mut all: Vec<SagaSummary> = inner
+            .sagas
+            .values()
+            .map(|(s, _)| s)
+            .filter(|s| query.status.is_none_or(|st| st == s.status))
+            .filter(|s| query.saga_type.as_ref().is_none_or(|t| *t == s.saga_type))
+            .map(|s| SagaSummary {
+                id: s.id,
+                saga_type: s.saga_type.clone(),
+                status: s.status,
+                version: s.version,
+                created_at: s.created_at,
+                updated_at: s.updated_at,
+            })
+            .collect();
+        all.sort_by(|a, b| (b.created_at, b.id).cmp(&(a.created_at, a.id)));
+        let limit = query.limit.clamp(1, 1000) as usize;
+        Ok(all.into_iter().skip(query.offset as usize).take(limit).collect())
+    }
+
+    async fn active(&self, after: Option<SagaId>, limit: u32) -> Result<Vec<SagaId>, StoreError> {
+        let inner = self.lock();
+        Ok(inner
+            .sagas
+            .iter()
+            .filter(|(id, (s, _))| s.status.is_active() && after.is_none_or(|a| **id > a))
+            .map(|(id, _)| *id)
+            .take(limit as usize)
+            .collect())
+    }
+
+    async fn due(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<SagaId>, StoreError> {
+        let inner = self.lock();
+        let now = now.timestamp_millis();
+        Ok(inner
+            .sagas
+            .iter()
+            .filter(|(_, (s, _))| wake_key(s).is_some_and(|w| w <= now))
+            .map(|(id, _)| *id)
+            .take(limit as usize)
+            .collect())
+    }
+
+    async fn stats(&self) -> Result<StoreStats, StoreError> {
+        let inner = self.lock();
+        let mut stats = StoreStats::default();
+        for status in crate::saga::SagaStatus::ALL {
+            let n = inner.sagas.values().filter(|(s, _)| s.status == status).count() as i64;
+            stats.by_status.push((status, n));
+        }
+        stats.oldest_unfinished =
+            inner.sagas.values().filter(|(s, _)| !s.status.is_final()).map(|(s, _)| s.created_at).min();
+        Ok(stats)
+    }
+}

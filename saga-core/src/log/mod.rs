@@ -1,0 +1,123 @@
+//! The saga log: an append-only history of events per saga, plus a current-state row, written
+//! together in one transaction. The trait lives here; the stores are in [`memory`] (tests) and
+//! [`sql`] (PostgreSQL and SQLite).
+//!
+//! Concurrency is optimistic: every append names the version (the last `seq`) it was decided
+//! against, and fails with [`StoreError::Conflict`] when another writer got there first. The
+//! engine then reloads and decides again. The same rule works on PostgreSQL and SQLite, and lets
+//! several engines share one PostgreSQL log without leases.
+
+pub mod memory;
+pub mod sql;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::id::SagaId;
+use crate::saga::{LogEntry, SagaState, SagaStatus};
+
+/// Errors of a saga store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another writer appended first; reload and decide again.
+    #[error("version conflict on saga {0}")]
+    Conflict(SagaId),
+    /// The database could not be reached or was busy; retry with backoff.
+    #[error("saga log unavailable: {0}")]
+    Unavailable(String),
+    /// Stored data could not be read back (a bug or a hand edit); never retried.
+    #[error("saga log corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// True when retrying the same call may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+/// What `create` found.
+#[derive(Debug)]
+pub enum Created {
+    /// The saga was created.
+    New,
+    /// A saga with this id already exists; here is its state.
+    Existing(Box<SagaState>),
+}
+
+/// A saga as listed, without its history.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SagaSummary {
+    /// The saga.
+    pub id: SagaId,
+    /// Definition name.
+    pub saga_type: String,
+    /// Where it is.
+    pub status: SagaStatus,
+    /// Log entries so far.
+    pub version: i64,
+    /// When it started.
+    pub created_at: DateTime<Utc>,
+    /// When its log was last written.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Which sagas `list` returns, newest first.
+#[derive(Clone, Debug, Default)]
+pub struct ListQuery {
+    /// Only sagas in this status.
+    pub status: Option<SagaStatus>,
+    /// Only sagas of this definition.
+    pub saga_type: Option<String>,
+    /// At most this many (the store caps it at 1000).
+    pub limit: u32,
+    /// Skip this many.
+    pub offset: u32,
+}
+
+/// Counts of sagas per status, and the age of the oldest unfinished one.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StoreStats {
+    /// Sagas per status.
+    pub by_status: Vec<(SagaStatus, i64)>,
+    /// Creation time of the oldest saga not in a final state (stuck ones included).
+    pub oldest_unfinished: Option<DateTime<Utc>>,
+}
+
+/// A persisted saga log.
+#[async_trait]
+pub trait SagaStore: Send + Sync + 'static {
+    /// Creates a saga: its current-state row and its first entries, in one transaction.
+    /// If the id exists, changes nothing and returns the existing state.
+    async fn create(&self, state: &SagaState, entries: &[LogEntry]) -> Result<Created, StoreError>;
+
+    /// Appends entries and replaces the current-state row, in one transaction, if the stored
+    /// version is still `expected_version`; otherwise `Conflict`.
+    async fn append(&self, expected_version: i64, state: &SagaState, entries: &[LogEntry]) -> Result<(), StoreError>;
+
+    /// The current state of a saga.
+    async fn load(&self, id: SagaId) -> Result<Option<SagaState>, StoreError>;
+
+    /// The whole log of a saga, in order.
+    async fn history(&self, id: SagaId) -> Result<Vec<LogEntry>, StoreError>;
+
+    /// Sagas, newest first.
+    async fn list(&self, query: &ListQuery) -> Result<Vec<SagaSummary>, StoreError>;
+
+    /// Sagas the engine still drives (running or compensating), oldest first, after `after`
+    /// (exclusive) in id order, at most `limit`.
+    async fn active(&self, after: Option<SagaId>, limit: u32) -> Result<Vec<SagaId>, StoreError>;
+
+    /// Active sagas whose deadline or retry time is at or before `now`, at most `limit`.
+    async fn due(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<SagaId>, StoreError>;
+
+    /// Counts for metrics.
+    async fn stats(&self) -> Result<StoreStats, StoreError>;
+}
+
+/// The `wake_at` index key stored with a state: milliseconds since the epoch.
+pub(crate) fn wake_key(state: &SagaState) -> Option<i64> {
+    state.wake_at().map(|t| t.timestamp_millis())
+}

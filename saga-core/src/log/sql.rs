@@ -1,0 +1,316 @@
+//! The SQL saga stores: PostgreSQL for deployments, SQLite for the embedded mode. Both run the
+//! same statements (both databases accept `$n` parameters, `ON CONFLICT` and `RETURNING`), so one
+//! macro writes both implementations and the conformance suite holds them to one contract.
+//!
+//! Queries are checked at run time, not by `sqlx::query!`: the macros check one database per
+//! crate, and this crate speaks two. The conformance suite in `tests/store_conformance.rs` runs
+//! every statement against both.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::types::Json;
+use sqlx::Row;
+
+use super::{wake_key, Created, ListQuery, SagaStore, SagaSummary, StoreError, StoreStats};
+use crate::id::SagaId;
+use crate::saga::{LogEntry, SagaEvent, SagaState, SagaStatus};
+
+/// Migrations of the saga log on PostgreSQL (`migrations/saga_log/postgres`).
+pub static PG_MIGRATOR: Migrator = sqlx::migrate!("../migrations/saga_log/postgres");
+/// Migrations of the saga log on SQLite (`migrations/saga_log/sqlite`).
+pub static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("../migrations/saga_log/sqlite");
+
+/// Maps a driver error: unique violations are conflicts, connection trouble and other database
+/// errors may pass (retry), undecodable rows are corruption (never retried).
+pub(crate) fn map_err(id: Option<SagaId>, e: sqlx::Error) -> StoreError {
+    match e {
+        sqlx::Error::Database(ref d) if d.is_unique_violation() => match id {
+            Some(id) => StoreError::Conflict(id),
+            None => StoreError::Unavailable(e.to_string()),
+        },
+        sqlx::Error::Decode(_) | sqlx::Error::ColumnDecode { .. } | sqlx::Error::ColumnNotFound(_) | sqlx::Error::TypeNotFound { .. } => {
+            StoreError::Corrupt(e.to_string())
+        }
+        other => StoreError::Unavailable(other.to_string()),
+    }
+}
+
+fn status_of(s: &str) -> Result<SagaStatus, StoreError> {
+    SagaStatus::from_str(s).map_err(StoreError::Corrupt)
+}
+
+/// Runs a migrator with `ignore_missing`, so the applications that share the database (the
+/// orchestrator's query side, a worker's business tables) keep their own migrations beside ours.
+pub(crate) async fn migrate<'a, A>(migrator: &Migrator, conn: A) -> Result<(), sqlx::migrate::MigrateError>
+where
+    A: sqlx::Acquire<'a>,
+    <A::Connection as std::ops::Deref>::Target: sqlx::migrate::Migrate,
+{
+    let mut migrator = Migrator { migrations: migrator.migrations.clone(), ..Migrator::DEFAULT };
+    migrator.set_ignore_missing(true);
+    migrator.run(conn).await
+}
+
+/// Opens a PostgreSQL pool.
+pub async fn pg_pool(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect(url)
+        .await
+}
+
+/// Opens a SQLite pool on a file (created if missing), in WAL mode with `synchronous=FULL` so a
+/// committed transition survives a power cut, and a busy timeout so writers queue instead of
+/// failing. An in-memory URL gets a single connection, since each connection would otherwise
+/// see its own empty database.
+pub async fn sqlite_pool(url: &str) -> Result<SqlitePool, sqlx::Error> {
+    let options = SqliteConnectOptions::from_str(url)?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .busy_timeout(Duration::from_secs(10))
+        .foreign_keys(true);
+    let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+    SqlitePoolOptions::new()
+        .max_connections(if in_memory { 1 } else { 4 })
+        .connect_with(options)
+        .await
+}
+
+macro_rules! sql_store {
+    ($(#[$meta:meta])* $name:ident, $pool:ty, $migrator:ident) => {
+        $(#[$meta])*
+        #[derive(Clone, Debug)]
+        pub struct $name {
+            pool: $pool,
+        }
+
+        impl $name {
+            /// A store on an open pool; call [`Self::migrate`] once before use.
+            pub fn new(pool: $pool) -> Self {
+                Self { pool }
+            }
+
+            /// Applies the saga log's migrations.
+            pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
+                migrate(&$migrator, &self.pool).await
+            }
+
+            /// The pool, for callers that keep other tables in the same database.
+            pub fn pool(&self) -> &$pool {
+                &self.pool
+            }
+        }
+
+        #[async_trait]
+        impl SagaStore for $name {
+            async fn create(&self, state: &SagaState, entries: &[LogEntry]) -> Result<Created, StoreError> {
+                let id = state.id;
+                let mut tx = self.pool.begin().await.map_err(|e| map_err(None, e))?;
+                let inserted = sqlx::query(
+                    "INSERT INTO saga (saga_id, saga_type, saga_version, status, version, wake_at_ms, state, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (saga_id) DO NOTHING",
+                )
+                .bind(id.0)
+                .bind(&state.saga_type)
+                .bind(state.definition_version as i32)
+                .bind(state.status.as_str())
+                .bind(state.version)
+                .bind(wake_key(state))
+                .bind(Json(state))
+                .bind(state.created_at)
+                .bind(state.updated_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| map_err(None, e))?
+                .rows_affected();
+                if inserted == 0 {
+                    drop(tx);
+                    return match self.load(id).await? {
+                        Some(existing) => Ok(Created::Existing(Box::new(existing))),
+                        None => Err(StoreError::Unavailable(format!("saga {id} vanished during create"))),
+                    };
+                }
+                for entry in entries {
+                    insert_entry!(tx, id, entry);
+                }
+                tx.commit().await.map_err(|e| map_err(Some(id), e))?;
+                Ok(Created::New)
+            }
+
+            async fn append(&self, expected_version: i64, state: &SagaState, entries: &[LogEntry]) -> Result<(), StoreError> {
+                let id = state.id;
+                let mut tx = self.pool.begin().await.map_err(|e| map_err(None, e))?;
+                let updated = sqlx::query(
+                    "UPDATE saga SET status = $2, version = $3, wake_at_ms = $4, state = $5, updated_at = $6 \
+                     WHERE saga_id = $1 AND version = $7",
+                )
+                .bind(id.0)
+                .bind(state.status.as_str())
+                .bind(state.version)
+                .bind(wake_key(state))
+                .bind(Json(state))
+                .bind(state.updated_at)
+                .bind(expected_version)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| map_err(Some(id), e))?
+                .rows_affected();
+                if updated == 0 {
+                    return Err(StoreError::Conflict(id));
+                }
+                for entry in entries {
+                    insert_entry!(tx, id, entry);
+                }
+                tx.commit().await.map_err(|e| map_err(Some(id), e))?;
+                Ok(())
+            }
+
+            async fn load(&self, id: SagaId) -> Result<Option<SagaState>, StoreError> {
+                let row: Option<(Json<SagaState>,)> = sqlx::query_as("SELECT state FROM saga WHERE saga_id = $1")
+                    .bind(id.0)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(|e| map_err(Some(id), e))?;
+                Ok(row.map(|(Json(s),)| s))
+            }
+
+            async fn history(&self, id: SagaId) -> Result<Vec<LogEntry>, StoreError> {
+                let rows: Vec<(i64, DateTime<Utc>, Json<SagaEvent>)> =
+                    sqlx::query_as("SELECT seq, at, event FROM saga_log WHERE saga_id = $1 ORDER BY seq")
+                        .bind(id.0)
+                        .fetch_all(&self.pool)
+                        .await
+                        .map_err(|e| map_err(Some(id), e))?;
+                Ok(rows.into_iter().map(|(seq, at, Json(event))| LogEntry { seq, at, event }).collect())
+            }
+
+            async fn list(&self, query: &ListQuery) -> Result<Vec<SagaSummary>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT saga_id, saga_type, status, version, created_at, updated_at FROM saga \
+                     WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR saga_type = $2) \
+                     ORDER BY created_at DESC, saga_id DESC LIMIT $3 OFFSET $4",
+                )
+                .bind(query.status.map(|s| s.as_str()))
+                .bind(query.saga_type.as_deref())
+                .bind(i64::from(query.limit.clamp(1, 1000)))
+                .bind(i64::from(query.offset))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| map_err(None, e))?;
+                rows.into_iter()
+                    .map(|row| {
+                        let status: String = row.try_get("status").map_err(|e| map_err(None, e))?;
+                        Ok(SagaSummary {
+                            id: SagaId(row.try_get("saga_id").map_err(|e| map_err(None, e))?),
+                            saga_type: row.try_get("saga_type").map_err(|e| map_err(None, e))?,
+                            status: status_of(&status)?,
+                            version: row.try_get("version").map_err(|e| map_err(None, e))?,
+                            created_at: row.try_get("created_at").map_err(|e| map_err(None, e))?,
+                            updated_at: row.try_get("updated_at").map_err(|e| map_err(None, e))?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn active(&self, after: Option<SagaId>, limit: u32) -> Result<Vec<SagaId>, StoreError> {
+                let rows: Vec<(uuid::Uuid,)> = sqlx::query_as(
+                    "SELECT saga_id FROM saga WHERE status IN ('running', 'compensating') \
+                     AND ($1 IS NULL OR saga_id > $1) ORDER BY saga_id LIMIT $2",
+                )
+                .bind(after.map(|a| a.0))
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| map_err(None, e))?;
+                Ok(rows.into_iter().map(|(id,)| SagaId(id)).collect())
+            }
+
+            async fn due(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<SagaId>, StoreError> {
+                let rows: Vec<(uuid::Uuid,)> = sqlx::query_as(
+                    "SELECT saga_id FROM saga WHERE wake_at_ms IS NOT NULL AND wake_at_ms <= $1 \
+                     ORDER BY wake_at_ms LIMIT $2",
+                )
+                .bind(now.timestamp_millis())
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| map_err(None, e))?;
+                Ok(rows.into_iter().map(|(id,)| SagaId(id)).collect())
+            }
+
+            async fn stats(&self) -> Result<StoreStats, StoreError> {
+                let counts: Vec<(String, i64)> = sqlx::query_as("SELECT status, COUNT(*) FROM saga GROUP BY status")
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(|e| map_err(None, e))?;
+                let oldest: Option<(DateTime<Utc>,)> = sqlx::query_as(
+                    "SELECT created_at FROM saga WHERE status NOT IN ('completed', 'compensated', 'aborted') \
+                     ORDER BY created_at LIMIT 1",
+                )
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|e| map_err(None, e))?;
+                let mut by_status = Vec::new();
+                for status in SagaStatus::ALL {
+                    let n = counts.iter().find(|(s, _)| s == status.as_str()).map_or(0, |(_, n)| *n);
+                    by_status.push((status, n));
+                }
+                Ok(StoreStats { by_status, oldest_unfinished: oldest.map(|(t,)| t) })
+            }
+        }
+    };
+}
+
+macro_rules! insert_entry {
+    ($tx:ident, $id:ident, $entry:ident) => {
+        sqlx::query("INSERT INTO saga_log (saga_id, seq, at, kind, event) VALUES ($1, $2, $3, $4, $5)")
+            .bind($id.0)
+            .bind($entry.seq)
+            .bind($entry.at)
+            .bind($entry.event.name())
+            .bind(Json(&$entry.event))
+            .execute(&mut *$tx)
+            .await
+            .map_err(|e| map_err(Some($id), e))?;
+    };
+}
+
+sql_store!(
+    /// The saga log in PostgreSQL: `saga` (current state) and `saga_log` (history).
+    PgStore,
+    PgPool,
+    PG_MIGRATOR
+);
+
+sql_store!(
+    /// The saga log in a SQLite file: the embedded mode's default.
+    SqliteStore,
+    SqlitePool,
+    SQLITE_MIGRATOR
+);
+
+impl PgStore {
+    /// Connects to `url` and applies migrations.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let store = Self::new(pg_pool(url, 10).await.map_err(|e| map_err(None, e))?);
+        store.migrate().await.map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        Ok(store)
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `url` and applies migrations.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let store = Self::new(sqlite_pool(url).await.map_err(|e| map_err(None, e))?);
+        store.migrate().await.map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        Ok(store)
+    }
+}

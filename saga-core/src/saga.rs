@@ -1,0 +1,731 @@
+//! The saga state machine, as pure functions: the events written to the saga log, the state they
+//! fold into, and the decisions that take a saga from one resting state to the next.
+//!
+//! The log is the source of truth. [`SagaState`] is a fold of its entries (the current-state row
+//! is a cache of that fold, written in the same transaction), so any prefix of a log is a valid
+//! state and [`next_event`] can drive it on: that is how recovery works after a crash at any
+//! instant.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::definition::{SagaDefinition, StepContext};
+use crate::id::{MessageId, SagaId, StepKind};
+use crate::transport::{Command, Correlation, Outcome};
+
+/// Where a saga is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SagaStatus {
+    /// Running its actions forward.
+    Running,
+    /// A step failed (or an operator aborted): undoing what was done, in reverse order.
+    Compensating,
+    /// Every action succeeded. Terminal.
+    Completed,
+    /// Every step that ran or may have run was compensated. Terminal.
+    Compensated,
+    /// A compensation kept failing: waiting for an operator to `retry` or `abort`.
+    Stuck,
+    /// An operator abandoned a stuck saga, taking over its repair. Terminal.
+    Aborted,
+}
+
+impl SagaStatus {
+    /// Every status, for metrics and filters.
+    pub const ALL: [SagaStatus; 6] = [
+        SagaStatus::Running,
+        SagaStatus::Compensating,
+        SagaStatus::Completed,
+        SagaStatus::Compensated,
+        SagaStatus::Stuck,
+        SagaStatus::Aborted,
+    ];
+
+    /// The stable name used in the log, the store and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SagaStatus::Running => "running",
+            SagaStatus::Compensating => "compensating",
+            SagaStatus::Completed => "completed",
+            SagaStatus::Compensated => "compensated",
+            SagaStatus::Stuck => "stuck",
+            SagaStatus::Aborted => "aborted",
+        }
+    }
+
+    /// True when the engine will never move the saga again.
+    pub fn is_final(self) -> bool {
+        matches!(self, SagaStatus::Completed | SagaStatus::Compensated | SagaStatus::Aborted)
+    }
+
+    /// True when the engine is still driving the saga (not final, not waiting for an operator).
+    pub fn is_active(self) -> bool {
+        matches!(self, SagaStatus::Running | SagaStatus::Compensating)
+    }
+}
+
+impl std::fmt::Display for SagaStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for SagaStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        SagaStatus::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| format!("unknown saga status {s:?}"))
+    }
+}
+
+/// Why a saga turned to compensation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    /// The step that failed, if one did (none for an operator's abort).
+    pub step: Option<String>,
+    /// A stable code: the participant's business code, `gave_up`, `build_failed` or `aborted`.
+    pub code: String,
+    /// A human-readable reason.
+    pub reason: String,
+}
+
+/// One record of the saga log. Serialized as JSON with a `type` tag; the names are stable.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SagaEvent {
+    /// The saga was created.
+    Started {
+        /// Definition name.
+        saga_type: String,
+        /// Definition version.
+        version: u32,
+        /// The names of the definition's steps, in order.
+        steps: Vec<String>,
+        /// The parameters.
+        params: Value,
+    },
+    /// A command was written here, then handed to the transport. It stays in flight until a
+    /// matching reply or its deadline.
+    CommandSent {
+        /// The full command, so recovery resends it unchanged (same message id).
+        command: Command,
+        /// When the attempt times out.
+        deadline: DateTime<Utc>,
+    },
+    /// The in-flight command was handed to the transport again (recovery after a restart).
+    CommandResent {
+        /// Its message id.
+        message_id: MessageId,
+    },
+    /// A reply matched the in-flight command and was applied.
+    ReplyAccepted {
+        /// Step index.
+        step: u32,
+        /// Action or compensation.
+        kind: StepKind,
+        /// The attempt it answers.
+        attempt: u32,
+        /// What the participant said.
+        outcome: Outcome,
+    },
+    /// A reply that answers no command in flight (duplicate, late, or for a step already past):
+    /// recorded and ignored.
+    ReplyIgnored {
+        /// The reply's correlation.
+        correlation: Correlation,
+        /// The reply's outcome label.
+        outcome: String,
+        /// Why it was ignored.
+        why: String,
+    },
+    /// No reply came before the deadline: the outcome is unknown, the step may have run.
+    TimedOut {
+        /// Step index.
+        step: u32,
+        /// Action or compensation.
+        kind: StepKind,
+        /// The attempt that timed out.
+        attempt: u32,
+    },
+    /// The command could not be built.
+    BuildFailed {
+        /// Step index.
+        step: u32,
+        /// Action or compensation.
+        kind: StepKind,
+        /// The builder's error.
+        error: String,
+    },
+    /// The next attempt waits for a backoff delay.
+    RetryScheduled {
+        /// Step index.
+        step: u32,
+        /// Action or compensation.
+        kind: StepKind,
+        /// The attempt that will be sent.
+        attempt: u32,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// Attempts ran out without a definite answer.
+    GaveUp {
+        /// Step index.
+        step: u32,
+        /// Action or compensation.
+        kind: StepKind,
+        /// Attempts made.
+        attempts: u32,
+    },
+    /// The saga turned to compensation.
+    CompensationStarted {
+        /// Why.
+        failure: Failure,
+    },
+    /// Every action succeeded.
+    Completed,
+    /// Every step that needed it was compensated.
+    Compensated,
+    /// A compensation gave up; an operator must act.
+    Stuck {
+        /// The step whose compensation gave up.
+        step: u32,
+        /// Why.
+        reason: String,
+    },
+    /// An operator asked to retry a stuck saga's compensation, with a fresh attempt budget.
+    OperatorRetried {
+        /// The operator's note.
+        note: String,
+    },
+    /// An operator aborted the saga: a running one turns to compensation, a stuck one is
+    /// abandoned.
+    OperatorAborted {
+        /// The operator's note.
+        note: String,
+    },
+    /// A stuck saga was abandoned by an operator.
+    Aborted,
+}
+
+impl SagaEvent {
+    /// The event's stable type name, as in the log's `kind` column.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SagaEvent::Started { .. } => "started",
+            SagaEvent::CommandSent { .. } => "command_sent",
+            SagaEvent::CommandResent { .. } => "command_resent",
+            SagaEvent::ReplyAccepted { .. } => "reply_accepted",
+            SagaEvent::ReplyIgnored { .. } => "reply_ignored",
+            SagaEvent::TimedOut { .. } => "timed_out",
+            SagaEvent::BuildFailed { .. } => "build_failed",
+            SagaEvent::RetryScheduled { .. } => "retry_scheduled",
+            SagaEvent::GaveUp { .. } => "gave_up",
+            SagaEvent::CompensationStarted { .. } => "compensation_started",
+            SagaEvent::Completed => "completed",
+            SagaEvent::Compensated => "compensated",
+            SagaEvent::Stuck { .. } => "stuck",
+            SagaEvent::OperatorRetried { .. } => "operator_retried",
+            SagaEvent::OperatorAborted { .. } => "operator_aborted",
+            SagaEvent::Aborted => "aborted",
+        }
+    }
+}
+
+/// One entry of a saga's log: its position, its time, its event.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LogEntry {
+    /// Position in the saga's log, from 1, without gaps.
+    pub seq: i64,
+    /// When it was written.
+    pub at: DateTime<Utc>,
+    /// What happened.
+    pub event: SagaEvent,
+}
+
+/// Where one direction (action or compensation) of a step stands.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "status")]
+pub enum PhaseStatus {
+    /// Never sent.
+    #[default]
+    NotStarted,
+    /// Sent at least once; no definite answer yet.
+    InProgress,
+    /// Done.
+    Succeeded,
+    /// Refused by a business rule (actions only: a compensation may not fail for business).
+    Failed {
+        /// The participant's code.
+        code: String,
+        /// The participant's reason.
+        reason: String,
+    },
+    /// Attempts ran out without a definite answer.
+    GaveUp,
+}
+
+/// One direction of a step.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Phase {
+    /// Where it stands.
+    pub status: PhaseStatus,
+    /// Attempts sent so far (the number of the latest attempt).
+    pub attempts: u32,
+    /// Attempts that do not count against the retry budget (an operator's retry resets it).
+    pub budget_from: u32,
+    /// True once an attempt ended without a definite answer (timeout, transient reply): the
+    /// effect may have happened.
+    pub uncertain: bool,
+    /// The latest error reported for it, if any.
+    pub last_error: Option<String>,
+}
+
+/// One step of a running saga.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepState {
+    /// The step's name.
+    pub name: String,
+    /// The forward action.
+    pub action: Phase,
+    /// The compensation.
+    pub compensation: Phase,
+}
+
+impl StepState {
+    /// True when the action succeeded or may have run, so it must be compensated.
+    pub fn needs_compensation(&self) -> bool {
+        self.action.status == PhaseStatus::Succeeded || (self.action.attempts > 0 && self.action.uncertain)
+    }
+
+    fn phase_mut(&mut self, kind: StepKind) -> &mut Phase {
+        match kind {
+            StepKind::Action => &mut self.action,
+            StepKind::Compensation => &mut self.compensation,
+        }
+    }
+
+    /// One direction of the step.
+    pub fn phase(&self, kind: StepKind) -> &Phase {
+        match kind {
+            StepKind::Action => &self.action,
+            StepKind::Compensation => &self.compensation,
+        }
+    }
+}
+
+/// The command a saga waits on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InFlight {
+    /// The command, as sent.
+    pub command: Command,
+    /// When it times out.
+    pub deadline: DateTime<Utc>,
+}
+
+/// An attempt waiting for its backoff delay.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PendingRetry {
+    /// Step index.
+    pub step: u32,
+    /// Action or compensation.
+    pub kind: StepKind,
+    /// The attempt to send.
+    pub attempt: u32,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// The current state of a saga: the fold of its log.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SagaState {
+    /// The saga.
+    pub id: SagaId,
+    /// Definition name.
+    pub saga_type: String,
+    /// Definition version.
+    pub definition_version: u32,
+    /// Start parameters.
+    pub params: Value,
+    /// Where it is.
+    pub status: SagaStatus,
+    /// The seq of the last log entry folded in; the optimistic-concurrency version.
+    pub version: i64,
+    /// The steps.
+    pub steps: Vec<StepState>,
+    /// Outputs of succeeded actions, by step name.
+    pub outputs: BTreeMap<String, Value>,
+    /// The command awaiting its reply, if any.
+    pub in_flight: Option<InFlight>,
+    /// An attempt waiting for its backoff delay, if any.
+    pub retry: Option<PendingRetry>,
+    /// Why it compensates, if it does.
+    pub failure: Option<Failure>,
+    /// Why it is stuck, if it is.
+    pub stuck_reason: Option<String>,
+    /// When it started.
+    pub created_at: DateTime<Utc>,
+    /// When its log was last written.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A log that does not start with `Started`, or an entry out of sequence.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid saga log for {saga}: {reason}")]
+pub struct ReplayError {
+    /// The saga.
+    pub saga: SagaId,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl SagaState {
+    /// The state right after a `Started` entry.
+    pub fn started(id: SagaId, entry: &LogEntry) -> Result<Self, ReplayError> {
+        let SagaEvent::Started { saga_type, version, steps, params } = &entry.event else {
+            return Err(ReplayError { saga: id, reason: "the first entry is not `started`".into() });
+        };
+        if entry.seq != 1 {
+            return Err(ReplayError { saga: id, reason: format!("`started` has seq {}", entry.seq) });
+        }
+        Ok(Self {
+            id,
+            saga_type: saga_type.clone(),
+            definition_version: *version,
+            params: params.clone(),
+            status: SagaStatus::Running,
+            version: 1,
+            steps: steps
+                .iter()
+                .map(|name| StepState { name: name.clone(), action: Phase::default(), compensation: Phase::default() })
+                .collect(),
+            outputs: BTreeMap::new(),
+            in_flight: None,
+            retry: None,
+            failure: None,
+            stuck_reason: None,
+            created_at: entry.at,
+            updated_at: entry.at,
+        })
+    }
+
+    /// Folds a whole log.
+    pub fn replay(id: SagaId, entries: &[LogEntry]) -> Result<Self, ReplayError> {
+        let (first, rest) =
+            entries.split_first().ok_or_else(|| ReplayError { saga: id, reason: "empty log".into() })?;
+        let mut state = Self::started(id, first)?;
+        for entry in rest {
+            state.apply(entry)?;
+        }
+        Ok(state)
+    }
+
+    /// When the engine must look at this saga again without any message arriving: the deadline
+    /// of the command in flight or the time of the pending retry.
+    pub fn wake_at(&self) -> Option<DateTime<Utc>> {
+        if !self.status.is_active() {
+            return None;
+        }
+        match (&self.in_flight, &self.retry) {
+            (Some(f), _) => Some(f.deadline),
+            (None, Some(r)) => Some(r.at),
+            (None, None) => None,
+        }
+    }
+
+    fn step_mut(&mut self, step: u32) -> Result<&mut StepState, ReplayError> {
+        let id = self.id;
+        self.steps
+            .get_mut(step as usize)
+            .ok_or_else(|| ReplayError { saga: id, reason: format!("step {step} out of range") })
+    }
+
+    /// Folds one more entry in.
+    pub fn apply(&mut self, entry: &LogEntry) -> Result<(), ReplayError> {
+        if entry.seq != self.version + 1 {
+            return Err(ReplayError {
+                saga: self.id,
+                reason: format!("entry seq {} after version {}", entry.seq, self.version),
+            });
+        }
+        match &entry.event {
+            SagaEvent::Started { .. } => {
+                return Err(ReplayError { saga: self.id, reason: "a second `started`".into() })
+            }
+            SagaEvent::CommandSent { command, deadline } => {
+                let c = &command.correlation;
+                let phase = self.step_mut(c.step)?.phase_mut(c.kind);
+                phase.attempts = c.attempt;
+                phase.status = PhaseStatus::InProgress;
+                self.in_flight = Some(InFlight { command: command.clone(), deadline: *deadline });
+                self.retry = None;
+            }
+            SagaEvent::CommandResent { .. } | SagaEvent::ReplyIgnored { .. } | SagaEvent::OperatorAborted { .. } => {}
+            SagaEvent::ReplyAccepted { step, kind, outcome, .. } => {
+                self.in_flight = None;
+                let name = self.step_mut(*step)?.name.clone();
+                let phase = self.step_mut(*step)?.phase_mut(*kind);
+                match outcome {
+                    Outcome::Success { output } => {
+                        phase.status = PhaseStatus::Succeeded;
+                        if *kind == StepKind::Action {
+                            self.outputs.insert(name, output.clone());
+                        }
+                    }
+                    Outcome::BusinessFailure { code, reason } => match kind {
+                        StepKind::Action => {
+                            phase.status = PhaseStatus::Failed { code: code.clone(), reason: reason.clone() }
+                        }
+                        // A compensation may not fail for business reasons: such an answer is
+                        // treated as an error that retries, and in the end makes the saga stuck.
+                        StepKind::Compensation => phase.last_error = Some(format!("{code}: {reason}")),
+                    },
+                    Outcome::Transient { reason } => {
+                        phase.uncertain = true;
+                        phase.last_error = Some(reason.clone());
+                    }
+                }
+            }
+            SagaEvent::TimedOut { step, kind, .. } => {
+                self.in_flight = None;
+                let phase = self.step_mut(*step)?.phase_mut(*kind);
+                phase.uncertain = true;
+                phase.last_error = Some("timed out".into());
+            }
+            SagaEvent::BuildFailed { step, kind, error } => {
+                let phase = self.step_mut(*step)?.phase_mut(*kind);
+                phase.last_error = Some(error.clone());
+                phase.status = match kind {
+                    StepKind::Action => PhaseStatus::Failed { code: "build_failed".into(), reason: error.clone() },
+                    StepKind::Compensation => PhaseStatus::GaveUp,
+                };
+            }
+            SagaEvent::RetryScheduled { step, kind, attempt, at } => {
+                self.retry = Some(PendingRetry { step: *step, kind: *kind, attempt: *attempt, at: *at });
+            }
+            SagaEvent::GaveUp { step, kind, .. } => {
+                self.step_mut(*step)?.phase_mut(*kind).status = PhaseStatus::GaveUp;
+            }
+            SagaEvent::CompensationStarted { failure } => {
+                self.status = SagaStatus::Compensating;
+                self.failure = Some(failure.clone());
+                self.retry = None;
+                // An action still in flight may run: it is compensated like any other.
+                if let Some(in_flight) = self.in_flight.take() {
+                    let c = in_flight.command.correlation;
+                    if c.kind == StepKind::Action {
+                        self.step_mut(c.step)?.action.uncertain = true;
+                    }
+                }
+            }
+            SagaEvent::Completed => self.status = SagaStatus::Completed,
+            SagaEvent::Compensated => self.status = SagaStatus::Compensated,
+            SagaEvent::Stuck { reason, .. } => {
+                self.status = SagaStatus::Stuck;
+                self.stuck_reason = Some(reason.clone());
+            }
+            SagaEvent::OperatorRetried { .. } => {
+                self.status = SagaStatus::Compensating;
+                self.stuck_reason = None;
+                for step in &mut self.steps {
+                    let comp = &mut step.compensation;
+                    if comp.status == PhaseStatus::GaveUp {
+                        comp.status = PhaseStatus::InProgress;
+                        comp.budget_from = comp.attempts;
+                    }
+                }
+            }
+            SagaEvent::Aborted => self.status = SagaStatus::Aborted,
+        }
+        self.version = entry.seq;
+        self.updated_at = entry.at;
+        Ok(())
+    }
+}
+
+/// What an operator asked for, or what the engine noticed, that is folded in before the saga
+/// is driven on.
+#[derive(Clone, Debug)]
+pub enum Input<'a> {
+    /// Nothing new: drive the saga on from where it is (recovery, or a timer).
+    Nothing,
+    /// A reply arrived.
+    Reply(&'a crate::transport::Reply),
+    /// Check the in-flight command's deadline.
+    Deadline,
+    /// Recovery after a restart: resend the in-flight command, if any.
+    Resend,
+}
+
+/// The events that record `input` against `state`. Pure: no I/O, no clock but `now`.
+pub fn observe(state: &SagaState, input: &Input<'_>, now: DateTime<Utc>) -> Vec<SagaEvent> {
+    match input {
+        Input::Nothing => Vec::new(),
+        Input::Resend => match &state.in_flight {
+            Some(f) if state.status.is_active() => {
+                vec![SagaEvent::CommandResent { message_id: f.command.correlation.message_id }]
+            }
+            _ => Vec::new(),
+        },
+        Input::Deadline => match &state.in_flight {
+            Some(f) if state.status.is_active() && f.deadline <= now => {
+                let c = &f.command.correlation;
+                vec![SagaEvent::TimedOut { step: c.step, kind: c.kind, attempt: c.attempt }]
+            }
+            _ => Vec::new(),
+        },
+        Input::Reply(reply) => {
+            let c = &reply.correlation;
+            let matches = state.status.is_active()
+                && state.in_flight.as_ref().is_some_and(|f| f.command.correlation == *c);
+            if matches {
+                vec![SagaEvent::ReplyAccepted { step: c.step, kind: c.kind, attempt: c.attempt, outcome: reply.outcome.clone() }]
+            } else {
+                let why = match &state.in_flight {
+                    _ if !state.status.is_active() => format!("saga is {}", state.status),
+                    None => "no command in flight".to_owned(),
+                    Some(f) => {
+                        let w = &f.command.correlation;
+                        format!("waiting for step {} {} attempt {}", w.step_name, w.kind, w.attempt)
+                    }
+                };
+                vec![SagaEvent::ReplyIgnored { correlation: c.clone(), outcome: reply.outcome.label().to_owned(), why }]
+            }
+        }
+    }
+}
+
+/// What the engine needs to decide the next event, beyond the state.
+pub struct Decide<'a, R: Rng> {
+    /// The saga's definition.
+    pub definition: &'a SagaDefinition,
+    /// Now.
+    pub now: DateTime<Utc>,
+    /// Where replies go.
+    pub reply_to: &'a str,
+    /// Jitter source.
+    pub rng: &'a mut R,
+}
+
+/// The next event that moves `state` on, or `None` when it rests (waiting for a reply, a timer,
+/// an operator, or finished). Apply it and call again until `None`.
+pub fn next_event<R: Rng>(state: &SagaState, d: &mut Decide<'_, R>) -> Option<SagaEvent> {
+    if !state.status.is_active() || state.in_flight.is_some() {
+        return None;
+    }
+    if let Some(retry) = &state.retry {
+        return (retry.at <= d.now).then(|| send(state, d, retry.step, retry.kind, retry.attempt));
+    }
+    match state.status {
+        SagaStatus::Running => {
+            let Some((i, step)) =
+                state.steps.iter().enumerate().find(|(_, s)| s.action.status != PhaseStatus::Succeeded)
+            else {
+                return Some(SagaEvent::Completed);
+            };
+            let i = i as u32;
+            match &step.action.status {
+                PhaseStatus::NotStarted => Some(send(state, d, i, StepKind::Action, 1)),
+                PhaseStatus::InProgress => Some(retry_or_give_up(state, d, i, StepKind::Action)),
+                PhaseStatus::Failed { code, reason } => Some(SagaEvent::CompensationStarted {
+                    failure: Failure { step: Some(step.name.clone()), code: code.clone(), reason: reason.clone() },
+                }),
+                PhaseStatus::GaveUp => Some(SagaEvent::CompensationStarted {
+                    failure: Failure {
+                        step: Some(step.name.clone()),
+                        code: "gave_up".into(),
+                        reason: format!(
+                            "no definite answer after {} attempts ({})",
+                            step.action.attempts,
+                            step.action.last_error.as_deref().unwrap_or("unknown")
+                        ),
+                    },
+                }),
+                PhaseStatus::Succeeded => None,
+            }
+        }
+        SagaStatus::Compensating => {
+            let Some((i, step)) = state
+                .steps
+                .iter()
+                .enumerate()
+                .rev()
+                .find(|(_, s)| s.needs_compensation() && s.compensation.status != PhaseStatus::Succeeded)
+            else {
+                return Some(SagaEvent::Compensated);
+            };
+            let i = i as u32;
+            match &step.compensation.status {
+                PhaseStatus::NotStarted => Some(send(state, d, i, StepKind::Compensation, 1)),
+                PhaseStatus::InProgress | PhaseStatus::Failed { .. } => {
+                    Some(retry_or_give_up(state, d, i, StepKind::Compensation))
+                }
+                PhaseStatus::GaveUp => Some(SagaEvent::Stuck {
+                    step: i,
+                    reason: format!(
+                        "compensation of {} failed after {} attempts: {}",
+                        step.name,
+                        step.compensation.attempts,
+                        step.compensation.last_error.as_deref().unwrap_or("unknown")
+                    ),
+                }),
+                PhaseStatus::Succeeded => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+fn retry_or_give_up<R: Rng>(state: &SagaState, d: &mut Decide<'_, R>, step: u32, kind: StepKind) -> SagaEvent {
+    let def = &d.definition.steps[step as usize];
+    let policy = match kind {
+        StepKind::Action => &def.retry,
+        StepKind::Compensation => &def.compensation_retry,
+    };
+    let phase = state.steps[step as usize].phase(kind);
+    let used = phase.attempts - phase.budget_from;
+    if used < policy.max_attempts.max(1) {
+        let attempt = phase.attempts + 1;
+        let delay = policy.backoff(used + 1, d.rng);
+        let at = d.now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::zero());
+        SagaEvent::RetryScheduled { step, kind, attempt, at }
+    } else {
+        SagaEvent::GaveUp { step, kind, attempts: phase.attempts }
+    }
+}
+
+fn send<R: Rng>(state: &SagaState, d: &mut Decide<'_, R>, step: u32, kind: StepKind, attempt: u32) -> SagaEvent {
+    let def = &d.definition.steps[step as usize];
+    let ctx = StepContext { saga_id: state.id, params: &state.params, outputs: &state.outputs };
+    let built = match kind {
+        StepKind::Action => def.commands.action(&ctx),
+        StepKind::Compensation => def.commands.compensation(&ctx),
+    };
+    match built {
+        Err(e) => SagaEvent::BuildFailed { step, kind, error: e.0 },
+        Ok(body) => SagaEvent::CommandSent {
+            command: Command {
+                correlation: Correlation {
+                    saga_id: state.id,
+                    saga_type: state.saga_type.clone(),
+                    step,
+                    step_name: def.name.clone(),
+                    attempt,
+                    kind,
+                    message_id: MessageId::new(),
+                },
+                participant: def.participant.clone(),
+                reply_to: d.reply_to.to_owned(),
+                message_type: body.message_type,
+                body: body.body,
+            },
+            deadline: d.now + chrono::Duration::from_std(def.timeout).unwrap_or(chrono::Duration::MAX),
+        },
+    }
+}
