@@ -1,1 +1,467 @@
-//! participant (pending)
+//! The participant side of a saga, for any worker: exactly-once effects over at-least-once
+//! delivery, stored replies, and tombstones.
+//!
+//! For every command, in one local transaction: look the message id up (a redelivery gets the
+//! stored reply), look the saga step up (a retried attempt with a new message id gets the first
+//! attempt's reply: the effect happens once per step, not once per message), run the worker's
+//! business change, and record the message, the step's status and the reply. A compensation that
+//! finds no action leaves a tombstone, and the action that arrives late is refused.
+//!
+//! Both PostgreSQL and SQLite are supported with the same statements, as in [`crate::log::sql`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use serde_json::json;
+use sqlx::migrate::Migrator;
+use sqlx::types::Json;
+use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
+use tracing::{debug, error, info, warn, Instrument};
+
+use crate::id::StepKind;
+use crate::log::sql::migrate;
+use crate::transport::{Command, Outcome, Reply, Transport, TransportError};
+
+/// Migrations of the participant tables on PostgreSQL (`migrations/participant/postgres`).
+pub static PG_MIGRATOR: Migrator = sqlx::migrate!("../migrations/participant/postgres");
+/// Migrations of the participant tables on SQLite (`migrations/participant/sqlite`).
+pub static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("../migrations/participant/sqlite");
+
+/// The business code of an action refused because its compensation came first.
+pub const COMPENSATED_FIRST: &str = "compensated_before_action";
+
+/// What a worker's business code can fail with, other than a business failure (which is an
+/// `Ok(Outcome::BusinessFailure)`).
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// The database failed; the command will be redelivered.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    /// The command can never be handled (its body does not fit the message type).
+    #[error("invalid command: {0}")]
+    Invalid(String),
+}
+
+/// A worker's business logic for one database kind. It runs inside the participant's
+/// transaction: whatever it writes commits together with the dedup record and the reply.
+#[async_trait]
+pub trait Handler<DB: sqlx::Database>: Send + Sync + 'static {
+    /// Applies the action. A refusal is `Ok(Outcome::BusinessFailure { .. })`.
+    async fn action(&self, tx: &mut Transaction<'static, DB>, command: &Command) -> Result<Outcome, HandlerError>;
+    /// Undoes the action. Called only when the action was applied here.
+    async fn compensation(&self, tx: &mut Transaction<'static, DB>, command: &Command) -> Result<Outcome, HandlerError>;
+}
+
+/// How a command was handled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Disposition {
+    /// The business handler ran and its result was recorded.
+    Applied,
+    /// The same message id was handled before: the stored reply, nothing changed.
+    DuplicateMessage,
+    /// Another attempt of the same step was handled before: its reply, nothing changed.
+    DuplicateStep,
+    /// A compensation for an action never applied: a tombstone was recorded.
+    Tombstoned,
+    /// An action whose compensation came first: refused.
+    RefusedLate,
+    /// The handler answered transient: nothing recorded, so a later attempt can succeed.
+    NotRecorded,
+}
+
+/// The reply to send and how it came about.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Handled {
+    /// The reply (its correlation is the command's).
+    pub reply: Reply,
+    /// What happened.
+    pub disposition: Disposition,
+}
+
+/// Why a command could not be handled now.
+#[derive(Debug, thiserror::Error)]
+pub enum ParticipantError {
+    /// The database failed: leave the message unacknowledged so it comes back.
+    #[error("participant database unavailable: {0}")]
+    Unavailable(String),
+    /// The message can never be handled: dead-letter it.
+    #[error("poison message: {0}")]
+    Poison(String),
+}
+
+/// Handles commands for one participant.
+#[async_trait]
+pub trait CommandHandler: Send + Sync + 'static {
+    /// Handles one command, exactly once per saga step.
+    async fn handle(&self, command: &Command) -> Result<Handled, ParticipantError>;
+}
+
+/// The status of a saga step at this participant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StepRecord {
+    Applied,
+    Refused,
+    Compensated,
+    Tombstone,
+}
+
+impl StepRecord {
+    fn as_str(self) -> &'static str {
+        match self {
+            StepRecord::Applied => "applied",
+            StepRecord::Refused => "refused",
+            StepRecord::Compensated => "compensated",
+            StepRecord::Tombstone => "tombstone",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "applied" => StepRecord::Applied,
+            "refused" => StepRecord::Refused,
+            "compensated" => StepRecord::Compensated,
+            "tombstone" => StepRecord::Tombstone,
+            _ => return None,
+        })
+    }
+}
+
+/// What the participant does after looking at its records, before any business code runs.
+enum Plan {
+    Reply(Outcome, Disposition, Option<StepRecord>),
+    RunAction,
+    RunCompensation,
+}
+
+/// Decides, from the step's record at this participant, what a command leads to. Pure.
+fn plan(kind: StepKind, step: Option<(StepRecord, Option<Outcome>)>) -> Plan {
+    match (kind, step) {
+        (StepKind::Action, None) => Plan::RunAction,
+        (StepKind::Action, Some((StepRecord::Applied | StepRecord::Refused, Some(reply)))) => {
+            Plan::Reply(reply, Disposition::DuplicateStep, None)
+        }
+        (StepKind::Action, Some((StepRecord::Applied | StepRecord::Refused, None))) => Plan::RunAction,
+        (StepKind::Action, Some((StepRecord::Compensated | StepRecord::Tombstone, _))) => Plan::Reply(
+            Outcome::BusinessFailure {
+                code: COMPENSATED_FIRST.into(),
+                reason: "this saga step was already compensated; the late action is refused".into(),
+            },
+            Disposition::RefusedLate,
+            None,
+        ),
+        (StepKind::Compensation, None) => Plan::Reply(
+            Outcome::Success { output: json!({ "compensated": false, "tombstone": true }) },
+            Disposition::Tombstoned,
+            Some(StepRecord::Tombstone),
+        ),
+        (StepKind::Compensation, Some((StepRecord::Applied, _))) => Plan::RunCompensation,
+        (StepKind::Compensation, Some((StepRecord::Refused, _))) => Plan::Reply(
+            Outcome::Success { output: json!({ "compensated": false, "reason": "the action was refused: nothing to undo" }) },
+            Disposition::DuplicateStep,
+            Some(StepRecord::Compensated),
+        ),
+        (StepKind::Compensation, Some((StepRecord::Compensated | StepRecord::Tombstone, _))) => Plan::Reply(
+            Outcome::Success { output: json!({ "compensated": true, "already": true }) },
+            Disposition::DuplicateStep,
+            None,
+        ),
+    }
+}
+
+fn db_err(e: sqlx::Error) -> ParticipantError {
+    ParticipantError::Unavailable(e.to_string())
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+/// How many times a command is handled again after losing a race with another instance (a
+/// unique violation on the step or message record). One retry finds the winner's record; three
+/// leaves room for a compensation racing its action.
+const RACE_RETRIES: u32 = 3;
+
+macro_rules! sql_participant {
+    ($(#[$meta:meta])* $name:ident, $db:ty, $pool:ty, $migrator:ident, $begin:literal) => {
+        $(#[$meta])*
+        pub struct $name<H> {
+            pool: $pool,
+            handler: H,
+        }
+
+        impl<H: Handler<$db>> $name<H> {
+            /// A participant over `pool`, running `handler` for the business change.
+            pub fn new(pool: $pool, handler: H) -> Self {
+                Self { pool, handler }
+            }
+
+            /// Applies the participant tables' migrations.
+            pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
+                migrate(&$migrator, &self.pool).await
+            }
+
+            /// The pool.
+            pub fn pool(&self) -> &$pool {
+                &self.pool
+            }
+
+            async fn handle_once(&self, command: &Command) -> Result<Result<Handled, ParticipantError>, sqlx::Error> {
+                let c = &command.correlation;
+                let mut tx = self.pool.begin_with($begin).await?;
+                let stored: Option<(Json<Outcome>,)> =
+                    sqlx::query_as("SELECT reply FROM participant_message WHERE message_id = $1")
+                        .bind(c.message_id.0)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                if let Some((Json(outcome),)) = stored {
+                    tx.rollback().await?;
+                    return Ok(Ok(Handled {
+                        reply: Reply { correlation: c.clone(), outcome },
+                        disposition: Disposition::DuplicateMessage,
+                    }));
+                }
+                let step: Option<(String, Option<Json<Outcome>>)> = sqlx::query_as(
+                    "SELECT status, action_reply FROM participant_step WHERE saga_id = $1 AND step = $2",
+                )
+                .bind(c.saga_id.0)
+                .bind(&c.step_name)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let step = match step {
+                    None => None,
+                    Some((status, reply)) => match StepRecord::parse(&status) {
+                        Some(record) => Some((record, reply.map(|Json(r)| r))),
+                        None => {
+                            tx.rollback().await?;
+                            return Ok(Err(ParticipantError::Poison(format!("unknown step status {status:?}"))));
+                        }
+                    },
+                };
+                let existed = step.is_some();
+                let (outcome, disposition, record) = match plan(c.kind, step) {
+                    Plan::Reply(outcome, disposition, record) => (outcome, disposition, record),
+                    Plan::RunAction | Plan::RunCompensation => {
+                        let result = match c.kind {
+                            StepKind::Action => self.handler.action(&mut tx, command).await,
+                            StepKind::Compensation => self.handler.compensation(&mut tx, command).await,
+                        };
+                        let outcome = match result {
+                            Ok(o) => o,
+                            Err(HandlerError::Database(e)) => {
+                                // Roll back explicitly: a dropped transaction rolls back only
+                                // when its connection is next used.
+                                let _ = tx.rollback().await;
+                                return Err(e);
+                            }
+                            Err(HandlerError::Invalid(why)) => {
+                                tx.rollback().await?;
+                                return Ok(Err(ParticipantError::Poison(why)));
+                            }
+                        };
+                        match (&outcome, c.kind) {
+                            (Outcome::Transient { .. }, _) | (Outcome::BusinessFailure { .. }, StepKind::Compensation) => {
+                                tx.rollback().await?;
+                                return Ok(Ok(Handled {
+                                    reply: Reply { correlation: c.clone(), outcome },
+                                    disposition: Disposition::NotRecorded,
+                                }));
+                            }
+                            (Outcome::Success { .. }, StepKind::Action) => (outcome, Disposition::Applied, Some(StepRecord::Applied)),
+                            (Outcome::BusinessFailure { .. }, StepKind::Action) => {
+                                (outcome, Disposition::Applied, Some(StepRecord::Refused))
+                            }
+                            (Outcome::Success { .. }, StepKind::Compensation) => {
+                                (outcome, Disposition::Applied, Some(StepRecord::Compensated))
+                            }
+                        }
+                    }
+                };
+                let now = Utc::now();
+                if let Some(record) = record {
+                    let action_reply = (c.kind == StepKind::Action).then(|| Json(&outcome));
+                    if existed {
+                        sqlx::query("UPDATE participant_step SET status = $3, updated_at = $4 WHERE saga_id = $1 AND step = $2")
+                            .bind(c.saga_id.0)
+                            .bind(&c.step_name)
+                            .bind(record.as_str())
+                            .bind(now)
+                            .execute(&mut *tx)
+                            .await?;
+                    } else {
+                        sqlx::query(
+                            "INSERT INTO participant_step (saga_id, step, status, action_reply, updated_at) VALUES ($1, $2, $3, $4, $5)",
+                        )
+                        .bind(c.saga_id.0)
+                        .bind(&c.step_name)
+                        .bind(record.as_str())
+                        .bind(action_reply)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
+                sqlx::query(
+                    "INSERT INTO participant_message (message_id, saga_id, step, kind, attempt, reply, recorded_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(c.message_id.0)
+                .bind(c.saga_id.0)
+                .bind(&c.step_name)
+                .bind(c.kind.as_str())
+                .bind(c.attempt as i32)
+                .bind(Json(&outcome))
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(Ok(Handled { reply: Reply { correlation: c.clone(), outcome }, disposition }))
+            }
+        }
+
+        #[async_trait]
+        impl<H: Handler<$db>> CommandHandler for $name<H> {
+            #[tracing::instrument(skip_all, fields(saga_id = %command.correlation.saga_id, step = %command.correlation.step_name,
+                kind = %command.correlation.kind, attempt = command.correlation.attempt))]
+            async fn handle(&self, command: &Command) -> Result<Handled, ParticipantError> {
+                let mut tries = 0;
+                loop {
+                    match self.handle_once(command).await {
+                        Ok(result) => return result,
+                        Err(e) if is_unique_violation(&e) && tries < RACE_RETRIES => {
+                            tries += 1;
+                            debug!("lost a race with another instance; handling again");
+                        }
+                        Err(e) => return Err(db_err(e)),
+                    }
+                }
+            }
+        }
+    };
+}
+
+sql_participant!(
+    /// A participant whose records live in PostgreSQL.
+    PgParticipant,
+    Postgres,
+    PgPool,
+    PG_MIGRATOR,
+    "BEGIN"
+);
+
+sql_participant!(
+    /// A participant whose records live in SQLite. Transactions take the write lock up front
+    /// (`BEGIN IMMEDIATE`), so two handlers never both read and then race to write.
+    SqliteParticipant,
+    Sqlite,
+    SqlitePool,
+    SQLITE_MIGRATOR,
+    "BEGIN IMMEDIATE"
+);
+
+/// Consumes `participant`'s commands until `shutdown`: handles each, publishes the reply, and
+/// only then acknowledges it. A database outage leaves the command unacknowledged (paced, so a
+/// down database is not hammered); a poison message goes to the dead-letter queue, linked to its
+/// saga in the log, and the loop goes on.
+pub async fn serve(
+    handler: Arc<dyn CommandHandler>,
+    transport: Arc<dyn Transport>,
+    participant: &str,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), TransportError> {
+    let mut commands = transport.commands(participant).await?;
+    info!(participant, "participant serving");
+    let work = async {
+        loop {
+            let delivery = match commands.recv().await {
+                Ok(d) => d,
+                Err(TransportError::Closed) => return Ok(()),
+                Err(e) => {
+                    warn!(error = %e, "command stream failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            };
+            let command = delivery.message.clone();
+            let span = tracing::info_span!("command", saga_id = %command.correlation.saga_id,
+                step = %command.correlation.step_name, attempt = command.correlation.attempt);
+            let settled = async {
+                match handler.handle(&command).await {
+                    Ok(handled) => match transport.send_reply(&command.reply_to, &handled.reply).await {
+                        Ok(()) => delivery.ack().await,
+                        Err(e) => {
+                            // The reply is stored: the redelivered command gets it again.
+                            warn!(error = %e, "reply not sent; command will be redelivered");
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                            delivery.nack().await
+                        }
+                    },
+                    Err(ParticipantError::Unavailable(e)) => {
+                        warn!(error = %e, "database unavailable; command will be redelivered");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        delivery.nack().await
+                    }
+                    Err(ParticipantError::Poison(why)) => {
+                        error!(reason = %why, "poison command dead-lettered");
+                        delivery.dead_letter(&why).await
+                    }
+                }
+            }
+            .instrument(span)
+            .await;
+            if let Err(e) = settled {
+                warn!(error = %e, "could not settle a command delivery");
+            }
+        }
+    };
+    tokio::select! {
+        r = work => r,
+        _ = shutdown => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn success() -> Outcome {
+        Outcome::Success { output: json!({"id": 1}) }
+    }
+
+    #[test]
+    fn first_action_runs_and_a_retry_gets_the_stored_reply() {
+        assert!(matches!(plan(StepKind::Action, None), Plan::RunAction));
+        match plan(StepKind::Action, Some((StepRecord::Applied, Some(success())))) {
+            Plan::Reply(o, Disposition::DuplicateStep, None) => assert_eq!(o, success()),
+            _ => panic!("a retried action must get the stored reply"),
+        }
+    }
+
+    #[test]
+    fn compensation_first_leaves_a_tombstone_and_refuses_the_late_action() {
+        assert!(matches!(
+            plan(StepKind::Compensation, None),
+            Plan::Reply(Outcome::Success { .. }, Disposition::Tombstoned, Some(StepRecord::Tombstone))
+        ));
+        match plan(StepKind::Action, Some((StepRecord::Tombstone, None))) {
+            Plan::Reply(Outcome::BusinessFailure { code, .. }, Disposition::RefusedLate, None) => {
+                assert_eq!(code, COMPENSATED_FIRST)
+            }
+            _ => panic!("a late action must be refused"),
+        }
+    }
+
+    #[test]
+    fn compensation_runs_only_for_an_applied_action() {
+        assert!(matches!(plan(StepKind::Compensation, Some((StepRecord::Applied, None))), Plan::RunCompensation));
+        assert!(matches!(
+            plan(StepKind::Compensation, Some((StepRecord::Refused, None))),
+            Plan::Reply(Outcome::Success { .. }, _, Some(StepRecord::Compensated))
+        ));
+        assert!(matches!(
+            plan(StepKind::Compensation, Some((StepRecord::Compensated, None))),
+            Plan::Reply(Outcome::Success { .. }, Disposition::DuplicateStep, None)
+        ));
+    }
+}

@@ -132,7 +132,7 @@ macro_rules! sql_store {
                 .map_err(|e| map_err(None, e))?
                 .rows_affected();
                 if inserted == 0 {
-                    drop(tx);
+                    tx.rollback().await.map_err(|e| map_err(None, e))?;
                     return match self.load(id).await? {
                         Some(existing) => Ok(Created::Existing(Box::new(existing))),
                         None => Err(StoreError::Unavailable(format!("saga {id} vanished during create"))),
@@ -164,6 +164,7 @@ macro_rules! sql_store {
                 .map_err(|e| map_err(Some(id), e))?
                 .rows_affected();
                 if updated == 0 {
+                    tx.rollback().await.map_err(|e| map_err(None, e))?;
                     return Err(StoreError::Conflict(id));
                 }
                 for entry in entries {

@@ -1,0 +1,44 @@
+//! Avro schemas of the CrearCampaña messages (`schemas/v1/*.avsc`), their Rust types, and the
+//! codec the Pulsar transport and the workers use.
+//!
+//! - Every `.avsc` file defines one named type and has a Rust type of the same name whose serde
+//!   shape matches it field for field ([`AvroMessage`]).
+//! - Each topic carries one envelope ([`Envelope`]): [`ComandoMarca`], [`ComandoInfluencer`],
+//!   [`ComandoTracking`], [`RespuestaAfiliaciones`] and [`EventoCampana`].
+//! - [`encode`], [`decode`] and [`decode_from`] work on raw Avro datums, the payload of a Pulsar
+//!   topic with schema type AVRO; [`ParsedSchema::json`] is the schema a producer attaches.
+//! - The saga engine holds command bodies and step outputs as `(message_type, JSON)`;
+//!   [`MessageUnion`] maps that form to the typed unions ([`CuerpoMarca`], [`Salida`], ...) and back.
+//!
+//! The representation choices (money, dates, ids) and the evolution rule are in `README.md`.
+
+mod codec;
+mod comandos;
+mod comun;
+mod error;
+mod eventos;
+mod registry;
+mod respuestas;
+mod union;
+
+#[cfg(test)]
+mod tests;
+
+pub use codec::{decode, decode_from, encode, AvroMessage, Envelope};
+pub use comandos::{
+    AbrirTracking, CerrarTracking, ComandoInfluencer, ComandoMarca, ComandoTracking,
+    CuerpoInfluencer, CuerpoMarca, CuerpoTracking, LiberarInfluencers, LiberarPresupuesto,
+    ReservarInfluencers, ReservarPresupuesto,
+};
+pub use comun::{Centavos, Correlacion, Influencer, Marca, TipoPaso};
+pub use error::SchemaError;
+pub use eventos::{
+    CampanaCreada, CampanaRechazada, Evento, EventoCampana, InfluencerContratado, SolicitudCampana,
+};
+pub use registry::ParsedSchema;
+pub use respuestas::{
+    CompensacionConfirmada, EnlaceTracking, ErrorTransitorio, Exito, FalloNegocio,
+    InfluencersReservados, PresupuestoReservado, ReservaInfluencer, RespuestaAfiliaciones,
+    Resultado, Salida, TrackingAbierto,
+};
+pub use union::MessageUnion;
