@@ -3,7 +3,7 @@
 
 use std::sync::Mutex;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, DurationRound, Utc};
 
 /// A source of the current time.
 pub trait Clock: Send + Sync + 'static {
@@ -11,13 +11,16 @@ pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> DateTime<Utc>;
 }
 
-/// The system's wall clock.
+/// The system's wall clock, to the microsecond: PostgreSQL keeps microseconds, so a time read
+/// back from a `timestamptz` column equals the one written (and the same time inside the JSON
+/// state row).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
-        Utc::now()
+        let now = Utc::now();
+        now.duration_trunc(chrono::Duration::microseconds(1)).unwrap_or(now)
     }
 }
 

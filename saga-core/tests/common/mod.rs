@@ -86,6 +86,8 @@ pub enum Behavior {
     LoseCommand,
     LoseReply,
     DuplicateReply,
+    /// The handler says the command can never be handled (a poison message).
+    Poison,
 }
 
 #[derive(Default)]
@@ -107,7 +109,7 @@ impl Script {
 /// The business side of the test participants: records every execution in `effect_log`, and
 /// refuses or answers transient when the delivery's behavior says so.
 pub struct EffectHandler {
-    pending: Arc<Mutex<HashMap<saga_core::MessageId, Behavior>>>,
+    pub pending: Arc<Mutex<HashMap<saga_core::MessageId, Behavior>>>,
 }
 
 macro_rules! effect_handler {
@@ -132,6 +134,7 @@ macro_rules! effect_handler {
                         return Ok(Outcome::BusinessFailure { code: "rechazado".into(), reason: "scripted refusal".into() })
                     }
                     Behavior::Transient => return Ok(Outcome::Transient { reason: "scripted transient".into() }),
+                    Behavior::Poison => return Err(HandlerError::Invalid("scripted poison".into())),
                     _ => {}
                 }
                 sqlx::query("INSERT INTO effect_log (saga_id, step, kind, message_id) VALUES ($1, $2, $3, $4)")
@@ -171,7 +174,7 @@ impl ParticipantDb {
         ParticipantDb::Postgres(pool)
     }
 
-    async fn handler(&self, pending: Arc<Mutex<HashMap<saga_core::MessageId, Behavior>>>) -> Arc<dyn CommandHandler> {
+    pub async fn handler(&self, pending: Arc<Mutex<HashMap<saga_core::MessageId, Behavior>>>) -> Arc<dyn CommandHandler> {
         match self {
             ParticipantDb::Sqlite(pool) => {
                 let p = SqliteParticipant::new(pool.clone(), EffectHandler { pending });
@@ -402,4 +405,35 @@ pub fn compensations(history: &[saga_core::LogEntry]) -> Vec<String> {
 
 pub fn params() -> serde_json::Value {
     json!({ "nombre": "Campaña de prueba", "presupuesto": 15000 })
+}
+
+/// A fresh PostgreSQL database for one test, on the cluster `SAGA_TEST_DATABASE_URL` names (an
+/// admin URL; `scripts/test.sh` sets it). Without it the test fails, saying so: PostgreSQL tests
+/// are never skipped.
+pub async fn fresh_pg() -> (PgPool, String) {
+    let admin = std::env::var("SAGA_TEST_DATABASE_URL").unwrap_or_else(|_| {
+        panic!(
+            "SAGA_TEST_DATABASE_URL is not set: the PostgreSQL tests need a real server. \
+             Run `scripts/test.sh` (it installs and starts one), or set it to an admin URL such as \
+             postgres://postgres@127.0.0.1:55432/postgres"
+        )
+    });
+    let name = format!("saga_test_{}", uuid::Uuid::new_v4().simple());
+    let admin_pool = saga_core::log::sql::pg_pool(&admin, 1)
+        .await
+        .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at SAGA_TEST_DATABASE_URL ({admin}): {e}"));
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin_pool).await.expect("create test database");
+    admin_pool.close().await;
+    let url = match admin.rsplit_once('/') {
+        Some((base, _)) => format!("{base}/{name}"),
+        None => panic!("SAGA_TEST_DATABASE_URL must end with a database name"),
+    };
+    let pool = saga_core::log::sql::pg_pool(&url, 20).await.expect("connect to test database");
+    (pool, url)
+}
+
+/// A fresh SQLite file for one test.
+pub fn fresh_sqlite_url() -> String {
+    let path = std::env::temp_dir().join(format!("saga-test-{}.sqlite", uuid::Uuid::new_v4().simple()));
+    format!("sqlite://{}", path.display())
 }
