@@ -367,11 +367,11 @@ sql_participant!(
 pub async fn serve(
     handler: Arc<dyn CommandHandler>,
     transport: Arc<dyn Transport>,
-    participant: &str,
+    participant: String,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), TransportError> {
-    let mut commands = transport.commands(participant).await?;
-    info!(participant, "participant serving");
+    let mut commands = transport.commands(&participant).await?;
+    info!(participant = %participant, "participant serving");
     let work = async {
         loop {
             let delivery = match commands.recv().await {
