@@ -6,6 +6,9 @@
 //! The log here is the in-memory store (the SQL stores pass the same contract in
 //! `store_conformance.rs`); participants are the real participant module over SQLite.
 
+// Tests unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::sync::Arc;

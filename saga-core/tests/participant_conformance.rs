@@ -3,6 +3,9 @@
 //! that come first, nothing recorded for transient answers, one winner when instances race, and
 //! a serving loop that dead-letters poison and goes on.
 
+// Tests unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::HashMap;

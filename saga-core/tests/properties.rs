@@ -9,6 +9,9 @@
 //! - compensations run in reverse step order, cover every step that ran or may have run, and
 //!   never a step whose every attempt was definitively refused.
 
+// Tests unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::HashSet;

@@ -3,6 +3,9 @@
 //! The engine's saga scenarios then run on each store, and several engines share one
 //! PostgreSQL log.
 
+// Tests unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::sync::Arc;

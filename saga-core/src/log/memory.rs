@@ -116,7 +116,7 @@ impl SagaStore for MemoryStore {
                 updated_at: s.updated_at,
             })
             .collect();
-        all.sort_by(|a, b| (b.created_at, b.id).cmp(&(a.created_at, a.id)));
+        all.sort_by_key(|s| std::cmp::Reverse((s.created_at, s.id)));
         let limit = query.limit.clamp(1, 1000) as usize;
         Ok(all.into_iter().skip(query.offset as usize).take(limit).collect())
     }

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The project's one test command: sets up what the tests need on a fresh machine, then builds
+# and runs every test of the workspace.
+#
+#   scripts/test.sh [extra cargo test arguments]
+#
+# - installs PostgreSQL from Debian packages if it is missing, and starts the project's own
+#   cluster on 127.0.0.1 (scripts/postgres.sh); stops it at the end if it started it;
+# - runs clippy (warnings are errors) when clippy is installed, then `cargo test --workspace`.
+# Tests that need PostgreSQL read SAGA_TEST_DATABASE_URL, set here; without it they fail with a
+# message saying so (they are never skipped).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+log() { echo "[test] $*" >&2; }
+
+if ! command -v cargo >/dev/null 2>&1; then
+    log "cargo is not installed: install a Rust toolchain (1.88 or newer) first"
+    exit 1
+fi
+
+started_pg=0
+if ! scripts/postgres.sh status 2>/dev/null; then
+    scripts/postgres.sh start >/dev/null
+    started_pg=1
+fi
+cleanup() {
+    if [[ "$started_pg" == 1 ]]; then scripts/postgres.sh stop || true; fi
+}
+trap cleanup EXIT
+
+export SAGA_TEST_DATABASE_URL="$(scripts/postgres.sh url)"
+log "PostgreSQL for tests: $SAGA_TEST_DATABASE_URL"
+
+if cargo clippy --version >/dev/null 2>&1; then
+    log "clippy"
+    cargo clippy --workspace --all-targets --locked -- -D warnings
+else
+    log "clippy is not installed: lint step not run"
+fi
+
+log "cargo test"
+cargo test --workspace --locked "$@"
