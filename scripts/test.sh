@@ -42,4 +42,11 @@ else
 fi
 
 log "cargo test"
-cargo test --workspace --locked "$@"
+out="$(mktemp)"
+status=0
+cargo test --workspace --locked "$@" 2>&1 | tee "$out" || status=$?
+# One closing line over every test binary (cargo prints one per binary, the last being doc-tests).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "%d passed, %d failed\n", p, f }' "$out"
+rm -f "$out"
+exit "$status"
