@@ -452,6 +452,32 @@ impl Engine {
     /// Loads a saga, folds in `input`, drives it to rest, and writes the result; on a version
     /// conflict, starts over from the fresh state. Then acts on what was written.
     async fn transition(&self, id: SagaId, input: Input<'_>) -> Result<Option<(SagaState, Vec<LogEntry>)>, EngineError> {
+        self.commit(id, |state, now| Ok(saga::observe(state, &input, now))).await
+    }
+
+    /// An operator's action: `decide` says what to record (or refuses); always written.
+    async fn operator(
+        &self,
+        id: SagaId,
+        decide: impl Fn(&SagaState) -> Result<Vec<SagaEvent>, EngineError>,
+    ) -> Result<SagaState, EngineError> {
+        match self.commit(id, |state, _| decide(state)).await? {
+            Some((state, _)) => {
+                info!(status = %state.status, "operator action written");
+                Ok(state)
+            }
+            None => self.get(id).await?.ok_or(EngineError::NotFound(id)),
+        }
+    }
+
+    /// The one write path: load, record what `observe` returns, drive to rest, append with the
+    /// loaded version (reloading on conflict, backing off while the log is unavailable), then
+    /// act on the written entries. `None` when there was nothing to write.
+    async fn commit(
+        &self,
+        id: SagaId,
+        observe: impl Fn(&SagaState, chrono::DateTime<Utc>) -> Result<Vec<SagaEvent>, EngineError>,
+    ) -> Result<Option<(SagaState, Vec<LogEntry>)>, EngineError> {
         let mut backoff = 0;
         loop {
             let current = self.with_store_retry(|| self.store.load(id)).await?.ok_or(EngineError::NotFound(id))?;
@@ -462,7 +488,7 @@ impl Engine {
             let now = self.clock.now();
             let mut state = current.clone();
             let mut entries = Vec::new();
-            for event in saga::observe(&state, &input, now) {
+            for event in observe(&current, now)? {
                 let entry = LogEntry { seq: state.version + 1, at: now, event };
                 state.apply(&entry)?;
                 entries.push(entry);
@@ -482,40 +508,6 @@ impl Engine {
                     debug!(saga_id = %id, "version conflict; reloading");
                     continue;
                 }
-                Err(e) if e.is_transient() => self.store_backoff(&mut backoff, &e).await?,
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-
-    async fn operator(
-        &self,
-        id: SagaId,
-        decide: impl Fn(&SagaState) -> Result<Vec<SagaEvent>, EngineError>,
-    ) -> Result<SagaState, EngineError> {
-        let mut backoff = 0;
-        loop {
-            let current = self.with_store_retry(|| self.store.load(id)).await?.ok_or(EngineError::NotFound(id))?;
-            let definition = self
-                .registry
-                .get(&current.saga_type, current.definition_version)
-                .ok_or_else(|| EngineError::UnknownSagaType(current.saga_type.clone()))?;
-            let now = self.clock.now();
-            let mut state = current.clone();
-            let mut entries = Vec::new();
-            for event in decide(&current)? {
-                let entry = LogEntry { seq: state.version + 1, at: now, event };
-                state.apply(&entry)?;
-                entries.push(entry);
-            }
-            self.drive(&mut state, &mut entries, &definition, now)?;
-            match self.store.append(current.version, &state, &entries).await {
-                Ok(()) => {
-                    info!(status = %state.status, "operator action written");
-                    self.observer.on_events(&state, &entries);
-                    return self.settle(state, &entries).await;
-                }
-                Err(StoreError::Conflict(_)) => continue,
                 Err(e) if e.is_transient() => self.store_backoff(&mut backoff, &e).await?,
                 Err(e) => return Err(e.into()),
             }
