@@ -439,6 +439,15 @@ impl SagaState {
         }
     }
 
+    /// The index of the step named `name`.
+    pub fn step_index(&self, name: &str) -> Result<u32, ReplayError> {
+        self.steps
+            .iter()
+            .position(|s| s.name == name)
+            .map(|i| i as u32)
+            .ok_or_else(|| ReplayError { saga: self.id, reason: format!("no step named {name:?}") })
+    }
+
     fn step_mut(&mut self, step: u32) -> Result<&mut StepState, ReplayError> {
         let id = self.id;
         self.steps
@@ -460,7 +469,8 @@ impl SagaState {
             }
             SagaEvent::CommandSent { command, deadline } => {
                 let c = &command.correlation;
-                let phase = self.step_mut(c.step)?.phase_mut(c.kind);
+                let step = self.step_index(&c.step_name)?;
+                let phase = self.step_mut(step)?.phase_mut(c.kind);
                 phase.attempts = c.attempt;
                 phase.status = PhaseStatus::InProgress;
                 self.in_flight = Some(InFlight { command: command.clone(), deadline: *deadline });
@@ -520,7 +530,8 @@ impl SagaState {
                 if let Some(in_flight) = self.in_flight.take() {
                     let c = in_flight.command.correlation;
                     if c.kind == StepKind::Action {
-                        self.step_mut(c.step)?.action.uncertain = true;
+                        let step = self.step_index(&c.step_name)?;
+                        self.step_mut(step)?.action.uncertain = true;
                     }
                 }
             }
@@ -576,7 +587,10 @@ pub fn observe(state: &SagaState, input: &Input<'_>, now: DateTime<Utc>) -> Vec<
         Input::Deadline => match &state.in_flight {
             Some(f) if state.status.is_active() && f.deadline <= now => {
                 let c = &f.command.correlation;
-                vec![SagaEvent::TimedOut { step: c.step, kind: c.kind, attempt: c.attempt }]
+                match state.step_index(&c.step_name) {
+                    Ok(step) => vec![SagaEvent::TimedOut { step, kind: c.kind, attempt: c.attempt }],
+                    Err(_) => Vec::new(),
+                }
             }
             _ => Vec::new(),
         },
@@ -584,8 +598,9 @@ pub fn observe(state: &SagaState, input: &Input<'_>, now: DateTime<Utc>) -> Vec<
             let c = &reply.correlation;
             let matches = state.status.is_active()
                 && state.in_flight.as_ref().is_some_and(|f| f.command.correlation == *c);
-            if matches {
-                vec![SagaEvent::ReplyAccepted { step: c.step, kind: c.kind, attempt: c.attempt, outcome: reply.outcome.clone() }]
+            let step = state.step_index(&c.step_name);
+            if let (true, Ok(step)) = (matches, step) {
+                vec![SagaEvent::ReplyAccepted { step, kind: c.kind, attempt: c.attempt, outcome: reply.outcome.clone() }]
             } else {
                 let why = match &state.in_flight {
                     _ if !state.status.is_active() => format!("saga is {}", state.status),
@@ -714,7 +729,6 @@ fn send<R: Rng>(state: &SagaState, d: &mut Decide<'_, R>, step: u32, kind: StepK
                 correlation: Correlation {
                     saga_id: state.id,
                     saga_type: state.saga_type.clone(),
-                    step,
                     step_name: def.name.clone(),
                     attempt,
                     kind,

@@ -39,7 +39,6 @@ impl Fixture {
             correlation: Correlation {
                 saga_id: saga,
                 saga_type: SAGA.into(),
-                step: 0,
                 step_name: "uno".into(),
                 attempt,
                 kind,

@@ -133,7 +133,7 @@ fn check_compensations(history: &[saga_core::LogEntry], state: &SagaState) {
         for entry in history {
             match &entry.event {
                 SagaEvent::CommandSent { command, .. }
-                    if command.correlation.step == i as u32 && command.correlation.kind == StepKind::Action =>
+                    if command.correlation.step_name == STEPS[i] && command.correlation.kind == StepKind::Action =>
                 {
                     sent = true
                 }
@@ -170,7 +170,7 @@ fn aborted_in_flight(history: &[saga_core::LogEntry], i: usize) -> bool {
     for entry in history {
         if let SagaEvent::CompensationStarted { .. } = entry.event {
             if let Some(s) = &state {
-                if s.in_flight.as_ref().is_some_and(|f| f.command.correlation.step == i as u32) {
+                if s.in_flight.as_ref().is_some_and(|f| f.command.correlation.step_name == STEPS[i]) {
                     return true;
                 }
             }

@@ -43,7 +43,6 @@ fn command_sent(state: &SagaState, at: DateTime<Utc>, deadline: DateTime<Utc>) -
             correlation: Correlation {
                 saga_id: state.id,
                 saga_type: state.saga_type.clone(),
-                step: 0,
                 step_name: "uno".into(),
                 attempt: 1,
                 kind: StepKind::Action,

@@ -5,6 +5,7 @@
 //! negatively acknowledged to ask for redelivery, or moved to a dead-letter queue. A delivery that
 //! is dropped without any of these is redelivered, as a broker does when a consumer goes away.
 
+pub mod codec;
 pub mod in_process;
 
 use async_trait::async_trait;
@@ -23,9 +24,8 @@ pub struct Correlation {
     pub saga_id: SagaId,
     /// The saga definition's name.
     pub saga_type: String,
-    /// Index of the step in the definition (0-based).
-    pub step: u32,
-    /// The step's stable name.
+    /// The step's stable name (unique within its definition). Names, not positions, travel on
+    /// the wire: they survive a new version of a definition that inserts a step.
     pub step_name: String,
     /// Attempt number, from 1, counted separately for the action and the compensation.
     pub attempt: u32,
