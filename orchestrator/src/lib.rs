@@ -1,4 +1,7 @@
-//! The CrearCampaña orchestrator daemon.
+//! The CrearCampaña orchestrator.
 //!
-//! Not built yet: the daemon, its HTTP API and the CrearCampaña saga definition arrive with the
-//! CrearCampaña issue. This crate exists so the workspace has its final shape; it exports nothing.
+//! Built so far: the saga definition ([`crear_campana`]): its parameters, its three steps and
+//! their compensations, and the Avro codec that names their outputs. The daemon, its HTTP API
+//! and the query side arrive with the CrearCampaña issue.
+
+pub mod crear_campana;

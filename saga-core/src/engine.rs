@@ -410,6 +410,13 @@ impl Engine {
                             tokio::time::sleep(Duration::from_millis(500)).await;
                             delivery.nack().await
                         }
+                        // A replica without this definition (a rolling deploy): another replica
+                        // may have it, and the step's timeout covers the case where none does.
+                        Err(e @ EngineError::UnknownSagaType(_)) => {
+                            warn!(error = %e, "reply for a saga type this engine does not know; redelivering");
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                            delivery.nack().await
+                        }
                         Err(e) => {
                             error!(error = %e, "reply cannot be applied; dead-lettering it");
                             delivery.dead_letter(&e.to_string()).await

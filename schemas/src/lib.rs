@@ -20,6 +20,7 @@ mod eventos;
 mod registry;
 mod respuestas;
 mod union;
+pub mod wire;
 
 #[cfg(test)]
 mod tests;
@@ -42,3 +43,4 @@ pub use respuestas::{
     Resultado, Salida, TrackingAbierto,
 };
 pub use union::MessageUnion;
+pub use wire::AvroCodec;
