@@ -1,5 +1,9 @@
-//! The marca, influencer and tracking worker daemons.
+//! The participants of CrearCampaña. Each owns its database and implements saga-core's
+//! [`Handler`](saga_core::participant::Handler) for PostgreSQL (deployments) and SQLite (the
+//! embedded mode); saga-core's participant module wraps it with deduplication, stored replies and
+//! tombstones.
 //!
-//! Not built yet: the workers arrive with the CrearCampaña issue. The participant-side machinery
-//! they will use (deduplication, stored replies, tombstones) already lives in
-//! `saga_core::participant`. This crate exports nothing.
+//! Built so far: [`marca`] (reserve and release a brand's budget). The influencer and tracking
+//! participants and the worker daemons arrive with the CrearCampaña issue.
+
+pub mod marca;

@@ -47,7 +47,7 @@ fn status_of(s: &str) -> Result<SagaStatus, StoreError> {
 
 /// Runs a migrator with `ignore_missing`, so the applications that share the database (the
 /// orchestrator's query side, a worker's business tables) keep their own migrations beside ours.
-pub(crate) async fn migrate<'a, A>(migrator: &Migrator, conn: A) -> Result<(), sqlx::migrate::MigrateError>
+pub async fn migrate<'a, A>(migrator: &Migrator, conn: A) -> Result<(), sqlx::migrate::MigrateError>
 where
     A: sqlx::Acquire<'a>,
     <A::Connection as std::ops::Deref>::Target: sqlx::migrate::Migrate,
