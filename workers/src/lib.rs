@@ -1,9 +1,13 @@
 //! The participants of CrearCampaña. Each owns its database and implements saga-core's
 //! [`Handler`](saga_core::participant::Handler) for PostgreSQL (deployments) and SQLite (the
 //! embedded mode); saga-core's participant module wraps it with deduplication, stored replies and
-//! tombstones.
+//! tombstones, so a handler only states its business rules.
 //!
-//! Built so far: [`marca`] (reserve and release a brand's budget). The influencer and tracking
-//! participants and the worker daemons arrive with the CrearCampaña issue.
+//! Built so far: the business rules of [`marca`], [`influencer`] and [`tracking`] with their
+//! migrations. The worker daemons (consuming their topics) and tracking's HTTP endpoints arrive
+//! with the CrearCampaña issue.
 
+pub mod influencer;
 pub mod marca;
+mod support;
+pub mod tracking;

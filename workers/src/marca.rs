@@ -1,7 +1,8 @@
 //! marca: reserves a campaign's budget against its brand's available budget, and releases it.
 //!
 //! Business failures (the saga compensates): `MARCA_DESCONOCIDA` (no such brand),
-//! `MARCA_INACTIVA`, `PRESUPUESTO_INSUFICIENTE` (the budget exceeds what is available).
+//! `MARCA_INACTIVA`, `PRESUPUESTO_INSUFICIENTE` (the budget exceeds what is available),
+//! `CAMPANA_DUPLICADA` (another saga already reserved for this campaign id).
 //! The reservation is one conditional `UPDATE`, so concurrent campaigns never overdraw a brand,
 //! on PostgreSQL (row lock) as on SQLite (the participant's `BEGIN IMMEDIATE`).
 
@@ -10,6 +11,8 @@ use chrono::Utc;
 use saga_core::participant::{Handler, HandlerError};
 use saga_core::transport::{Command, Outcome};
 use schemas::{Centavos, CompensacionConfirmada, CuerpoMarca, LiberarPresupuesto, MessageUnion, PresupuestoReservado, ReservarPresupuesto};
+
+use crate::support::{body, output, refuse, wrong_kind};
 use serde::{Deserialize, Serialize};
 use sqlx::migrate::Migrator;
 use sqlx::{Postgres, Sqlite, Transaction};
@@ -26,6 +29,8 @@ pub const MARCA_DESCONOCIDA: &str = "MARCA_DESCONOCIDA";
 pub const MARCA_INACTIVA: &str = "MARCA_INACTIVA";
 /// Not enough budget available.
 pub const PRESUPUESTO_INSUFICIENTE: &str = "PRESUPUESTO_INSUFICIENTE";
+/// Another saga already reserved budget for this campaign.
+pub const CAMPANA_DUPLICADA: &str = "CAMPANA_DUPLICADA";
 
 /// A brand as seeded (from a JSON file: a list of these).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,23 +49,18 @@ pub struct MarcaSeed {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Marca;
 
-fn refuse(code: &str, reason: String) -> Outcome {
-    Outcome::BusinessFailure { code: code.to_owned(), reason }
-}
-
-fn body(command: &Command) -> Result<CuerpoMarca, HandlerError> {
-    CuerpoMarca::from_json(&command.message_type, command.body.clone()).map_err(|e| HandlerError::Invalid(e.to_string()))
-}
-
-fn output<T: Serialize>(value: &T) -> Result<Outcome, HandlerError> {
-    serde_json::to_value(value).map(|output| Outcome::Success { output }).map_err(|e| HandlerError::Invalid(e.to_string()))
-}
-
 macro_rules! marca_for {
     ($db:ty, $reservar:ident, $liberar:ident, $seed:ident) => {
         impl Marca {
             async fn $reservar(&self, tx: &mut Transaction<'static, $db>, r: ReservarPresupuesto) -> Result<Outcome, HandlerError> {
                 let monto = r.monto_centavos.0;
+                let existing: Option<Uuid> = sqlx::query_scalar("SELECT id_reserva FROM reserva_presupuesto WHERE id_campana = $1")
+                    .bind(r.id_campana)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+                if let Some(id_reserva) = existing {
+                    return Ok(refuse(CAMPANA_DUPLICADA, format!("la campaña {} ya tiene la reserva {id_reserva}", r.id_campana)));
+                }
                 let left: Option<(i64,)> = sqlx::query_as(
                     "UPDATE marca SET presupuesto_disponible_centavos = presupuesto_disponible_centavos - $2 \
                      WHERE id_marca = $1 AND activa AND presupuesto_disponible_centavos >= $2 \
@@ -148,16 +148,16 @@ macro_rules! marca_for {
         #[async_trait]
         impl Handler<$db> for Marca {
             async fn action(&self, tx: &mut Transaction<'static, $db>, command: &Command) -> Result<Outcome, HandlerError> {
-                match body(command)? {
+                match body::<CuerpoMarca>(command)? {
                     CuerpoMarca::ReservarPresupuesto(r) => self.$reservar(tx, r).await,
-                    other => Err(HandlerError::Invalid(format!("{} is not an action", other.message_type()))),
+                    other => Err(wrong_kind(other.message_type(), "an action")),
                 }
             }
 
             async fn compensation(&self, tx: &mut Transaction<'static, $db>, command: &Command) -> Result<Outcome, HandlerError> {
-                match body(command)? {
+                match body::<CuerpoMarca>(command)? {
                     CuerpoMarca::LiberarPresupuesto(l) => self.$liberar(tx, l).await,
-                    other => Err(HandlerError::Invalid(format!("{} is not a compensation", other.message_type()))),
+                    other => Err(wrong_kind(other.message_type(), "a compensation")),
                 }
             }
         }

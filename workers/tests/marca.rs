@@ -5,20 +5,17 @@
 // Tests unwrap: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::sync::Arc;
 
-use saga_core::log::sql::{migrate, pg_pool, sqlite_pool};
-use saga_core::participant::{CommandHandler, PgParticipant, SqliteParticipant};
-use saga_core::transport::{Command, Correlation, Outcome};
-use saga_core::{MessageId, SagaId, StepKind};
+use common::{code, command, pg_participant, scalar, sqlite_participant, Db};
+use saga_core::participant::CommandHandler;
+use saga_core::transport::{Command, Outcome};
+use saga_core::{SagaId, StepKind};
 use schemas::{Centavos, LiberarPresupuesto, ReservarPresupuesto};
 use uuid::Uuid;
-use workers::marca::{self, Marca, MarcaSeed, MARCA_DESCONOCIDA, MARCA_INACTIVA, PRESUPUESTO_INSUFICIENTE};
-
-enum Db {
-    Pg(sqlx::PgPool),
-    Lite(sqlx::SqlitePool),
-}
+use workers::marca::{self, Marca, MarcaSeed, CAMPANA_DUPLICADA, MARCA_DESCONOCIDA, MARCA_INACTIVA, PRESUPUESTO_INSUFICIENTE};
 
 struct World {
     db: Db,
@@ -37,38 +34,24 @@ fn seeds() -> Vec<MarcaSeed> {
 }
 
 async fn postgres() -> World {
-    let admin = std::env::var("SAGA_TEST_DATABASE_URL")
-        .expect("SAGA_TEST_DATABASE_URL is not set: run scripts/test.sh, which starts PostgreSQL");
-    let name = format!("marca_test_{}", Uuid::new_v4().simple());
-    let admin_pool = pg_pool(&admin, 1).await.expect("reach PostgreSQL");
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin_pool).await.unwrap();
-    let pool = pg_pool(&format!("{}/{name}", admin.rsplit_once('/').unwrap().0), 20).await.unwrap();
-    migrate(&marca::PG_MIGRATOR, &pool).await.unwrap();
+    let (db, participant) = pg_participant(&marca::PG_MIGRATOR, Marca).await;
     let seeds = seeds();
-    Marca::seed_postgres(&pool, &seeds).await.unwrap();
-    let participant = PgParticipant::new(pool.clone(), Marca);
-    participant.migrate().await.unwrap();
-    World { db: Db::Pg(pool), participant: Arc::new(participant), activa: seeds[0].id_marca, inactiva: seeds[1].id_marca }
+    let Db::Pg(pool) = &db else { unreachable!() };
+    Marca::seed_postgres(pool, &seeds).await.unwrap();
+    World { db, participant, activa: seeds[0].id_marca, inactiva: seeds[1].id_marca }
 }
 
 async fn sqlite() -> World {
-    let path = std::env::temp_dir().join(format!("marca-test-{}.sqlite", Uuid::new_v4().simple()));
-    let pool = sqlite_pool(&format!("sqlite://{}", path.display())).await.unwrap();
-    migrate(&marca::SQLITE_MIGRATOR, &pool).await.unwrap();
+    let (db, participant) = sqlite_participant(&marca::SQLITE_MIGRATOR, Marca).await;
     let seeds = seeds();
-    Marca::seed_sqlite(&pool, &seeds).await.unwrap();
-    let participant = SqliteParticipant::new(pool.clone(), Marca);
-    participant.migrate().await.unwrap();
-    World { db: Db::Lite(pool), participant: Arc::new(participant), activa: seeds[0].id_marca, inactiva: seeds[1].id_marca }
+    let Db::Lite(pool) = &db else { unreachable!() };
+    Marca::seed_sqlite(pool, &seeds).await.unwrap();
+    World { db, participant, activa: seeds[0].id_marca, inactiva: seeds[1].id_marca }
 }
 
 impl World {
     async fn available(&self, id: Uuid) -> i64 {
-        let q = "SELECT presupuesto_disponible_centavos FROM marca WHERE id_marca = $1";
-        match &self.db {
-            Db::Pg(p) => sqlx::query_scalar(q).bind(id).fetch_one(p).await.unwrap(),
-            Db::Lite(p) => sqlx::query_scalar(q).bind(id).fetch_one(p).await.unwrap(),
-        }
+        scalar(&self.db, "SELECT presupuesto_disponible_centavos FROM marca WHERE id_marca = $1", id).await
     }
 
     fn command(&self, saga: SagaId, kind: StepKind, attempt: u32, id_campana: Uuid, id_marca: Uuid, monto: i64) -> Command {
@@ -82,20 +65,7 @@ impl World {
                 serde_json::to_value(LiberarPresupuesto { id_campana, id_marca, id_reserva: None }).unwrap(),
             ),
         };
-        Command {
-            correlation: Correlation {
-                saga_id: saga,
-                saga_type: "crear_campana".into(),
-                step_name: "reservar_presupuesto".into(),
-                attempt,
-                kind,
-                message_id: MessageId::new(),
-            },
-            participant: "comandos.marca".into(),
-            reply_to: "respuestas.afiliaciones".into(),
-            message_type: message_type.into(),
-            body,
-        }
+        command("reservar_presupuesto", "comandos.marca", kind, attempt, saga, message_type, body)
     }
 
     async fn send(&self, command: &Command) -> Outcome {
@@ -103,16 +73,10 @@ impl World {
     }
 }
 
-fn code(outcome: &Outcome) -> &str {
-    match outcome {
-        Outcome::BusinessFailure { code, .. } => code,
-        other => panic!("expected a business failure, got {other:?}"),
-    }
-}
-
 async fn reserves_then_refuses_what_is_not_available(w: World) {
     let saga = SagaId::new();
-    let ok = w.send(&w.command(saga, StepKind::Action, 1, Uuid::now_v7(), w.activa, 600_000)).await;
+    let campana = Uuid::now_v7();
+    let ok = w.send(&w.command(saga, StepKind::Action, 1, campana, w.activa, 600_000)).await;
     match ok {
         Outcome::Success { output } => assert_eq!(output["disponible_restante_centavos"], 400_000),
         other => panic!("expected a reservation, got {other:?}"),
@@ -121,6 +85,8 @@ async fn reserves_then_refuses_what_is_not_available(w: World) {
     let too_much = w.send(&w.command(SagaId::new(), StepKind::Action, 1, Uuid::now_v7(), w.activa, 400_001)).await;
     assert_eq!(code(&too_much), PRESUPUESTO_INSUFICIENTE);
     assert_eq!(w.available(w.activa).await, 400_000, "a refusal changes nothing");
+    let twice = w.send(&w.command(SagaId::new(), StepKind::Action, 1, campana, w.activa, 1)).await;
+    assert_eq!(code(&twice), CAMPANA_DUPLICADA, "another saga for the same campaign id");
 }
 
 async fn unknown_and_inactive_brands_are_refused(w: World) {

@@ -1,0 +1,17 @@
+-- The tracking service's own data (SQLite: the embedded mode). Same shape as PostgreSQL.
+CREATE TABLE contexto_tracking (
+    id_tracking  BLOB PRIMARY KEY,
+    id_campana   BLOB NOT NULL UNIQUE,
+    id_marca     BLOB NOT NULL,
+    fecha_inicio TEXT NOT NULL,
+    fecha_fin    TEXT NOT NULL,
+    estado       TEXT NOT NULL CHECK (estado IN ('abierto', 'cerrado'))
+);
+
+CREATE TABLE enlace_tracking (
+    codigo      TEXT PRIMARY KEY,
+    id_tracking BLOB NOT NULL REFERENCES contexto_tracking (id_tracking),
+    nombre      TEXT NOT NULL,
+    plataforma  TEXT NOT NULL,
+    url         TEXT NOT NULL
+);

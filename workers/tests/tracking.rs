@@ -1,0 +1,124 @@
+//! The tracking participant on a real PostgreSQL and on SQLite: opening a context with one link
+//! per influencer, the date refusals, closing, and a closed context never reopened.
+
+// Tests unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{code, command, pg_participant, scalar, sqlite_participant, Db};
+use saga_core::participant::CommandHandler;
+use saga_core::transport::{Command, Outcome};
+use saga_core::{SagaId, StepKind};
+use schemas::{AbrirTracking, CerrarTracking, Influencer};
+use uuid::Uuid;
+use workers::tracking::{self, Tracking, CAMPANA_DUPLICADA, CONTEXTO_CERRADO, FECHAS_INVALIDAS};
+
+struct World {
+    db: Db,
+    participant: Arc<dyn CommandHandler>,
+}
+
+async fn postgres() -> World {
+    let (db, participant) = pg_participant(&tracking::PG_MIGRATOR, Tracking).await;
+    World { db, participant }
+}
+
+async fn sqlite() -> World {
+    let (db, participant) = sqlite_participant(&tracking::SQLITE_MIGRATOR, Tracking).await;
+    World { db, participant }
+}
+
+fn influencers() -> Vec<Influencer> {
+    vec![
+        Influencer { nombre: "Ana García".into(), plataforma: "Instagram".into(), seguidores: 150_000, categoria: "Fitness".into() },
+        Influencer { nombre: "Carlos López".into(), plataforma: "TikTok".into(), seguidores: 300_000, categoria: "Lifestyle".into() },
+    ]
+}
+
+fn abrir(saga: SagaId, id_campana: Uuid, desde: &str, hasta: &str) -> Command {
+    let body = AbrirTracking {
+        id_campana,
+        id_marca: Uuid::now_v7(),
+        fecha_inicio: desde.parse().unwrap(),
+        fecha_fin: hasta.parse().unwrap(),
+        influencers: influencers(),
+    };
+    command("abrir_tracking", "comandos.tracking", StepKind::Action, 1, saga, "AbrirTracking", serde_json::to_value(body).unwrap())
+}
+
+fn cerrar(saga: SagaId, id_campana: Uuid) -> Command {
+    let body = CerrarTracking { id_campana, id_tracking: None };
+    command("abrir_tracking", "comandos.tracking", StepKind::Compensation, 1, saga, "CerrarTracking", serde_json::to_value(body).unwrap())
+}
+
+impl World {
+    async fn send(&self, command: &Command) -> Outcome {
+        self.participant.handle(command).await.unwrap().reply.outcome
+    }
+
+    async fn open(&self, id_campana: Uuid) -> i64 {
+        scalar(&self.db, "SELECT COUNT(*) FROM contexto_tracking WHERE id_campana = $1 AND estado = 'abierto'", id_campana).await
+    }
+}
+
+async fn opens_a_context_with_a_link_per_influencer(w: World) {
+    let id = Uuid::now_v7();
+    match w.send(&abrir(SagaId::new(), id, "2025-01-01T00:00:00", "2025-12-31T23:59:59")).await {
+        Outcome::Success { output } => {
+            let enlaces = output["enlaces"].as_array().unwrap();
+            assert_eq!(enlaces.len(), 2);
+            assert_ne!(enlaces[0]["codigo"], enlaces[1]["codigo"]);
+            assert!(enlaces[0]["url"].as_str().unwrap().ends_with(enlaces[0]["codigo"].as_str().unwrap()));
+        }
+        other => panic!("expected a context, got {other:?}"),
+    }
+    assert_eq!(w.open(id).await, 1);
+    // Another saga for the same campaign id is refused, not retried forever on the unique key.
+    let twice = w.send(&abrir(SagaId::new(), id, "2025-01-01T00:00:00", "2025-12-31T23:59:59")).await;
+    assert_eq!(code(&twice), CAMPANA_DUPLICADA);
+}
+
+async fn refuses_dates_it_cannot_track(w: World) {
+    let reversed = w.send(&abrir(SagaId::new(), Uuid::now_v7(), "2025-12-31T00:00:00", "2025-01-01T00:00:00")).await;
+    assert_eq!(code(&reversed), FECHAS_INVALIDAS);
+    let too_long = w.send(&abrir(SagaId::new(), Uuid::now_v7(), "2025-01-01T00:00:00", "2028-01-01T00:00:00")).await;
+    assert_eq!(code(&too_long), FECHAS_INVALIDAS);
+}
+
+async fn a_closed_context_is_never_reopened(w: World) {
+    let saga = SagaId::new();
+    let id = Uuid::now_v7();
+    w.send(&abrir(saga, id, "2025-01-01T00:00:00", "2025-03-01T00:00:00")).await;
+    assert!(matches!(w.send(&cerrar(saga, id)).await, Outcome::Success { .. }));
+    assert_eq!(w.open(id).await, 0);
+    // Another saga for the same campaign (a retry by the client with a new saga id).
+    let reopen = w.send(&abrir(SagaId::new(), id, "2025-01-01T00:00:00", "2025-03-01T00:00:00")).await;
+    assert_eq!(code(&reopen), CONTEXTO_CERRADO);
+}
+
+macro_rules! suite {
+    ($db:ident) => {
+        mod $db {
+            use super::*;
+
+            #[tokio::test]
+            async fn opens_a_context_with_a_link_per_influencer() {
+                super::opens_a_context_with_a_link_per_influencer($db().await).await
+            }
+            #[tokio::test]
+            async fn refuses_dates_it_cannot_track() {
+                super::refuses_dates_it_cannot_track($db().await).await
+            }
+            #[tokio::test]
+            async fn a_closed_context_is_never_reopened() {
+                super::a_closed_context_is_never_reopened($db().await).await
+            }
+        }
+    };
+}
+
+suite!(postgres);
+suite!(sqlite);
