@@ -4,4 +4,9 @@
 //! their compensations, and the Avro codec that names their outputs. The daemon, its HTTP API
 //! and the query side arrive with the CrearCampaña issue.
 
+pub mod api;
 pub mod crear_campana;
+pub mod embebido;
+pub mod proyector;
+pub mod solicitud;
+pub mod vista;

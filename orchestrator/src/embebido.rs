@@ -1,0 +1,153 @@
+//! The embedded mode: the orchestrator and the three participants in one process, over the
+//! in-process transport, each with its own SQLite file in one folder, serving the same HTTP API.
+//! Nothing to install: a newcomer runs the product with `cargo run`.
+//!
+//! Brands are seeded from a JSON file (default: the brands of `orchestrator/seed/marcas.json`,
+//! compiled in) on every start; existing brands get the file's values.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use saga_core::definition::Registry;
+use saga_core::engine::{Engine, EngineConfig, EngineObserver};
+use saga_core::log::sql::{migrate, sqlite_pool, SqliteStore};
+use saga_core::participant::{serve, SqliteParticipant};
+use saga_core::transport::in_process::InProcessTransport;
+use saga_core::transport::Transport;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::info;
+use workers::marca::{self, Marca, MarcaSeed};
+use workers::{influencer, tracking};
+
+use crate::api::{router, AppState};
+use crate::crear_campana::{definition, Topology};
+use crate::proyector::{self, AvisoFin};
+use crate::vista::SqliteVista;
+
+/// The brands seeded when no file is given.
+pub const MARCAS_POR_DEFECTO: &str = include_str!("../seed/marcas.json");
+
+/// How the embedded mode runs.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where the SQLite files live.
+    pub data_dir: PathBuf,
+    /// Where the HTTP API listens (port 0: any free port).
+    pub http: SocketAddr,
+    /// The brands to seed (JSON: a list of `MarcaSeed`).
+    pub marcas: String,
+    /// Step timeouts and retries.
+    pub topology: Topology,
+}
+
+/// A running embedded deployment.
+pub struct Running {
+    /// Where the HTTP API listens.
+    pub addr: SocketAddr,
+    /// The engine, for tests and tools in the same process.
+    pub engine: Arc<Engine>,
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl Running {
+    /// Stops every task and waits for them.
+    pub async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+fn stopped(rx: &watch::Receiver<bool>) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let mut rx = rx.clone();
+    async move {
+        let _ = rx.wait_for(|s| *s).await;
+    }
+}
+
+fn sqlite_url(dir: &std::path::Path, name: &str) -> String {
+    format!("sqlite://{}", dir.join(format!("{name}.sqlite")).display())
+}
+
+/// Starts everything and returns once the API listens.
+pub async fn start(config: Config, observer: Option<Arc<dyn EngineObserver>>) -> anyhow::Result<Running> {
+    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
+    let transport = InProcessTransport::new();
+    let (stop, stop_rx) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+
+    // Participants, each with its own database.
+    let marcas: Vec<MarcaSeed> = serde_json::from_str(&config.marcas).context("parsing the brands to seed")?;
+    let pool = sqlite_pool(&sqlite_url(&config.data_dir, "marca")).await.context("opening marca.sqlite")?;
+    migrate(&marca::SQLITE_MIGRATOR, &pool).await.context("migrating marca")?;
+    Marca::seed_sqlite(&pool, &marcas).await.context("seeding brands")?;
+    let p = SqliteParticipant::new(pool, Marca);
+    p.migrate().await.context("migrating marca's participant tables")?;
+    let t: Arc<dyn Transport> = Arc::new(transport.clone());
+    tasks.spawn(drop_result(serve(Arc::new(p), t.clone(), config.topology.marca.clone(), stopped(&stop_rx))));
+
+    let pool = sqlite_pool(&sqlite_url(&config.data_dir, "influencer")).await.context("opening influencer.sqlite")?;
+    migrate(&influencer::SQLITE_MIGRATOR, &pool).await.context("migrating influencer")?;
+    let p = SqliteParticipant::new(pool, influencer::Influencers);
+    p.migrate().await.context("migrating influencer's participant tables")?;
+    tasks.spawn(drop_result(serve(Arc::new(p), t.clone(), config.topology.influencer.clone(), stopped(&stop_rx))));
+
+    let pool = sqlite_pool(&sqlite_url(&config.data_dir, "tracking")).await.context("opening tracking.sqlite")?;
+    migrate(&tracking::SQLITE_MIGRATOR, &pool).await.context("migrating tracking")?;
+    let p = SqliteParticipant::new(pool, tracking::Tracking);
+    p.migrate().await.context("migrating tracking's participant tables")?;
+    tasks.spawn(drop_result(serve(Arc::new(p), t.clone(), config.topology.tracking.clone(), stopped(&stop_rx))));
+
+    // The orchestrator: saga log and campaign view in one database.
+    let store = SqliteStore::connect(&sqlite_url(&config.data_dir, "orquestador")).await.context("opening orquestador.sqlite")?;
+    let vista = Arc::new(SqliteVista::new(store.pool().clone()).await.context("migrating the campaign view")?);
+    let mut registry = Registry::new();
+    registry.register(definition(&config.topology)).context("registering CrearCampaña")?;
+    let (aviso, fines) = AvisoFin::new(observer);
+    let engine = Engine::builder(Arc::new(store), Arc::new(registry), t)
+        .config(EngineConfig { reply_to: "respuestas.afiliaciones".into(), ..EngineConfig::default() })
+        .observer(Arc::new(aviso))
+        .build();
+    let run = engine.clone().run(stopped(&stop_rx));
+    tasks.spawn(async move {
+        if let Err(e) = run.await {
+            tracing::error!(error = %e, "engine stopped");
+        }
+    });
+    let (e, v) = (engine.clone(), vista.clone());
+    let mut srx = stop_rx.clone();
+    tasks.spawn(async move {
+        tokio::select! {
+            _ = proyector::run(e, v, fines) => {}
+            _ = srx.wait_for(|s| *s) => {}
+        }
+    });
+
+    let listener = TcpListener::bind(config.http).await.with_context(|| format!("binding {}", config.http))?;
+    let addr = listener.local_addr()?;
+    let app = router(AppState { engine: engine.clone(), vista });
+    let shutdown = stopped(&stop_rx);
+    tasks.spawn(async move {
+        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+            tracing::error!(error = %e, "HTTP server stopped");
+        }
+    });
+    let closer = transport.clone();
+    let mut srx = stop_rx.clone();
+    tasks.spawn(async move {
+        let _ = srx.wait_for(|s| *s).await;
+        closer.close();
+    });
+    info!(%addr, data_dir = %config.data_dir.display(), "embedded mode ready");
+    Ok(Running { addr, engine, stop, tasks })
+}
+
+async fn drop_result<E: std::fmt::Display>(f: impl std::future::Future<Output = Result<(), E>>) {
+    if let Err(e) = f.await {
+        tracing::error!(error = %e, "participant stopped");
+    }
+}

@@ -1,0 +1,84 @@
+//! `orchestrator`: runs CrearCampaña. Today: the embedded mode (everything in one process,
+//! SQLite files, in-process transport). The distributed mode (PostgreSQL, Apache Pulsar) arrives
+//! with the Pulsar wiring.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use orchestrator::crear_campana::Topology;
+use orchestrator::embebido::{self, MARCAS_POR_DEFECTO};
+
+/// The CrearCampaña orchestrator.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    mode: Mode,
+}
+
+#[derive(Subcommand, Debug)]
+enum Mode {
+    /// Orchestrator and the three participants in one process, with SQLite files in a folder.
+    Embedded {
+        /// Folder for the SQLite files.
+        #[arg(long, env = "ALPES_DATA_DIR", default_value = ".data/embebido")]
+        data_dir: PathBuf,
+        /// Address of the HTTP API (loopback by default).
+        #[arg(long, env = "ALPES_HTTP", default_value = "127.0.0.1:8000")]
+        http: SocketAddr,
+        /// JSON file of brands to seed (default: orchestrator/seed/marcas.json, built in).
+        #[arg(long, env = "ALPES_MARCAS")]
+        marcas: Option<PathBuf>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let json_logs = std::env::var("ALPES_LOG_FORMAT").is_ok_and(|f| f == "json");
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if json_logs {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+    match Cli::parse().mode {
+        Mode::Embedded { data_dir, http, marcas } => {
+            let marcas = match marcas {
+                Some(path) => std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?,
+                None => MARCAS_POR_DEFECTO.to_owned(),
+            };
+            let config = embebido::Config { data_dir, http, marcas, topology: Topology::default() };
+            let running = embebido::start(config, None).await?;
+            println!("Alpes Partners (embedded) listening on http://{}", running.addr);
+            println!("  POST http://{}/afiliaciones/campana   GET /afiliaciones/campanas   GET /sagas", running.addr);
+            shutdown_signal().await;
+            running.stop().await;
+            Ok(())
+        }
+    }
+}
+
+/// Ctrl-C (or SIGTERM) stops gracefully; a second Ctrl-C exits at once.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutting down (Ctrl-C again to exit at once)");
+    tokio::spawn(async {
+        let _ = tokio::signal::ctrl_c().await;
+        std::process::exit(130);
+    });
+}

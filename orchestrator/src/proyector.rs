@@ -1,0 +1,123 @@
+//! Keeps the campaign view up to date from the saga log. The engine reports every finished saga
+//! through [`AvisoFin`] (no I/O in the engine's path: a channel); the projector reads the saga's
+//! final state and records it in the view. At start-up, and then every [`REPASO`], it catches up
+//! with every campaign still `pendiente`: it starts a saga that was never started (a crash
+//! between recording the campaign and starting its saga; `start` is idempotent on the saga id)
+//! and projects sagas that ended while nobody listened.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use saga_core::engine::{Engine, EngineObserver};
+use saga_core::{LogEntry, SagaEvent, SagaId, SagaState, SagaStatus};
+use serde_json::json;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use crate::crear_campana::SAGA_TYPE;
+use crate::vista::{Final, Vista};
+
+/// How often the projector catches up with campaigns still pending.
+pub const REPASO: Duration = Duration::from_secs(10);
+
+/// Tells the projector that a saga ended. Register it as the engine's observer.
+pub struct AvisoFin {
+    tx: mpsc::UnboundedSender<SagaId>,
+    next: Option<Arc<dyn EngineObserver>>,
+}
+
+impl AvisoFin {
+    /// The hook and the receiving end the projector reads; `next` gets every event too (metrics).
+    pub fn new(next: Option<Arc<dyn EngineObserver>>) -> (Self, mpsc::UnboundedReceiver<SagaId>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Self { tx, next }, rx)
+    }
+}
+
+impl EngineObserver for AvisoFin {
+    fn on_events(&self, state: &SagaState, entries: &[LogEntry]) {
+        if let Some(next) = &self.next {
+            next.on_events(state, entries);
+        }
+        let finished = entries.iter().any(|e| {
+            matches!(e.event, SagaEvent::Completed | SagaEvent::Compensated | SagaEvent::Aborted)
+        });
+        if finished && state.saga_type == SAGA_TYPE {
+            let _ = self.tx.send(state.id);
+        }
+    }
+}
+
+/// What the view records for a saga in its final state, if it is final.
+pub fn final_de(state: &SagaState) -> Option<Final> {
+    match state.status {
+        SagaStatus::Completed => Some(Final::Activa(json!(state.outputs))),
+        SagaStatus::Compensated | SagaStatus::Aborted => {
+            let failure = state.failure.clone();
+            Some(Final::Rechazada {
+                codigo: failure.as_ref().map_or_else(|| "abortada".to_owned(), |f| f.code.clone()),
+                motivo: failure.as_ref().map_or_else(|| "abandonada por un operador".to_owned(), |f| f.reason.clone()),
+                paso: failure.and_then(|f| f.step),
+            })
+        }
+        _ => None,
+    }
+}
+
+/// Projects saga `id` into the view if it has ended.
+pub async fn proyectar(engine: &Engine, vista: &dyn Vista, id: SagaId) {
+    match engine.get(id).await {
+        Ok(Some(state)) => {
+            if let Some(fin) = final_de(&state) {
+                match vista.terminar(id, &fin).await {
+                    Ok(true) => info!(saga_id = %id, status = %state.status, "campaign view updated"),
+                    Ok(false) => {}
+                    Err(e) => warn!(saga_id = %id, error = %e, "campaign view not updated; the catch-up pass retries"),
+                }
+            }
+        }
+        Ok(None) => {}
+        Err(e) => warn!(saga_id = %id, error = %e, "saga not readable; the catch-up pass retries"),
+    }
+}
+
+/// One catch-up pass over the campaigns still pending.
+pub async fn repasar(engine: &Engine, vista: &dyn Vista) {
+    let pendientes = match vista.pendientes(1_000).await {
+        Ok(p) => p,
+        Err(e) => {
+            warn!(error = %e, "campaign view unreadable; next pass retries");
+            return;
+        }
+    };
+    for c in pendientes {
+        match engine.get(c.saga_id).await {
+            Ok(None) => {
+                let params = json!(c.solicitud);
+                match engine.start(SAGA_TYPE, c.saga_id, params).await {
+                    Ok(_) => info!(saga_id = %c.saga_id, "started the saga of a campaign recorded before a crash"),
+                    Err(e) => warn!(saga_id = %c.saga_id, error = %e, "could not start a pending campaign's saga"),
+                }
+            }
+            Ok(Some(_)) => proyectar(engine, vista, c.saga_id).await,
+            Err(e) => warn!(saga_id = %c.saga_id, error = %e, "saga not readable"),
+        }
+    }
+}
+
+/// Runs the projector until `rx` closes: reacts to finished sagas, and catches up every
+/// [`REPASO`].
+pub async fn run(engine: Arc<Engine>, vista: Arc<dyn Vista>, mut rx: mpsc::UnboundedReceiver<SagaId>) {
+    repasar(&engine, vista.as_ref()).await;
+    let mut tick = tokio::time::interval(REPASO);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            id = rx.recv() => match id {
+                Some(id) => proyectar(&engine, vista.as_ref(), id).await,
+                None => return,
+            },
+            _ = tick.tick() => repasar(&engine, vista.as_ref()).await,
+        }
+    }
+}

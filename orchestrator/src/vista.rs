@@ -1,0 +1,309 @@
+//! The query side: campaigns as clients see them (`pendiente`, `activa`, `rechazada` with its
+//! reason), read by the HTTP API instead of the saga log's internals, and the answers to
+//! `Idempotency-Key`s. Kept in the orchestrator's database, beside the saga log; PostgreSQL and
+//! SQLite run the same statements, as the saga log's stores do.
+
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use saga_core::log::sql::migrate;
+use saga_core::SagaId;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::migrate::Migrator;
+use sqlx::types::Json;
+use sqlx::{PgPool, SqlitePool};
+use uuid::Uuid;
+
+use crate::crear_campana::CrearCampana;
+
+/// Migrations of the campaign view on PostgreSQL.
+pub static PG_MIGRATOR: Migrator = sqlx::migrate!("../migrations/orchestrator/postgres");
+/// Migrations of the campaign view on SQLite.
+pub static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("../migrations/orchestrator/sqlite");
+
+/// A campaign's state as clients see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Estado {
+    /// Its saga is running (or waiting for an operator).
+    Pendiente,
+    /// Created in all three services.
+    Activa,
+    /// Refused; whatever was done was undone.
+    Rechazada,
+}
+
+impl Estado {
+    /// The stable name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Estado::Pendiente => "pendiente",
+            Estado::Activa => "activa",
+            Estado::Rechazada => "rechazada",
+        }
+    }
+}
+
+impl FromStr for Estado {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "pendiente" => Ok(Estado::Pendiente),
+            "activa" => Ok(Estado::Activa),
+            "rechazada" => Ok(Estado::Rechazada),
+            other => Err(format!("estado desconocido {other:?} (pendiente, activa, rechazada)")),
+        }
+    }
+}
+
+/// One campaign of the view.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Campana {
+    /// The campaign.
+    pub id_campana: Uuid,
+    /// The saga that creates it.
+    pub saga_id: SagaId,
+    /// Where it is.
+    pub estado: Estado,
+    /// Why it was refused.
+    pub motivo: Option<String>,
+    /// The refusal's code.
+    pub codigo: Option<String>,
+    /// The step that refused it.
+    pub paso_fallido: Option<String>,
+    /// The accepted request.
+    pub solicitud: CrearCampana,
+    /// What the services answered (budget reservation, bookings, tracking links), once active.
+    pub resultado: Option<Value>,
+    /// When it was requested.
+    pub creada_en: DateTime<Utc>,
+    /// When it last changed.
+    pub actualizada_en: DateTime<Utc>,
+}
+
+/// What `crear` did.
+#[derive(Debug)]
+pub enum Creada {
+    /// A new campaign, `pendiente`.
+    Nueva(Box<Campana>),
+    /// The `Idempotency-Key` was seen before: the campaign it created.
+    Existente(Box<Campana>),
+}
+
+/// A view operation that failed.
+#[derive(Debug, thiserror::Error)]
+#[error("campaign view: {0}")]
+pub struct VistaError(#[from] pub sqlx::Error);
+
+/// How a saga ended, for the view.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Final {
+    /// Completed, with the steps' outputs.
+    Activa(Value),
+    /// Compensated or abandoned.
+    Rechazada {
+        /// The failure's code.
+        codigo: String,
+        /// The failure's reason.
+        motivo: String,
+        /// The step that failed, if one did.
+        paso: Option<String>,
+    },
+}
+
+/// The campaign view.
+#[async_trait]
+pub trait Vista: Send + Sync + 'static {
+    /// Records a new `pendiente` campaign (and its `Idempotency-Key`, if any) in one
+    /// transaction. With a key seen before, records nothing and returns the earlier campaign.
+    async fn crear(&self, campana: &CrearCampana, saga_id: SagaId, clave: Option<&str>) -> Result<Creada, VistaError>;
+    /// One campaign.
+    async fn obtener(&self, id: Uuid) -> Result<Option<Campana>, VistaError>;
+    /// Campaigns, newest first, optionally in one state.
+    async fn listar(&self, estado: Option<Estado>, limite: u32, desde: u32) -> Result<Vec<Campana>, VistaError>;
+    /// Campaigns still `pendiente`, oldest first (for the projector's catch-up).
+    async fn pendientes(&self, limite: u32) -> Result<Vec<Campana>, VistaError>;
+    /// Records how the saga ended; a campaign already out of `pendiente` is left as it is.
+    async fn terminar(&self, saga_id: SagaId, fin: &Final) -> Result<bool, VistaError>;
+}
+
+const COLUMNS: &str =
+    "id_campana, saga_id, estado, motivo, codigo, paso_fallido, solicitud, resultado, creada_en, actualizada_en";
+
+type Row = (
+    Uuid,
+    Uuid,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Json<CrearCampana>,
+    Option<Json<Value>>,
+    DateTime<Utc>,
+    DateTime<Utc>,
+);
+
+fn campana(row: Row) -> Result<Campana, VistaError> {
+    let (id_campana, saga_id, estado, motivo, codigo, paso_fallido, Json(solicitud), resultado, creada_en, actualizada_en) = row;
+    Ok(Campana {
+        id_campana,
+        saga_id: SagaId(saga_id),
+        estado: estado.parse().map_err(|e: String| VistaError(sqlx::Error::Decode(e.into())))?,
+        motivo,
+        codigo,
+        paso_fallido,
+        solicitud,
+        resultado: resultado.map(|Json(v)| v),
+        creada_en,
+        actualizada_en,
+    })
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+macro_rules! sql_vista {
+    ($(#[$meta:meta])* $name:ident, $pool:ty, $migrator:ident) => {
+        $(#[$meta])*
+        #[derive(Clone, Debug)]
+        pub struct $name {
+            pool: $pool,
+        }
+
+        impl $name {
+            /// The view over `pool`, migrated.
+            pub async fn new(pool: $pool) -> Result<Self, sqlx::migrate::MigrateError> {
+                migrate(&$migrator, &pool).await?;
+                Ok(Self { pool })
+            }
+
+            async fn by_key(&self, clave: &str) -> Result<Option<Campana>, VistaError> {
+                let row: Option<Row> = sqlx::query_as(&format!(
+                    "SELECT {COLUMNS} FROM campana WHERE id_campana = (SELECT id_campana FROM idempotencia WHERE clave = $1)"
+                ))
+                .bind(clave)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.map(campana).transpose()
+            }
+        }
+
+        #[async_trait]
+        impl Vista for $name {
+            async fn crear(&self, c: &CrearCampana, saga_id: SagaId, clave: Option<&str>) -> Result<Creada, VistaError> {
+                if let Some(clave) = clave {
+                    if let Some(existing) = self.by_key(clave).await? {
+                        return Ok(Creada::Existente(Box::new(existing)));
+                    }
+                }
+                let now = saga_core::clock::Clock::now(&saga_core::clock::SystemClock);
+                let mut tx = self.pool.begin().await?;
+                sqlx::query(&format!(
+                    "INSERT INTO campana ({COLUMNS}) VALUES ($1, $2, 'pendiente', NULL, NULL, NULL, $3, NULL, $4, $4)"
+                ))
+                .bind(c.id_campana)
+                .bind(saga_id.0)
+                .bind(Json(c))
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                if let Some(clave) = clave {
+                    let inserted = sqlx::query("INSERT INTO idempotencia (clave, id_campana, creada_en) VALUES ($1, $2, $3)")
+                        .bind(clave)
+                        .bind(c.id_campana)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await;
+                    match inserted {
+                        Ok(_) => {}
+                        // Another request with this key won the race: answer with its campaign.
+                        Err(e) if is_unique_violation(&e) => {
+                            tx.rollback().await?;
+                            return match self.by_key(clave).await? {
+                                Some(existing) => Ok(Creada::Existente(Box::new(existing))),
+                                None => Err(VistaError(e)),
+                            };
+                        }
+                        Err(e) => return Err(VistaError(e)),
+                    }
+                }
+                tx.commit().await?;
+                let created = self.obtener(c.id_campana).await?.ok_or(VistaError(sqlx::Error::RowNotFound))?;
+                Ok(Creada::Nueva(Box::new(created)))
+            }
+
+            async fn obtener(&self, id: Uuid) -> Result<Option<Campana>, VistaError> {
+                let row: Option<Row> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM campana WHERE id_campana = $1"))
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.map(campana).transpose()
+            }
+
+            async fn listar(&self, estado: Option<Estado>, limite: u32, desde: u32) -> Result<Vec<Campana>, VistaError> {
+                let rows: Vec<Row> = sqlx::query_as(&format!(
+                    "SELECT {COLUMNS} FROM campana WHERE ($1 IS NULL OR estado = $1) \
+                     ORDER BY creada_en DESC, id_campana DESC LIMIT $2 OFFSET $3"
+                ))
+                .bind(estado.map(Estado::as_str))
+                .bind(i64::from(limite.clamp(1, 500)))
+                .bind(i64::from(desde))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.into_iter().map(campana).collect()
+            }
+
+            async fn pendientes(&self, limite: u32) -> Result<Vec<Campana>, VistaError> {
+                let rows: Vec<Row> = sqlx::query_as(&format!(
+                    "SELECT {COLUMNS} FROM campana WHERE estado = 'pendiente' ORDER BY creada_en LIMIT $1"
+                ))
+                .bind(i64::from(limite))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.into_iter().map(campana).collect()
+            }
+
+            async fn terminar(&self, saga_id: SagaId, fin: &Final) -> Result<bool, VistaError> {
+                let now = saga_core::clock::Clock::now(&saga_core::clock::SystemClock);
+                let (estado, codigo, motivo, paso, resultado) = match fin {
+                    Final::Activa(resultado) => (Estado::Activa, None, None, None, Some(Json(resultado.clone()))),
+                    Final::Rechazada { codigo, motivo, paso } => {
+                        (Estado::Rechazada, Some(codigo.clone()), Some(motivo.clone()), paso.clone(), None)
+                    }
+                };
+                let done = sqlx::query(
+                    "UPDATE campana SET estado = $2, codigo = $3, motivo = $4, paso_fallido = $5, resultado = $6, actualizada_en = $7 \
+                     WHERE saga_id = $1 AND estado = 'pendiente'",
+                )
+                .bind(saga_id.0)
+                .bind(estado.as_str())
+                .bind(codigo)
+                .bind(motivo)
+                .bind(paso)
+                .bind(resultado)
+                .bind(now)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+                Ok(done > 0)
+            }
+        }
+    };
+}
+
+sql_vista!(
+    /// The campaign view in PostgreSQL.
+    PgVista,
+    PgPool,
+    PG_MIGRATOR
+);
+
+sql_vista!(
+    /// The campaign view in SQLite (the embedded mode).
+    SqliteVista,
+    SqlitePool,
+    SQLITE_MIGRATOR
+);

@@ -1,0 +1,286 @@
+//! CrearCampaña end to end in the embedded mode, over HTTP: the orchestrator and the three
+//! participants in one process with their own SQLite files, exactly as `cargo run` starts them.
+//! A campaign that completes; each business failure compensating exactly the steps done, in
+//! reverse order; Idempotency-Key; every validation error; a restart keeping everything.
+
+// Tests unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use orchestrator::crear_campana::Topology;
+use orchestrator::embebido::{self, Running, MARCAS_POR_DEFECTO};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+async fn start(dir: &std::path::Path) -> Running {
+    let config = embebido::Config {
+        data_dir: dir.to_owned(),
+        http: "127.0.0.1:0".parse().unwrap(),
+        marcas: MARCAS_POR_DEFECTO.to_owned(),
+        topology: Topology::default(),
+    };
+    embebido::start(config, None).await.unwrap()
+}
+
+fn data_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("alpes-embebido-{}", uuid::Uuid::new_v4().simple()))
+}
+
+/// The request of DESIGN.md.
+fn ejemplo() -> Value {
+    json!({ "nombre": "Campaña de Verano 2024", "descripcion": "Promoción de productos de verano con influencers",
+      "tipo": "influencer", "fecha_inicio": "2025-01-01T00:00:00", "fecha_fin": "2025-12-31T23:59:59",
+      "presupuesto": 15000, "marca": { "id_marca": "123e4567-e89b-12d3-a456-426614174000", "nombre_marca": "Nike" },
+      "influencers": [ { "nombre": "Ana García", "plataforma": "Instagram", "seguidores": 150000, "categoria": "Fitness" },
+                       { "nombre": "Carlos López", "plataforma": "TikTok", "seguidores": 300000, "categoria": "Lifestyle" } ] })
+}
+
+struct Api {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    fn new(running: &Running) -> Self {
+        Self { base: format!("http://{}", running.addr), http: reqwest::Client::new() }
+    }
+
+    async fn post(&self, path: &str, body: &Value, key: Option<&str>) -> (StatusCode, Value) {
+        let mut req = self.http.post(format!("{}{path}", self.base)).json(body);
+        if let Some(k) = key {
+            req = req.header("Idempotency-Key", k);
+        }
+        let res = req.send().await.unwrap();
+        (res.status(), res.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn post_raw(&self, path: &str, body: Vec<u8>) -> (StatusCode, Value) {
+        let res = self.http.post(format!("{}{path}", self.base)).body(body).send().await.unwrap();
+        (res.status(), res.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let res = self.http.get(format!("{}{path}", self.base)).send().await.unwrap();
+        (res.status(), res.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Polls a campaign until it leaves `pendiente`.
+    async fn settled(&self, id: &str) -> Value {
+        for _ in 0..200 {
+            let (status, c) = self.get(&format!("/afiliaciones/campana/{id}")).await;
+            assert_eq!(status, StatusCode::OK);
+            if c["estado"] != "pendiente" {
+                return c;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("campaign {id} still pending after 10 s");
+    }
+
+    /// The (step, kind) of every command the saga sent, in order, without retries.
+    async fn commands(&self, saga: &str) -> Vec<(String, String)> {
+        let (status, s) = self.get(&format!("/sagas/{saga}")).await;
+        assert_eq!(status, StatusCode::OK);
+        let mut out: Vec<(String, String)> = Vec::new();
+        for e in s["historia"].as_array().unwrap() {
+            if e["event"]["type"] == "command_sent" {
+                let c = &e["event"]["command"]["correlation"];
+                let key = (c["step_name"].as_str().unwrap().to_owned(), c["kind"].as_str().unwrap().to_owned());
+                if !out.contains(&key) {
+                    out.push(key);
+                }
+            }
+        }
+        out
+    }
+}
+
+fn pair(step: &str, kind: &str) -> (String, String) {
+    (step.to_owned(), kind.to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_campaign_completes_in_all_three_services() {
+    let running = start(&data_dir()).await;
+    let api = Api::new(&running);
+    let (status, accepted) = api.post("/afiliaciones/campana", &ejemplo(), None).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(accepted["estado"], "pendiente");
+    let c = api.settled(accepted["id_campana"].as_str().unwrap()).await;
+    assert_eq!(c["estado"], "activa", "{c}");
+    assert_eq!(c["resultado"]["reservar_presupuesto"]["monto_centavos"], 1_500_000);
+    assert_eq!(c["resultado"]["reservar_influencers"]["reservas"].as_array().unwrap().len(), 2);
+    assert_eq!(c["resultado"]["abrir_tracking"]["enlaces"].as_array().unwrap().len(), 2);
+    let saga = accepted["saga_id"].as_str().unwrap();
+    assert_eq!(
+        api.commands(saga).await,
+        vec![pair("reservar_presupuesto", "action"), pair("reservar_influencers", "action"), pair("abrir_tracking", "action")]
+    );
+    let (_, s) = api.get(&format!("/sagas/{saga}")).await;
+    assert_eq!(s["saga"]["status"], "completed");
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_business_failure_compensates_exactly_the_steps_done_in_reverse() {
+    let running = start(&data_dir()).await;
+    let api = Api::new(&running);
+    let mut unknown_brand = ejemplo();
+    unknown_brand["marca"]["id_marca"] = json!("999e4567-e89b-12d3-a456-426614174000");
+    let mut small_audience = ejemplo();
+    small_audience["influencers"][1]["seguidores"] = json!(10);
+    let mut long_window = ejemplo();
+    long_window["fecha_fin"] = json!("2028-01-01T00:00:00");
+    let cases = [
+        (unknown_brand, "reservar_presupuesto", "MARCA_DESCONOCIDA", vec![]),
+        (small_audience, "reservar_influencers", "AUDIENCIA_INSUFICIENTE", vec![pair("reservar_presupuesto", "compensation")]),
+        (
+            long_window,
+            "abrir_tracking",
+            "FECHAS_INVALIDAS",
+            vec![pair("reservar_influencers", "compensation"), pair("reservar_presupuesto", "compensation")],
+        ),
+    ];
+    for (body, step, code, compensations) in cases {
+        let (status, accepted) = api.post("/afiliaciones/campana", &body, None).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        let c = api.settled(accepted["id_campana"].as_str().unwrap()).await;
+        assert_eq!(c["estado"], "rechazada", "{c}");
+        assert_eq!(c["codigo"], code);
+        assert_eq!(c["paso_fallido"], step);
+        let sent = api.commands(accepted["saga_id"].as_str().unwrap()).await;
+        let sent_compensations: Vec<_> = sent.into_iter().filter(|(_, k)| k == "compensation").collect();
+        assert_eq!(sent_compensations, compensations, "failure at {step}");
+    }
+    // The budget reserved by the compensated campaigns was released: the whole example budget
+    // (15000 of Nike's 100000) is still there for six campaigns of 15000.
+    for _ in 0..6 {
+        let mut body = ejemplo();
+        body["influencers"] = json!([{ "nombre": format!("Inf {}", uuid::Uuid::new_v4()), "plataforma": "YouTube", "seguidores": 9000, "categoria": "x" }]);
+        let (_, accepted) = api.post("/afiliaciones/campana", &body, None).await;
+        let c = api.settled(accepted["id_campana"].as_str().unwrap()).await;
+        assert_eq!(c["estado"], "activa", "{c}");
+    }
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_post_with_the_same_idempotency_key_starts_one_saga() {
+    let running = start(&data_dir()).await;
+    let api = Api::new(&running);
+    let (s1, first) = api.post("/afiliaciones/campana", &ejemplo(), Some("pedido-42")).await;
+    let (s2, second) = api.post("/afiliaciones/campana", &ejemplo(), Some("pedido-42")).await;
+    assert_eq!((s1, s2), (StatusCode::ACCEPTED, StatusCode::ACCEPTED));
+    assert_eq!(first["id_campana"], second["id_campana"]);
+    assert_eq!(first["saga_id"], second["saga_id"]);
+    let (_, list) = api.get("/afiliaciones/campanas").await;
+    assert_eq!(list["campanas"].as_array().unwrap().len(), 1);
+    let (_, sagas) = api.get("/sagas").await;
+    assert_eq!(sagas["sagas"].as_array().unwrap().len(), 1);
+    let (s3, third) = api.post("/afiliaciones/campana", &ejemplo(), Some("pedido-43")).await;
+    assert_eq!(s3, StatusCode::ACCEPTED);
+    assert_ne!(third["id_campana"], first["id_campana"]);
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_a_4xx_that_says_what_is_wrong_and_start_nothing() {
+    let running = start(&data_dir()).await;
+    let api = Api::new(&running);
+    let field_errors = |v: &Value| -> Vec<String> {
+        v["errores"].as_array().unwrap().iter().map(|e| e["campo"].as_str().unwrap().to_owned()).collect()
+    };
+    let mut cases: Vec<(Value, Vec<&str>)> = Vec::new();
+    for field in ["nombre", "tipo", "fecha_inicio", "fecha_fin", "presupuesto", "marca", "influencers"] {
+        let mut b = ejemplo();
+        b.as_object_mut().unwrap().remove(field);
+        cases.push((b, vec![field]));
+    }
+    let mut b = ejemplo();
+    b["fecha_fin"] = json!("2024-01-01T00:00:00");
+    cases.push((b, vec!["fecha_fin"]));
+    let mut b = ejemplo();
+    b["presupuesto"] = json!(-1);
+    cases.push((b, vec!["presupuesto"]));
+    let mut b = ejemplo();
+    b["presupuesto"] = json!("mucho");
+    cases.push((b, vec!["presupuesto"]));
+    let mut b = ejemplo();
+    b["influencers"] = json!([]);
+    cases.push((b, vec!["influencers"]));
+    let mut b = ejemplo();
+    b["marca"]["id_marca"] = json!("nike");
+    cases.push((b, vec!["marca.id_marca"]));
+    let mut b = ejemplo();
+    b["influencers"][1]["seguidores"] = json!("muchos");
+    b["influencers"][0]["nombre"] = json!("");
+    cases.push((b, vec!["influencers[0].nombre", "influencers[1].seguidores"]));
+    let mut b = ejemplo();
+    b["fecha_inicio"] = json!("01/01/2025");
+    cases.push((b, vec!["fecha_inicio"]));
+    for (body, expected) in cases {
+        let (status, answer) = api.post("/afiliaciones/campana", &body, None).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(field_errors(&answer), expected);
+    }
+    let (status, answer) = api.post_raw("/afiliaciones/campana", b"{\"nombre\": ".to_vec()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(answer["error"].as_str().unwrap().contains("JSON"));
+    let (status, _) = api.post_raw("/afiliaciones/campana", vec![b' '; 300 * 1024]).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    let (status, answer) = api.post("/afiliaciones/campana", &ejemplo(), Some(&"k".repeat(300))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(answer["error"].as_str().unwrap().contains("Idempotency-Key"));
+    // Nothing was started by any of them.
+    let (_, sagas) = api.get("/sagas").await;
+    assert!(sagas["sagas"].as_array().unwrap().is_empty());
+
+    let (status, _) = api.get("/afiliaciones/campana/no-es-uuid").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = api.get(&format!("/afiliaciones/campana/{}", uuid::Uuid::new_v4())).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, answer) = api.get("/afiliaciones/campanas?estado=perdida").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(answer["error"].as_str().unwrap().contains("perdida"));
+    let (status, _) = api.get(&format!("/sagas/{}", uuid::Uuid::new_v4())).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_cannot_retry_or_abort_a_finished_saga_and_health_answers() {
+    let running = start(&data_dir()).await;
+    let api = Api::new(&running);
+    let (_, accepted) = api.post("/afiliaciones/campana", &ejemplo(), None).await;
+    api.settled(accepted["id_campana"].as_str().unwrap()).await;
+    let saga = accepted["saga_id"].as_str().unwrap();
+    let (status, answer) = api.post(&format!("/sagas/{saga}/abort"), &json!({ "nota": "prueba" }), None).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(answer["error"].as_str().unwrap().contains("completed"));
+    let (status, _) = api.post(&format!("/sagas/{saga}/retry"), &json!({}), None).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, health) = api.get("/health").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(health["database"], "ok");
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_keeps_every_campaign_and_saga() {
+    let dir = data_dir();
+    let running = start(&dir).await;
+    let api = Api::new(&running);
+    let (_, accepted) = api.post("/afiliaciones/campana", &ejemplo(), Some("persistente")).await;
+    let id = accepted["id_campana"].as_str().unwrap().to_owned();
+    api.settled(&id).await;
+    running.stop().await;
+
+    let running = start(&dir).await;
+    let api = Api::new(&running);
+    let c = api.settled(&id).await;
+    assert_eq!(c["estado"], "activa");
+    let (_, again) = api.post("/afiliaciones/campana", &ejemplo(), Some("persistente")).await;
+    assert_eq!(again["id_campana"], json!(id), "the Idempotency-Key survives a restart");
+    running.stop().await;
+}
