@@ -21,6 +21,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::info;
 use workers::marca::{self, Marca, MarcaSeed};
+use workers::tracking_eventos::{self, SqliteEventos};
 use workers::{influencer, tracking};
 
 use crate::api::{router, AppState};
@@ -98,6 +99,7 @@ pub async fn start(config: Config, observer: Option<Arc<dyn EngineObserver>>) ->
 
     let pool = sqlite_pool(&sqlite_url(&config.data_dir, "tracking")).await.context("opening tracking.sqlite")?;
     migrate(&tracking::SQLITE_MIGRATOR, &pool).await.context("migrating tracking")?;
+    let eventos = Arc::new(SqliteEventos { pool: pool.clone() });
     let p = SqliteParticipant::new(pool, tracking::Tracking);
     p.migrate().await.context("migrating tracking's participant tables")?;
     tasks.spawn(drop_result(serve(Arc::new(p), t.clone(), config.topology.tracking.clone(), stopped(&stop_rx))));
@@ -129,7 +131,8 @@ pub async fn start(config: Config, observer: Option<Arc<dyn EngineObserver>>) ->
 
     let listener = TcpListener::bind(config.http).await.with_context(|| format!("binding {}", config.http))?;
     let addr = listener.local_addr()?;
-    let app = router(AppState { engine: engine.clone(), vista });
+    // tracking's event intake is served by the same server here; by the tracking daemon when distributed.
+    let app = router(AppState { engine: engine.clone(), vista }).merge(tracking_eventos::router(eventos));
     let shutdown = stopped(&stop_rx);
     tasks.spawn(async move {
         if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {

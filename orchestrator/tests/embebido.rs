@@ -284,3 +284,39 @@ async fn a_restart_keeps_every_campaign_and_saga() {
     assert_eq!(again["id_campana"], json!(id), "the Idempotency-Key survives a restart");
     running.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tracking_counts_events_of_an_active_campaign_and_refuses_others() {
+    let running = start(&data_dir()).await;
+    let api = Api::new(&running);
+    let (_, accepted) = api.post("/afiliaciones/campana", &ejemplo(), None).await;
+    let id = accepted["id_campana"].as_str().unwrap();
+    let c = api.settled(id).await;
+    let codigo = c["resultado"]["abrir_tracking"]["enlaces"][0]["codigo"].as_str().unwrap();
+    for body in [
+        json!({ "id_campana": id, "tipo": "vista" }),
+        json!({ "id_campana": id, "tipo": "clic", "codigo": codigo }),
+        json!({ "id_campana": id, "tipo": "conversion", "codigo": codigo, "valor": 49.90 }),
+    ] {
+        let (status, answer) = api.post("/tracking/evento", &body, None).await;
+        assert_eq!(status, StatusCode::CREATED, "{answer}");
+    }
+    let (status, r) = api.get(&format!("/tracking/eventos/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!((r["vistas"].as_i64(), r["clics"].as_i64(), r["conversiones"].as_i64()), (Some(1), Some(1), Some(1)));
+    assert_eq!(r["valor_centavos"], 4990);
+
+    let unknown = uuid::Uuid::new_v4();
+    let (status, answer) = api.post("/tracking/evento", &json!({ "id_campana": unknown, "tipo": "vista" }), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(answer["error"].as_str().unwrap().contains(&unknown.to_string()));
+    let (status, answer) = api.post("/tracking/evento", &json!({ "id_campana": id, "tipo": "compra", "valor": -1 }), None).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(answer["errores"].as_array().unwrap().len(), 2);
+    let (status, _) = api.post("/tracking/evento", &json!({ "id_campana": id, "tipo": "clic", "codigo": "ajeno" }), None).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, r) = api.get(&format!("/tracking/eventos/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(r["clics"], 1, "refused events recorded nothing");
+    running.stop().await;
+}

@@ -11,3 +11,4 @@ pub mod influencer;
 pub mod marca;
 mod support;
 pub mod tracking;
+pub mod tracking_eventos;

@@ -15,6 +15,7 @@ use saga_core::{SagaId, StepKind};
 use schemas::{AbrirTracking, CerrarTracking, Influencer};
 use uuid::Uuid;
 use workers::tracking::{self, Tracking, CAMPANA_DUPLICADA, CONTEXTO_CERRADO, FECHAS_INVALIDAS};
+use workers::tracking_eventos::{Evento, Eventos, PgEventos, Rechazo, SqliteEventos, TipoEvento};
 
 struct World {
     db: Db,
@@ -99,6 +100,30 @@ async fn a_closed_context_is_never_reopened(w: World) {
     assert_eq!(code(&reopen), CONTEXTO_CERRADO);
 }
 
+async fn events_are_counted_only_for_an_open_context_and_its_own_codes(w: World) {
+    let eventos: Box<dyn Eventos> = match &w.db {
+        Db::Pg(pool) => Box::new(PgEventos { pool: pool.clone() }),
+        Db::Lite(pool) => Box::new(SqliteEventos { pool: pool.clone() }),
+    };
+    let saga = SagaId::new();
+    let id = Uuid::now_v7();
+    let codigo = match w.send(&abrir(saga, id, "2025-01-01T00:00:00", "2025-03-01T00:00:00")).await {
+        Outcome::Success { output } => output["enlaces"][0]["codigo"].as_str().unwrap().to_owned(),
+        other => panic!("{other:?}"),
+    };
+    let evento = |tipo, codigo: Option<&str>, valor| Evento { id_campana: id, tipo, codigo: codigo.map(str::to_owned), valor_centavos: valor };
+    assert!(eventos.registrar(&evento(TipoEvento::Vista, None, None)).await.unwrap().is_ok());
+    assert!(eventos.registrar(&evento(TipoEvento::Conversion, Some(&codigo), Some(1500))).await.unwrap().is_ok());
+    assert_eq!(eventos.registrar(&evento(TipoEvento::Clic, Some("otro"), None)).await.unwrap(), Err(Rechazo::CodigoAjeno));
+    let unknown = Evento { id_campana: Uuid::now_v7(), tipo: TipoEvento::Vista, codigo: None, valor_centavos: None };
+    assert_eq!(eventos.registrar(&unknown).await.unwrap(), Err(Rechazo::CampanaDesconocida));
+    let r = eventos.resumen(id).await.unwrap().unwrap();
+    assert_eq!((r.vistas, r.clics, r.conversiones, r.valor_centavos), (1, 0, 1, 1500));
+    w.send(&cerrar(saga, id)).await;
+    assert_eq!(eventos.registrar(&evento(TipoEvento::Vista, None, None)).await.unwrap(), Err(Rechazo::ContextoCerrado));
+    assert_eq!(eventos.resumen(id).await.unwrap().unwrap().vistas, 1);
+}
+
 macro_rules! suite {
     ($db:ident) => {
         mod $db {
@@ -111,6 +136,10 @@ macro_rules! suite {
             #[tokio::test]
             async fn refuses_dates_it_cannot_track() {
                 super::refuses_dates_it_cannot_track($db().await).await
+            }
+            #[tokio::test]
+            async fn events_are_counted_only_for_an_open_context_and_its_own_codes() {
+                super::events_are_counted_only_for_an_open_context_and_its_own_codes($db().await).await
             }
             #[tokio::test]
             async fn a_closed_context_is_never_reopened() {

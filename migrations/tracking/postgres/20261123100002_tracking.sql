@@ -15,3 +15,14 @@ CREATE TABLE enlace_tracking (
     plataforma  TEXT NOT NULL,
     url         TEXT NOT NULL
 );
+
+-- Views, clicks and conversions recorded against an open context (POST /tracking/evento).
+CREATE TABLE evento_tracking (
+    id_evento      UUID        PRIMARY KEY,
+    id_tracking    UUID        NOT NULL REFERENCES contexto_tracking (id_tracking),
+    codigo         TEXT        REFERENCES enlace_tracking (codigo),
+    tipo           TEXT        NOT NULL CHECK (tipo IN ('vista', 'clic', 'conversion')),
+    valor_centavos BIGINT,
+    ocurrido_en    TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX evento_tracking_idx ON evento_tracking (id_tracking, ocurrido_en DESC);

@@ -15,3 +15,13 @@ CREATE TABLE enlace_tracking (
     plataforma  TEXT NOT NULL,
     url         TEXT NOT NULL
 );
+
+CREATE TABLE evento_tracking (
+    id_evento      BLOB    PRIMARY KEY,
+    id_tracking    BLOB    NOT NULL REFERENCES contexto_tracking (id_tracking),
+    codigo         TEXT    REFERENCES enlace_tracking (codigo),
+    tipo           TEXT    NOT NULL CHECK (tipo IN ('vista', 'clic', 'conversion')),
+    valor_centavos INTEGER,
+    ocurrido_en    TEXT    NOT NULL
+);
+CREATE INDEX evento_tracking_idx ON evento_tracking (id_tracking, ocurrido_en DESC);
