@@ -26,6 +26,7 @@ use workers::{influencer, tracking};
 
 use crate::api::{router, AppState};
 use crate::crear_campana::{definition, Topology};
+use crate::metricas;
 use crate::proyector::{self, AvisoFin};
 use crate::vista::SqliteVista;
 
@@ -74,7 +75,8 @@ fn sqlite_url(dir: &std::path::Path, name: &str) -> String {
     format!("sqlite://{}", dir.join(format!("{name}.sqlite")).display())
 }
 
-/// Starts everything and returns once the API listens.
+/// Starts everything and returns once the API listens. `observer` replaces the metrics observer
+/// (tests); the campaign projector is always attached.
 pub async fn start(config: Config, observer: Option<Arc<dyn EngineObserver>>) -> anyhow::Result<Running> {
     std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
     let transport = InProcessTransport::new();
@@ -109,7 +111,8 @@ pub async fn start(config: Config, observer: Option<Arc<dyn EngineObserver>>) ->
     let vista = Arc::new(SqliteVista::new(store.pool().clone()).await.context("migrating the campaign view")?);
     let mut registry = Registry::new();
     registry.register(definition(&config.topology)).context("registering CrearCampaña")?;
-    let (aviso, fines) = AvisoFin::new(observer);
+    let observer = observer.unwrap_or_else(|| Arc::new(saga_core::metrics::MetricsObserver));
+    let (aviso, fines) = AvisoFin::new(Some(observer));
     let engine = Engine::builder(Arc::new(store), Arc::new(registry), t)
         .config(EngineConfig { reply_to: "respuestas.afiliaciones".into(), ..EngineConfig::default() })
         .observer(Arc::new(aviso))
@@ -132,7 +135,17 @@ pub async fn start(config: Config, observer: Option<Arc<dyn EngineObserver>>) ->
     let listener = TcpListener::bind(config.http).await.with_context(|| format!("binding {}", config.http))?;
     let addr = listener.local_addr()?;
     // tracking's event intake is served by the same server here; by the tracking daemon when distributed.
-    let app = router(AppState { engine: engine.clone(), vista }).merge(tracking_eventos::router(eventos));
+    let app = router(AppState { engine: engine.clone(), vista })
+        .merge(tracking_eventos::router(eventos))
+        .merge(metricas::router(metricas::prometheus()));
+    let gauges = saga_core::metrics::poll_store_gauges(engine.store().clone(), std::time::Duration::from_secs(5));
+    let mut srx = stop_rx.clone();
+    tasks.spawn(async move {
+        tokio::select! {
+            _ = gauges => {}
+            _ = srx.wait_for(|s| *s) => {}
+        }
+    });
     let shutdown = stopped(&stop_rx);
     tasks.spawn(async move {
         if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {

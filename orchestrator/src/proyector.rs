@@ -35,9 +35,9 @@ impl AvisoFin {
 }
 
 impl EngineObserver for AvisoFin {
-    fn on_events(&self, state: &SagaState, entries: &[LogEntry]) {
+    fn on_events(&self, before: Option<&SagaState>, state: &SagaState, entries: &[LogEntry]) {
         if let Some(next) = &self.next {
-            next.on_events(state, entries);
+            next.on_events(before, state, entries);
         }
         let finished = entries.iter().any(|e| {
             matches!(e.event, SagaEvent::Completed | SagaEvent::Compensated | SagaEvent::Aborted)

@@ -48,7 +48,7 @@ struct Meter {
 }
 
 impl EngineObserver for Meter {
-    fn on_events(&self, state: &SagaState, entries: &[LogEntry]) {
+    fn on_events(&self, _before: Option<&SagaState>, state: &SagaState, entries: &[LogEntry]) {
         self.transactions.fetch_add(1, Ordering::Relaxed);
         self.entries.fetch_add(entries.len() as u64, Ordering::Relaxed);
         if entries.iter().any(|e| matches!(e.event, SagaEvent::Completed | SagaEvent::Compensated)) {

@@ -118,8 +118,9 @@ pub struct Started {
 
 /// Something the engine reports as it works, for metrics. Implementations must be cheap.
 pub trait EngineObserver: Send + Sync + 'static {
-    /// A log transition was written.
-    fn on_events(&self, _state: &SagaState, _entries: &[LogEntry]) {}
+    /// A log transition was written: the state before (`None` for a new saga), the state after,
+    /// and the entries written.
+    fn on_events(&self, _before: Option<&SagaState>, _after: &SagaState, _entries: &[LogEntry]) {}
 }
 
 struct NoObserver;
@@ -244,7 +245,7 @@ impl Engine {
             }
             Created::New => {
                 info!(status = %state.status, "saga started");
-                self.observer.on_events(&state, &entries);
+                self.observer.on_events(None, &state, &entries);
                 let state = self.settle(state, &entries).await?;
                 Ok(Started { state, created: true })
             }
@@ -506,7 +507,7 @@ impl Engine {
             }
             match self.store.append(current.version, &state, &entries).await {
                 Ok(()) => {
-                    self.observer.on_events(&state, &entries);
+                    self.observer.on_events(Some(&current), &state, &entries);
                     log_transition(&state, &entries);
                     let state = self.settle(state, &entries).await?;
                     return Ok(Some((state, entries)));

@@ -13,6 +13,7 @@ pub mod engine;
 pub mod id;
 pub mod inject;
 pub mod log;
+pub mod metrics;
 pub mod participant;
 pub mod saga;
 pub mod transport;

@@ -388,15 +388,18 @@ pub async fn serve(
                 step = %command.correlation.step_name, attempt = command.correlation.attempt);
             let settled = async {
                 match handler.handle(&command).await {
-                    Ok(handled) => match transport.send_reply(&command.reply_to, &handled.reply).await {
-                        Ok(()) => delivery.ack().await,
-                        Err(e) => {
-                            // The reply is stored: the redelivered command gets it again.
-                            warn!(error = %e, "reply not sent; command will be redelivered");
-                            tokio::time::sleep(Duration::from_millis(200)).await;
-                            delivery.nack().await
+                    Ok(handled) => {
+                        crate::metrics::record_handled(&command, &handled);
+                        match transport.send_reply(&command.reply_to, &handled.reply).await {
+                            Ok(()) => delivery.ack().await,
+                            Err(e) => {
+                                // The reply is stored: the redelivered command gets it again.
+                                warn!(error = %e, "reply not sent; command will be redelivered");
+                                tokio::time::sleep(Duration::from_millis(200)).await;
+                                delivery.nack().await
+                            }
                         }
-                    },
+                    }
                     Err(ParticipantError::Unavailable(e)) => {
                         warn!(error = %e, "database unavailable; command will be redelivered");
                         tokio::time::sleep(Duration::from_millis(500)).await;

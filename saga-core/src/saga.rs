@@ -325,6 +325,8 @@ impl StepState {
 pub struct InFlight {
     /// The command, as sent.
     pub command: Command,
+    /// When it was written to the log (sent right after).
+    pub sent_at: DateTime<Utc>,
     /// When it times out.
     pub deadline: DateTime<Utc>,
 }
@@ -473,7 +475,7 @@ impl SagaState {
                 let phase = self.step_mut(step)?.phase_mut(c.kind);
                 phase.attempts = c.attempt;
                 phase.status = PhaseStatus::InProgress;
-                self.in_flight = Some(InFlight { command: command.clone(), deadline: *deadline });
+                self.in_flight = Some(InFlight { command: command.clone(), sent_at: entry.at, deadline: *deadline });
                 self.retry = None;
             }
             SagaEvent::CommandResent { .. } | SagaEvent::ReplyIgnored { .. } | SagaEvent::OperatorAborted { .. } => {}

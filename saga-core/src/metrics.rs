@@ -1,0 +1,116 @@
+//! Prometheus-style metrics of sagas, through the `metrics` facade (the daemon installs the
+//! exporter). Names follow Prometheus conventions; labels take small fixed sets of values (saga
+//! type, step name, kind, outcome), never ids.
+//!
+//! | metric | type | labels | meaning |
+//! |---|---|---|---|
+//! | `saga_started_total` | counter | saga | sagas started |
+//! | `saga_finished_total` | counter | saga, outcome (`completed`, `compensated`, `aborted`) | sagas that reached a final state |
+//! | `saga_stuck_total` | counter | saga | sagas that became stuck (an operator is needed) |
+//! | `saga_duration_seconds` | histogram | saga, outcome | start to final state |
+//! | `saga_step_duration_seconds` | histogram | saga, step, kind, outcome | command written to its reply applied |
+//! | `saga_retries_total` | counter | saga, step, kind | attempts scheduled after an unknown outcome |
+//! | `saga_timeouts_total` | counter | saga, step, kind | attempts that got no reply in time |
+//! | `saga_replies_ignored_total` | counter | saga | stale, duplicate or late replies recorded and ignored |
+//! | `saga_operator_actions_total` | counter | saga, action (`retry`, `abort`) | operator actions |
+//! | `sagas_active` | gauge | status (`running`, `compensating`) | sagas the engine is driving |
+//! | `sagas_stuck` | gauge | | sagas waiting for an operator |
+//! | `saga_oldest_unfinished_age_seconds` | gauge | | age of the oldest saga not in a final state |
+//! | `participant_commands_total` | counter | participant, kind, disposition, outcome | commands a participant handled |
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics::{counter, gauge, histogram};
+
+use crate::engine::EngineObserver;
+use crate::log::SagaStore;
+use crate::participant::Handled;
+use crate::saga::{LogEntry, SagaEvent, SagaState, SagaStatus};
+use crate::transport::Command;
+
+/// Records the saga metrics from the engine's transitions.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MetricsObserver;
+
+impl EngineObserver for MetricsObserver {
+    fn on_events(&self, before: Option<&SagaState>, after: &SagaState, entries: &[LogEntry]) {
+        let saga = after.saga_type.clone();
+        let step_name = |i: &u32| after.steps.get(*i as usize).map_or_else(|| "?".to_owned(), |s| s.name.clone());
+        if before.is_none() {
+            counter!("saga_started_total", "saga" => saga.clone()).increment(1);
+        }
+        for entry in entries {
+            match &entry.event {
+                SagaEvent::ReplyAccepted { outcome, .. } => {
+                    if let Some(f) = before.and_then(|b| b.in_flight.as_ref()) {
+                        let c = &f.command.correlation;
+                        let secs = (entry.at - f.sent_at).to_std().unwrap_or_default().as_secs_f64();
+                        histogram!("saga_step_duration_seconds", "saga" => saga.clone(), "step" => c.step_name.clone(),
+                            "kind" => c.kind.as_str(), "outcome" => outcome.label())
+                        .record(secs);
+                    }
+                }
+                SagaEvent::RetryScheduled { step, kind, .. } => {
+                    counter!("saga_retries_total", "saga" => saga.clone(), "step" => step_name(step), "kind" => kind.as_str())
+                        .increment(1);
+                }
+                SagaEvent::TimedOut { step, kind, .. } => {
+                    counter!("saga_timeouts_total", "saga" => saga.clone(), "step" => step_name(step), "kind" => kind.as_str())
+                        .increment(1);
+                }
+                SagaEvent::ReplyIgnored { .. } => counter!("saga_replies_ignored_total", "saga" => saga.clone()).increment(1),
+                SagaEvent::Stuck { .. } => counter!("saga_stuck_total", "saga" => saga.clone()).increment(1),
+                SagaEvent::OperatorRetried { .. } => {
+                    counter!("saga_operator_actions_total", "saga" => saga.clone(), "action" => "retry").increment(1)
+                }
+                SagaEvent::OperatorAborted { .. } => {
+                    counter!("saga_operator_actions_total", "saga" => saga.clone(), "action" => "abort").increment(1)
+                }
+                SagaEvent::Completed | SagaEvent::Compensated | SagaEvent::Aborted => {
+                    let outcome = after.status.as_str();
+                    counter!("saga_finished_total", "saga" => saga.clone(), "outcome" => outcome).increment(1);
+                    let secs = (entry.at - after.created_at).to_std().unwrap_or_default().as_secs_f64();
+                    histogram!("saga_duration_seconds", "saga" => saga.clone(), "outcome" => outcome).record(secs);
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Records one command handled by a participant.
+pub fn record_handled(command: &Command, handled: &Handled) {
+    counter!("participant_commands_total",
+        "participant" => command.participant.clone(),
+        "kind" => command.correlation.kind.as_str(),
+        "disposition" => format!("{:?}", handled.disposition).to_lowercase(),
+        "outcome" => handled.reply.outcome.label())
+    .increment(1);
+}
+
+/// Sets the gauges from the store's counts every `every`, until the task is dropped.
+pub async fn poll_store_gauges(store: Arc<dyn SagaStore>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        match store.stats().await {
+            Ok(stats) => {
+                for (status, n) in &stats.by_status {
+                    match status {
+                        SagaStatus::Running | SagaStatus::Compensating => {
+                            gauge!("sagas_active", "status" => status.as_str()).set(*n as f64)
+                        }
+                        SagaStatus::Stuck => gauge!("sagas_stuck").set(*n as f64),
+                        _ => {}
+                    }
+                }
+                let age = stats
+                    .oldest_unfinished
+                    .map_or(0.0, |t| (chrono::Utc::now() - t).to_std().unwrap_or_default().as_secs_f64());
+                gauge!("saga_oldest_unfinished_age_seconds").set(age);
+            }
+            Err(e) => tracing::warn!(error = %e, "saga gauges not updated"),
+        }
+    }
+}
