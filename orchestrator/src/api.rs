@@ -221,8 +221,8 @@ async fn reintentar_saga(State(s): State<AppState>, Path(id): Path<String>, body
 async fn abortar_saga(State(s): State<AppState>, Path(id): Path<String>, body: Bytes) -> Result<Json<Value>, ApiError> {
     let id = SagaId(parse_id(&id, "el id de saga")?);
     let state = s.engine.abort(id, &nota(&body)?).await?;
-    if let Some(fin) = crate::proyector::final_de(&state) {
-        let _ = s.vista.terminar(id, &fin).await;
+    if !state.status.is_active() {
+        crate::proyector::proyectar(&s.engine, s.vista.as_ref(), id).await;
     }
     Ok(Json(json!({ "saga": state })))
 }

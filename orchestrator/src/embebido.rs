@@ -52,6 +52,8 @@ pub struct Running {
     pub addr: SocketAddr,
     /// The engine, for tests and tools in the same process.
     pub engine: Arc<Engine>,
+    /// The campaign view and its outbox, for tests and tools in the same process.
+    pub vista: Arc<dyn crate::vista::Vista>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
@@ -123,6 +125,14 @@ pub async fn start(config: Config, observer: Option<Arc<dyn EngineObserver>>) ->
             tracing::error!(error = %e, "engine stopped");
         }
     });
+    let relay = crate::eventos::run(vista.clone(), Arc::new(crate::eventos::AlRegistro));
+    let mut srx = stop_rx.clone();
+    tasks.spawn(async move {
+        tokio::select! {
+            _ = relay => {}
+            _ = srx.wait_for(|s| *s) => {}
+        }
+    });
     let (e, v) = (engine.clone(), vista.clone());
     let mut srx = stop_rx.clone();
     tasks.spawn(async move {
@@ -135,6 +145,7 @@ pub async fn start(config: Config, observer: Option<Arc<dyn EngineObserver>>) ->
     let listener = TcpListener::bind(config.http).await.with_context(|| format!("binding {}", config.http))?;
     let addr = listener.local_addr()?;
     // tracking's event intake is served by the same server here; by the tracking daemon when distributed.
+    let vista_for_running: Arc<dyn crate::vista::Vista> = vista.clone();
     let app = router(AppState { engine: engine.clone(), vista })
         .merge(tracking_eventos::router(eventos))
         .merge(metricas::router(metricas::prometheus()));
@@ -159,7 +170,7 @@ pub async fn start(config: Config, observer: Option<Arc<dyn EngineObserver>>) ->
         closer.close();
     });
     info!(%addr, data_dir = %config.data_dir.display(), "embedded mode ready");
-    Ok(Running { addr, engine, stop, tasks })
+    Ok(Running { addr, engine, vista: vista_for_running, stop, tasks })
 }
 
 async fn drop_result<E: std::fmt::Display>(f: impl std::future::Future<Output = Result<(), E>>) {

@@ -7,6 +7,7 @@
 pub mod api;
 pub mod crear_campana;
 pub mod embebido;
+pub mod eventos;
 pub mod metricas;
 pub mod proyector;
 pub mod solicitud;

@@ -69,7 +69,14 @@ pub async fn proyectar(engine: &Engine, vista: &dyn Vista, id: SagaId) {
     match engine.get(id).await {
         Ok(Some(state)) => {
             if let Some(fin) = final_de(&state) {
-                match vista.terminar(id, &fin).await {
+                let evento = match crate::eventos::de_saga(&state) {
+                    Ok(e) => e,
+                    Err(e) => {
+                        warn!(saga_id = %id, error = %e, "integration event cannot be built; the view is updated without it");
+                        None
+                    }
+                };
+                match vista.terminar(id, &fin, evento.as_ref()).await {
                     Ok(true) => info!(saga_id = %id, status = %state.status, "campaign view updated"),
                     Ok(false) => {}
                     Err(e) => warn!(saga_id = %id, error = %e, "campaign view not updated; the catch-up pass retries"),

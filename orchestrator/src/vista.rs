@@ -17,6 +17,7 @@ use sqlx::{PgPool, SqlitePool};
 use uuid::Uuid;
 
 use crate::crear_campana::CrearCampana;
+use schemas::EventoCampana;
 
 /// Migrations of the campaign view on PostgreSQL.
 pub static PG_MIGRATOR: Migrator = sqlx::migrate!("../migrations/orchestrator/postgres");
@@ -125,8 +126,15 @@ pub trait Vista: Send + Sync + 'static {
     async fn listar(&self, estado: Option<Estado>, limite: u32, desde: u32) -> Result<Vec<Campana>, VistaError>;
     /// Campaigns still `pendiente`, oldest first (for the projector's catch-up).
     async fn pendientes(&self, limite: u32) -> Result<Vec<Campana>, VistaError>;
-    /// Records how the saga ended; a campaign already out of `pendiente` is left as it is.
-    async fn terminar(&self, saga_id: SagaId, fin: &Final) -> Result<bool, VistaError>;
+    /// Records how the saga ended, and its integration event in the outbox, in one
+    /// transaction; a campaign already out of `pendiente` is left as it is.
+    async fn terminar(&self, saga_id: SagaId, fin: &Final, evento: Option<&EventoCampana>) -> Result<bool, VistaError>;
+    /// Events of the outbox not yet published, oldest first.
+    async fn eventos_pendientes(&self, limite: u32) -> Result<Vec<EventoCampana>, VistaError>;
+    /// Marks an event published.
+    async fn marcar_publicado(&self, id_evento: Uuid, at: DateTime<Utc>) -> Result<(), VistaError>;
+    /// The outbox's event of a saga, with its publication time.
+    async fn evento_de(&self, saga_id: SagaId) -> Result<Option<(EventoCampana, Option<DateTime<Utc>>)>, VistaError>;
 }
 
 const COLUMNS: &str =
@@ -266,7 +274,7 @@ macro_rules! sql_vista {
                 rows.into_iter().map(campana).collect()
             }
 
-            async fn terminar(&self, saga_id: SagaId, fin: &Final) -> Result<bool, VistaError> {
+            async fn terminar(&self, saga_id: SagaId, fin: &Final, evento: Option<&EventoCampana>) -> Result<bool, VistaError> {
                 let now = saga_core::clock::Clock::now(&saga_core::clock::SystemClock);
                 let (estado, codigo, motivo, paso, resultado) = match fin {
                     Final::Activa(resultado) => (Estado::Activa, None, None, None, Some(Json(resultado.clone()))),
@@ -274,6 +282,7 @@ macro_rules! sql_vista {
                         (Estado::Rechazada, Some(codigo.clone()), Some(motivo.clone()), paso.clone(), None)
                     }
                 };
+                let mut tx = self.pool.begin().await?;
                 let done = sqlx::query(
                     "UPDATE campana SET estado = $2, codigo = $3, motivo = $4, paso_fallido = $5, resultado = $6, actualizada_en = $7 \
                      WHERE saga_id = $1 AND estado = 'pendiente'",
@@ -285,10 +294,53 @@ macro_rules! sql_vista {
                 .bind(paso)
                 .bind(resultado)
                 .bind(now)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?
                 .rows_affected();
+                if let Some(e) = evento {
+                    sqlx::query(
+                        "INSERT INTO evento_saliente (id_evento, saga_id, topico, tipo, carga, creado_en) \
+                         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (saga_id) DO NOTHING",
+                    )
+                    .bind(e.id_evento)
+                    .bind(saga_id.0)
+                    .bind(crate::eventos::TOPICO)
+                    .bind(&e.message_type)
+                    .bind(Json(e))
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
                 Ok(done > 0)
+            }
+
+            async fn eventos_pendientes(&self, limite: u32) -> Result<Vec<EventoCampana>, VistaError> {
+                let rows: Vec<(Json<EventoCampana>,)> = sqlx::query_as(
+                    "SELECT carga FROM evento_saliente WHERE publicado_en IS NULL ORDER BY creado_en LIMIT $1",
+                )
+                .bind(i64::from(limite))
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.into_iter().map(|(Json(e),)| e).collect())
+            }
+
+            async fn marcar_publicado(&self, id_evento: Uuid, at: DateTime<Utc>) -> Result<(), VistaError> {
+                sqlx::query("UPDATE evento_saliente SET publicado_en = $2 WHERE id_evento = $1")
+                    .bind(id_evento)
+                    .bind(at)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn evento_de(&self, saga_id: SagaId) -> Result<Option<(EventoCampana, Option<DateTime<Utc>>)>, VistaError> {
+                let row: Option<(Json<EventoCampana>, Option<DateTime<Utc>>)> =
+                    sqlx::query_as("SELECT carga, publicado_en FROM evento_saliente WHERE saga_id = $1")
+                        .bind(saga_id.0)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                Ok(row.map(|(Json(e), at)| (e, at)))
             }
         }
     };

@@ -119,7 +119,37 @@ async fn a_campaign_completes_in_all_three_services() {
     );
     let (_, s) = api.get(&format!("/sagas/{saga}")).await;
     assert_eq!(s["saga"]["status"], "completed");
+
+    // The fat CampanaCreada event is in the outbox and gets published.
+    let evento = published(&running, saga).await;
+    assert_eq!(evento.message_type, "CampanaCreada");
+    let schemas::Evento::CampanaCreada(creada) = evento.evento else { panic!("expected CampanaCreada") };
+    assert_eq!(creada.id_campana.to_string(), accepted["id_campana"].as_str().unwrap());
+    assert_eq!(creada.marca.nombre_marca, "Nike");
+    assert_eq!(creada.presupuesto_centavos, schemas::Centavos(1_500_000));
+    assert_eq!(creada.influencers.len(), 2);
+    assert_eq!(creada.influencers[1].nombre, "Carlos López");
+    assert!(!creada.influencers[0].codigo_tracking.is_empty());
+    schemas::encode(&schemas::EventoCampana {
+        id_evento: uuid::Uuid::new_v4(),
+        saga_id: uuid::Uuid::new_v4(),
+        message_type: "CampanaCreada".into(),
+        evento: schemas::Evento::CampanaCreada(creada),
+    })
+    .expect("the event is valid Avro of schemas/v1");
     running.stop().await;
+}
+
+/// Waits for the relay to publish the saga's event, and returns it.
+async fn published(running: &Running, saga: &str) -> schemas::EventoCampana {
+    let id = saga_core::SagaId(saga.parse().unwrap());
+    for _ in 0..100 {
+        if let Some((evento, Some(_))) = running.vista.evento_de(id).await.unwrap() {
+            return evento;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no published event for saga {saga}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -152,6 +182,10 @@ async fn each_business_failure_compensates_exactly_the_steps_done_in_reverse() {
         let sent = api.commands(accepted["saga_id"].as_str().unwrap()).await;
         let sent_compensations: Vec<_> = sent.into_iter().filter(|(_, k)| k == "compensation").collect();
         assert_eq!(sent_compensations, compensations, "failure at {step}");
+        let evento = published(&running, accepted["saga_id"].as_str().unwrap()).await;
+        let schemas::Evento::CampanaRechazada(rechazada) = evento.evento else { panic!("expected CampanaRechazada") };
+        assert_eq!((rechazada.paso_fallido.as_str(), rechazada.codigo.as_str()), (step, code));
+        assert_eq!(rechazada.solicitud.influencers.len(), 2);
     }
     // The budget reserved by the compensated campaigns was released: the whole example budget
     // (15000 of Nike's 100000) is still there for six campaigns of 15000.

@@ -20,3 +20,16 @@ CREATE TABLE idempotencia (
     id_campana UUID        NOT NULL REFERENCES campana (id_campana),
     creada_en  TIMESTAMPTZ NOT NULL
 );
+
+-- The outbox of integration events (CampanaCreada, CampanaRechazada): written in the same
+-- transaction as the campaign's final state, published by the relay, one per saga.
+CREATE TABLE evento_saliente (
+    id_evento    UUID        PRIMARY KEY,
+    saga_id      UUID        NOT NULL UNIQUE,
+    topico       TEXT        NOT NULL,
+    tipo         TEXT        NOT NULL,
+    carga        JSONB       NOT NULL,
+    creado_en    TIMESTAMPTZ NOT NULL,
+    publicado_en TIMESTAMPTZ
+);
+CREATE INDEX evento_saliente_pendiente_idx ON evento_saliente (creado_en) WHERE publicado_en IS NULL;

@@ -19,3 +19,14 @@ CREATE TABLE idempotencia (
     id_campana BLOB NOT NULL REFERENCES campana (id_campana),
     creada_en  TEXT NOT NULL
 );
+
+CREATE TABLE evento_saliente (
+    id_evento    BLOB PRIMARY KEY,
+    saga_id      BLOB NOT NULL UNIQUE,
+    topico       TEXT NOT NULL,
+    tipo         TEXT NOT NULL,
+    carga        TEXT NOT NULL,
+    creado_en    TEXT NOT NULL,
+    publicado_en TEXT
+);
+CREATE INDEX evento_saliente_pendiente_idx ON evento_saliente (creado_en) WHERE publicado_en IS NULL;
