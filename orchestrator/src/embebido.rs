@@ -44,6 +44,9 @@ pub struct Config {
     pub marcas: String,
     /// Step timeouts and retries.
     pub topology: Topology,
+    /// Faults to inject (drills and tests: a step's action refused, a compensation failing);
+    /// empty in normal runs.
+    pub faults: saga_core::inject::FaultPlan,
 }
 
 /// A running embedded deployment.
@@ -118,6 +121,7 @@ pub async fn start(config: Config, observer: Option<Arc<dyn EngineObserver>>) ->
     let engine = Engine::builder(Arc::new(store), Arc::new(registry), t)
         .config(EngineConfig { reply_to: "respuestas.afiliaciones".into(), ..EngineConfig::default() })
         .observer(Arc::new(aviso))
+        .faults(config.faults.clone())
         .build();
     let run = engine.clone().run(stopped(&stop_rx));
     tasks.spawn(async move {

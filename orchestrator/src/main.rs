@@ -31,6 +31,13 @@ enum Mode {
         /// JSON file of brands to seed (default: orchestrator/seed/marcas.json, built in).
         #[arg(long, env = "ALPES_MARCAS")]
         marcas: Option<PathBuf>,
+        /// Drill: every action of this step fails as if refused (repeatable).
+        #[arg(long = "inject-fail-action", value_name = "STEP")]
+        fail_actions: Vec<String>,
+        /// Drill: every compensation of this step fails, so sagas that need it end stuck
+        /// (repeatable). Restart without it, then retry them.
+        #[arg(long = "inject-fail-compensation", value_name = "STEP")]
+        fail_compensations: Vec<String>,
     },
 }
 
@@ -45,12 +52,22 @@ async fn main() -> anyhow::Result<()> {
         builder.init();
     }
     match Cli::parse().mode {
-        Mode::Embedded { data_dir, http, marcas } => {
+        Mode::Embedded { data_dir, http, marcas, fail_actions, fail_compensations } => {
+            let mut faults = saga_core::inject::FaultPlan::none();
+            for step in fail_actions {
+                faults = faults.fail_action(step);
+            }
+            for step in fail_compensations {
+                faults = faults.fail_compensation(step);
+            }
+            if !faults.is_empty() {
+                tracing::warn!(?faults, "fault injection is on: this run fails on purpose");
+            }
             let marcas = match marcas {
                 Some(path) => std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?,
                 None => MARCAS_POR_DEFECTO.to_owned(),
             };
-            let config = embebido::Config { data_dir, http, marcas, topology: Topology::default() };
+            let config = embebido::Config { data_dir, http, marcas, topology: Topology::default(), faults };
             let running = embebido::start(config, None).await?;
             println!("Alpes Partners (embedded) listening on http://{}", running.addr);
             println!("  POST http://{}/afiliaciones/campana   GET /afiliaciones/campanas   GET /sagas", running.addr);

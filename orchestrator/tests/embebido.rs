@@ -19,6 +19,7 @@ async fn start(dir: &std::path::Path) -> Running {
         http: "127.0.0.1:0".parse().unwrap(),
         marcas: MARCAS_POR_DEFECTO.to_owned(),
         topology: Topology::default(),
+        faults: saga_core::inject::FaultPlan::none(),
     };
     embebido::start(config, None).await.unwrap()
 }

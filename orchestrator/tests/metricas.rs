@@ -37,6 +37,7 @@ async fn counters_move_by_exactly_the_sagas_run() {
         http: "127.0.0.1:0".parse().unwrap(),
         marcas: MARCAS_POR_DEFECTO.to_owned(),
         topology: Topology::default(),
+        faults: saga_core::inject::FaultPlan::none(),
     };
     let running = embebido::start(config, None).await.unwrap();
     let base = format!("http://{}", running.addr);

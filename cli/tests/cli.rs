@@ -1,0 +1,188 @@
+//! The `alpes` binary against a running orchestrator (embedded mode, in this test process):
+//! output and exit codes of every command, the error paths, and an operator's drill from a
+//! stuck saga to a retried, compensated one.
+
+// Tests unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use orchestrator::crear_campana::Topology;
+use orchestrator::embebido::{self, Running, MARCAS_POR_DEFECTO};
+use saga_core::inject::FaultPlan;
+use serde_json::{json, Value};
+
+async fn start(dir: &Path, faults: FaultPlan) -> Running {
+    let config = embebido::Config {
+        data_dir: dir.to_owned(),
+        http: "127.0.0.1:0".parse().unwrap(),
+        marcas: MARCAS_POR_DEFECTO.to_owned(),
+        topology: Topology::default(),
+        faults,
+    };
+    embebido::start(config, None).await.unwrap()
+}
+
+/// Runs `alpes` with `args` against `url`.
+async fn alpes(url: &str, args: &[&str]) -> Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_alpes"));
+    cmd.arg("--url").arg(url).args(args);
+    tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn body_file(dir: &Path, name: &str, body: &Value) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, body.to_string()).unwrap();
+    path
+}
+
+fn ejemplo(seguidores: u32) -> Value {
+    json!({ "nombre": "Campaña CLI", "descripcion": "", "tipo": "influencer", "fecha_inicio": "2025-01-01T00:00:00",
+      "fecha_fin": "2025-02-01T00:00:00", "presupuesto": 100, "marca": { "id_marca": "123e4567-e89b-12d3-a456-426614174000", "nombre_marca": "Nike" },
+      "influencers": [ { "nombre": format!("Inf {}", uuid::Uuid::new_v4()), "plataforma": "Instagram", "seguidores": seguidores, "categoria": "Fitness" } ] })
+}
+
+fn dir() -> PathBuf {
+    std::env::temp_dir().join(format!("alpes-cli-{}", uuid::Uuid::new_v4().simple()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_watch_show_list_and_campaigns() {
+    let d = dir();
+    let running = start(&d.join("data"), FaultPlan::none()).await;
+    let url = format!("http://{}", running.addr);
+    let file = body_file(&d, "ok.json", &ejemplo(150_000));
+
+    let o = alpes(&url, &["--output", "json", "saga", "start", "--file", file.to_str().unwrap()]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let started: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let saga = started["saga_id"].as_str().unwrap().to_owned();
+    let campana = started["id_campana"].as_str().unwrap().to_owned();
+
+    let o = alpes(&url, &["saga", "watch", &saga, "--timeout", "20"]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains(&format!("saga {saga} is completed")));
+
+    let o = alpes(&url, &["saga", "show", &saga]).await;
+    assert!(o.status.success());
+    let text = stdout(&o);
+    assert!(text.starts_with(&format!("saga {saga}  crear_campana  completed")), "{text}");
+    for needle in ["SEQ", "command_sent", "reservar_presupuesto", "abrir_tracking", "reply_accepted", "success", "completed"] {
+        assert!(text.contains(needle), "timeline lacks {needle}: {text}");
+    }
+    let o = alpes(&url, &["-o", "json", "saga", "show", &saga]).await;
+    let shown: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(shown["saga"]["status"], "completed");
+
+    let o = alpes(&url, &["saga", "list", "--state", "completed"]).await;
+    assert!(o.status.success());
+    assert!(stdout(&o).contains(&saga));
+    let o = alpes(&url, &["saga", "list", "--state", "stuck"]).await;
+    assert!(!stdout(&o).contains(&saga));
+
+    let o = alpes(&url, &["campana", "list"]).await;
+    assert!(stdout(&o).contains(&campana) && stdout(&o).contains("activa"));
+    let o = alpes(&url, &["campana", "show", &campana]).await;
+    assert!(o.status.success());
+    assert!(stdout(&o).contains("Campaña CLI"));
+
+    let o = alpes(&url, &["completions", "bash"]).await;
+    assert!(o.status.success() && stdout(&o).contains("alpes"));
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_paths_have_exit_codes_and_one_line_reasons() {
+    let d = dir();
+    let running = start(&d.join("data"), FaultPlan::none()).await;
+    let url = format!("http://{}", running.addr);
+    let one_line = |o: &Output| {
+        let e = stderr(o);
+        assert_eq!(e.trim_end().lines().count(), 1, "one line on stderr: {e:?}");
+        e
+    };
+
+    let o = alpes(&url, &["saga", "show", &uuid::Uuid::new_v4().to_string()]).await;
+    assert_eq!(o.status.code(), Some(3));
+    assert!(one_line(&o).contains("404"));
+
+    let bad = body_file(&d, "bad.json", &json!({ "nombre": "" }));
+    let o = alpes(&url, &["saga", "start", "--file", bad.to_str().unwrap()]).await;
+    assert_eq!(o.status.code(), Some(4));
+    assert!(one_line(&o).contains("nombre"));
+
+    let o = alpes(&url, &["saga", "start", "--file", "/no/such/file.json"]).await;
+    assert_eq!(o.status.code(), Some(4));
+    one_line(&o);
+
+    let o = alpes(&url, &["saga", "list", "--state", "perdida"]).await;
+    assert_eq!(o.status.code(), Some(4));
+
+    let file = body_file(&d, "ok.json", &ejemplo(150_000));
+    let o = alpes(&url, &["-o", "json", "saga", "start", "--file", file.to_str().unwrap()]).await;
+    let saga = serde_json::from_str::<Value>(&stdout(&o)).unwrap()["saga_id"].as_str().unwrap().to_owned();
+    alpes(&url, &["saga", "watch", &saga]).await;
+    let o = alpes(&url, &["saga", "retry", &saga]).await;
+    assert_eq!(o.status.code(), Some(5));
+    assert!(one_line(&o).contains("stuck"));
+
+    let o = alpes("http://127.0.0.1:9", &["saga", "list"]).await;
+    assert_eq!(o.status.code(), Some(6));
+    assert!(one_line(&o).contains("cannot reach"));
+
+    let o = alpes(&url, &["saga", "frobnicate"]).await;
+    assert_eq!(o.status.code(), Some(2), "usage errors are clap's");
+    running.stop().await;
+}
+
+/// The operator's drill README_SAGA describes: a compensation keeps failing, the saga gets
+/// stuck; the cause is fixed (restart without the fault); `alpes saga retry` finishes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_saga_is_found_retried_and_compensated() {
+    let d = dir();
+    let data = d.join("data");
+    let running = start(&data, FaultPlan::none().fail_compensation("reservar_presupuesto")).await;
+    let url = format!("http://{}", running.addr);
+    // Too small an audience: influencer refuses, marca must be compensated, and that fails.
+    let file = body_file(&d, "refused.json", &ejemplo(10));
+    let o = alpes(&url, &["-o", "json", "saga", "start", "--file", file.to_str().unwrap()]).await;
+    let saga = serde_json::from_str::<Value>(&stdout(&o)).unwrap()["saga_id"].as_str().unwrap().to_owned();
+    let o = alpes(&url, &["saga", "watch", &saga, "--timeout", "60"]).await;
+    assert_eq!(o.status.code(), Some(7), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("is stuck"));
+    let o = alpes(&url, &["saga", "list", "--state", "stuck"]).await;
+    assert!(stdout(&o).contains(&saga));
+    running.stop().await;
+
+    let running = start(&data, FaultPlan::none()).await;
+    let url = format!("http://{}", running.addr);
+    let o = alpes(&url, &["saga", "retry", &saga, "--note", "marca fixed"]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut status = String::new();
+    for _ in 0..100 {
+        let o = alpes(&url, &["-o", "json", "saga", "show", &saga]).await;
+        status = serde_json::from_str::<Value>(&stdout(&o)).unwrap()["saga"]["status"].as_str().unwrap().to_owned();
+        if status != "compensating" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, "compensated");
+    let o = alpes(&url, &["saga", "show", &saga]).await;
+    let text = stdout(&o);
+    assert!(text.contains("operator_retried") && text.contains("marca fixed"), "{text}");
+    let o = alpes(&url, &["campana", "list", "--state", "rechazada"]).await;
+    assert!(o.status.success());
+    running.stop().await;
+}
