@@ -26,13 +26,21 @@ if ! scripts/postgres.sh status 2>/dev/null; then
     scripts/postgres.sh start >/dev/null
     started_pg=1
 fi
+# Tests write SQLite files under the temporary folder: give them one of their own, removed at exit.
+TEST_TMP="$(mktemp -d /tmp/alpes-tests.XXXXXX)"
+export TMPDIR="$TEST_TMP"
 cleanup() {
+    rm -rf "$TEST_TMP"
     if [[ "$started_pg" == 1 ]]; then scripts/postgres.sh stop || true; fi
 }
 trap cleanup EXIT
 
 export SAGA_TEST_DATABASE_URL="$(scripts/postgres.sh url)"
 log "PostgreSQL for tests: $SAGA_TEST_DATABASE_URL"
+# Each test creates its own database; drop those of earlier runs.
+psql -q -d "$SAGA_TEST_DATABASE_URL" -At -c \
+    "SELECT 'DROP DATABASE \"' || datname || '\";' FROM pg_database WHERE datname ~ '^(saga|marca|worker|vista)_(test|bench)_'" \
+    | psql -q -d "$SAGA_TEST_DATABASE_URL" >/dev/null || log "could not drop old test databases (continuing)"
 
 if cargo clippy --version >/dev/null 2>&1; then
     log "clippy"
