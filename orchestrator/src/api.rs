@@ -58,6 +58,7 @@ pub fn router(state: AppState) -> Router {
         .route("/sagas/{id}/retry", post(reintentar_saga))
         .route("/sagas/{id}/abort", post(abortar_saga))
         .route("/health", get(health))
+        .route("/openapi.json", get(openapi))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
@@ -116,7 +117,16 @@ fn aceptada(c: &Campana) -> Value {
     })
 }
 
-async fn crear_campana(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+#[utoipa::path(post, path = "/afiliaciones/campana", tag = "campanas",
+    request_body(content = crate::openapi::SolicitudCampana, description = "The public request, exactly as it has always been taken"),
+    params(("Idempotency-Key" = Option<String>, Header, description = "A retried POST with the same key gets the first answer (1 to 200 characters)")),
+    responses(
+        (status = 202, description = "Accepted: the saga started", body = crate::openapi::Aceptada),
+        (status = 400, description = "Not JSON, or a bad Idempotency-Key", body = crate::openapi::Error),
+        (status = 413, description = "Body over 256 KiB"),
+        (status = 422, description = "Every field error", body = crate::openapi::Errores),
+        (status = 503, description = "The database does not answer", body = crate::openapi::Error)))]
+pub(crate) async fn crear_campana(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
     let clave = match headers.get("idempotency-key") {
         None => None,
         Some(v) => match v.to_str() {
@@ -153,7 +163,10 @@ async fn crear_campana(State(s): State<AppState>, headers: HeaderMap, body: Byte
     Ok(response)
 }
 
-async fn obtener_campana(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Campana>, ApiError> {
+#[utoipa::path(get, path = "/afiliaciones/campana/{id}", tag = "campanas",
+    params(("id" = Uuid, Path, description = "The campaign id")),
+    responses((status = 200, body = Campana), (status = 400, body = crate::openapi::Error), (status = 404, body = crate::openapi::Error)))]
+pub(crate) async fn obtener_campana(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Campana>, ApiError> {
     let id = parse_id(&id, "el id de campaña")?;
     match s.vista.obtener(id).await.map_err(|e| ApiError::internal("campaign view", e))? {
         Some(c) => Ok(Json(c)),
@@ -172,7 +185,12 @@ pub struct Pagina {
     pub desde: Option<u32>,
 }
 
-async fn listar_campanas(State(s): State<AppState>, Query(p): Query<Pagina>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/afiliaciones/campanas", tag = "campanas",
+    params(("estado" = Option<Estado>, Query, description = "Only this state"),
+           ("limite" = Option<u32>, Query, description = "At most this many (1 to 500, default 50)"),
+           ("desde" = Option<u32>, Query, description = "Skip this many")),
+    responses((status = 200, description = "`{campanas: [Campana], limite, desde}`, newest first"), (status = 400, body = crate::openapi::Error)))]
+pub(crate) async fn listar_campanas(State(s): State<AppState>, Query(p): Query<Pagina>) -> Result<Json<Value>, ApiError> {
     let estado = p.estado.as_deref().map(str::parse::<Estado>).transpose().map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
     let limite = p.limite.unwrap_or(50).clamp(1, 500);
     let desde = p.desde.unwrap_or(0);
@@ -180,7 +198,11 @@ async fn listar_campanas(State(s): State<AppState>, Query(p): Query<Pagina>) -> 
     Ok(Json(json!({ "campanas": campanas, "limite": limite, "desde": desde })))
 }
 
-async fn listar_sagas(State(s): State<AppState>, Query(p): Query<Pagina>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/sagas", tag = "sagas",
+    params(("estado" = Option<String>, Query, description = "running, compensating, completed, compensated, stuck or aborted"),
+           ("limite" = Option<u32>, Query), ("desde" = Option<u32>, Query)),
+    responses((status = 200, description = "`{sagas: [summary], limite, desde}`, newest first"), (status = 400, body = crate::openapi::Error)))]
+pub(crate) async fn listar_sagas(State(s): State<AppState>, Query(p): Query<Pagina>) -> Result<Json<Value>, ApiError> {
     let status =
         p.estado.as_deref().map(str::parse::<SagaStatus>).transpose().map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
     let limit = p.limite.unwrap_or(50).clamp(1, 500);
@@ -189,7 +211,10 @@ async fn listar_sagas(State(s): State<AppState>, Query(p): Query<Pagina>) -> Res
     Ok(Json(json!({ "sagas": sagas, "limite": limit, "desde": offset })))
 }
 
-async fn obtener_saga(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/sagas/{id}", tag = "sagas",
+    params(("id" = Uuid, Path, description = "The saga id")),
+    responses((status = 200, description = "`{saga: state, historia: [log entry with seq, at, event]}`"), (status = 404, body = crate::openapi::Error)))]
+pub(crate) async fn obtener_saga(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let id = SagaId(parse_id(&id, "el id de saga")?);
     let state = s.engine.get(id).await?.ok_or(EngineError::NotFound(id))?;
     let history = s.engine.history(id).await?;
@@ -212,13 +237,21 @@ fn nota(body: &Bytes) -> Result<String, ApiError> {
     Ok(n.nota.unwrap_or_else(|| "(sin nota)".into()))
 }
 
-async fn reintentar_saga(State(s): State<AppState>, Path(id): Path<String>, body: Bytes) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(post, path = "/sagas/{id}/retry", tag = "sagas",
+    params(("id" = Uuid, Path)), request_body(content = Option<crate::openapi::NotaOperador>),
+    responses((status = 200, description = "`{saga: state}`"), (status = 404, body = crate::openapi::Error),
+              (status = 409, description = "Only a stuck saga can be retried", body = crate::openapi::Error)))]
+pub(crate) async fn reintentar_saga(State(s): State<AppState>, Path(id): Path<String>, body: Bytes) -> Result<Json<Value>, ApiError> {
     let id = SagaId(parse_id(&id, "el id de saga")?);
     let state = s.engine.retry(id, &nota(&body)?).await?;
     Ok(Json(json!({ "saga": state })))
 }
 
-async fn abortar_saga(State(s): State<AppState>, Path(id): Path<String>, body: Bytes) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(post, path = "/sagas/{id}/abort", tag = "sagas",
+    params(("id" = Uuid, Path)), request_body(content = Option<crate::openapi::NotaOperador>),
+    responses((status = 200, description = "`{saga: state}`"), (status = 404, body = crate::openapi::Error),
+              (status = 409, description = "Only a running or stuck saga can be aborted", body = crate::openapi::Error)))]
+pub(crate) async fn abortar_saga(State(s): State<AppState>, Path(id): Path<String>, body: Bytes) -> Result<Json<Value>, ApiError> {
     let id = SagaId(parse_id(&id, "el id de saga")?);
     let state = s.engine.abort(id, &nota(&body)?).await?;
     if !state.status.is_active() {
@@ -227,7 +260,9 @@ async fn abortar_saga(State(s): State<AppState>, Path(id): Path<String>, body: B
     Ok(Json(json!({ "saga": state })))
 }
 
-async fn health(State(s): State<AppState>) -> Response {
+#[utoipa::path(get, path = "/health", tag = "operacion",
+    responses((status = 200, description = "`{status: ok, database: ok}`"), (status = 503, description = "The saga log does not answer")))]
+pub(crate) async fn health(State(s): State<AppState>) -> Response {
     match s.engine.store().stats().await {
         Ok(_) => (StatusCode::OK, Json(json!({ "status": "ok", "database": "ok" }))).into_response(),
         Err(e) => {
@@ -235,4 +270,8 @@ async fn health(State(s): State<AppState>) -> Response {
             (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "degraded", "database": "unreachable" }))).into_response()
         }
     }
+}
+
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(crate::openapi::document())
 }

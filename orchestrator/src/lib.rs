@@ -9,6 +9,7 @@ pub mod crear_campana;
 pub mod embebido;
 pub mod eventos;
 pub mod metricas;
+pub mod openapi;
 pub mod proyector;
 pub mod solicitud;
 pub mod vista;

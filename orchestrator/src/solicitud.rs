@@ -11,7 +11,7 @@ use uuid::Uuid;
 use crate::crear_campana::CrearCampana;
 
 /// One problem with one field of the request.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ErrorCampo {
     /// The field's path, e.g. `influencers[1].seguidores`.
     pub campo: String,

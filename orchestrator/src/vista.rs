@@ -25,7 +25,7 @@ pub static PG_MIGRATOR: Migrator = sqlx::migrate!("../migrations/orchestrator/po
 pub static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("../migrations/orchestrator/sqlite");
 
 /// A campaign's state as clients see it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Estado {
     /// Its saga is running (or waiting for an operator).
@@ -60,11 +60,12 @@ impl FromStr for Estado {
 }
 
 /// One campaign of the view.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Campana {
     /// The campaign.
     pub id_campana: Uuid,
     /// The saga that creates it.
+    #[schema(value_type = Uuid)]
     pub saga_id: SagaId,
     /// Where it is.
     pub estado: Estado,
@@ -74,9 +75,11 @@ pub struct Campana {
     pub codigo: Option<String>,
     /// The step that refused it.
     pub paso_fallido: Option<String>,
-    /// The accepted request.
+    /// The accepted request (budget in minor units, `presupuesto_centavos`).
+    #[schema(value_type = Object)]
     pub solicitud: CrearCampana,
     /// What the services answered (budget reservation, bookings, tracking links), once active.
+    #[schema(value_type = Option<Object>)]
     pub resultado: Option<Value>,
     /// When it was requested.
     pub creada_en: DateTime<Utc>,

@@ -355,3 +355,33 @@ async fn tracking_counts_events_of_an_active_campaign_and_refuses_others() {
     assert_eq!(r["clics"], 1, "refused events recorded nothing");
     running.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_is_described_at_openapi_json() {
+    let running = start(&data_dir()).await;
+    let api = Api::new(&running);
+    let (status, doc) = api.get("/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    for (path, method) in [
+        ("/afiliaciones/campana", "post"),
+        ("/afiliaciones/campana/{id}", "get"),
+        ("/afiliaciones/campanas", "get"),
+        ("/sagas", "get"),
+        ("/sagas/{id}", "get"),
+        ("/sagas/{id}/retry", "post"),
+        ("/sagas/{id}/abort", "post"),
+        ("/health", "get"),
+    ] {
+        assert!(doc["paths"][path][method].is_object(), "{method} {path} is not described");
+    }
+    let post = &doc["paths"]["/afiliaciones/campana"]["post"];
+    for code in ["202", "400", "422"] {
+        assert!(post["responses"][code].is_object(), "POST /afiliaciones/campana lacks {code}");
+    }
+    let request = &doc["components"]["schemas"]["SolicitudCampana"]["properties"];
+    for field in ["nombre", "fecha_inicio", "fecha_fin", "presupuesto", "marca", "influencers"] {
+        assert!(request[field].is_object(), "request field {field} not described");
+    }
+    running.stop().await;
+}
