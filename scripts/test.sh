@@ -6,6 +6,9 @@
 #
 # - installs PostgreSQL from Debian packages if it is missing, and starts the project's own
 #   cluster on 127.0.0.1 (scripts/postgres.sh); stops it at the end if it started it;
+# - installs protoc (Debian) and the Python test clients (PyPI) if missing, fetches and starts a
+#   real Apache Pulsar standalone on 127.0.0.1 (scripts/pulsar.sh, jars cached in
+#   ~/.cache/alpes), runs its smoke test; stops it at the end if it started it;
 # - runs clippy (warnings are errors) when clippy is installed, then `cargo test --workspace`.
 # Tests that need PostgreSQL read SAGA_TEST_DATABASE_URL, set here; without it they fail with a
 # message saying so (they are never skipped).
@@ -29,8 +32,10 @@ fi
 # Tests write SQLite files under the temporary folder: give them one of their own, removed at exit.
 TEST_TMP="$(mktemp -d /tmp/alpes-tests.XXXXXX)"
 export TMPDIR="$TEST_TMP"
+started_pulsar=0
 cleanup() {
     rm -rf "$TEST_TMP"
+    if [[ "$started_pulsar" == 1 ]]; then scripts/pulsar.sh stop >/dev/null || true; fi
     if [[ "$started_pg" == 1 ]]; then scripts/postgres.sh stop || true; fi
 }
 trap cleanup EXIT
@@ -41,6 +46,31 @@ log "PostgreSQL for tests: $SAGA_TEST_DATABASE_URL"
 psql -q -d "$SAGA_TEST_DATABASE_URL" -At -c \
     "SELECT 'DROP DATABASE \"' || datname || '\";' FROM pg_database WHERE datname ~ '^(saga|marca|worker|vista)_(test|bench)_'" \
     | psql -q -d "$SAGA_TEST_DATABASE_URL" >/dev/null || log "could not drop old test databases (continuing)"
+
+# --- Apache Pulsar: a real standalone broker (scripts/pulsar.sh), its client deps, its smoke test.
+if ! command -v protoc >/dev/null 2>&1; then
+    if [[ "$(id -u)" == 0 ]]; then
+        log "protoc not found: installing the Debian package protobuf-compiler (the pulsar crate needs it)"
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq protobuf-compiler >/dev/null
+    else
+        log "protoc not found: install the Debian package protobuf-compiler"
+        exit 1
+    fi
+fi
+if ! python3 -c 'import pulsar, fastavro' >/dev/null 2>&1; then
+    log "installing the Python test clients (official pulsar-client, fastavro) from PyPI"
+    python3 -m pip install -q --disable-pip-version-check 'pulsar-client[avro]==3.13.0' 'fastavro==1.13.1'
+fi
+if ! scripts/pulsar.sh status >/dev/null 2>&1; then
+    scripts/pulsar.sh start >/dev/null
+    started_pulsar=1
+fi
+eval "$(scripts/pulsar.sh env)"
+export SAGA_TEST_PULSAR_URL="$PULSAR_URL" SAGA_TEST_PULSAR_ADMIN_URL="$PULSAR_ADMIN_URL"
+log "Apache Pulsar for tests: $SAGA_TEST_PULSAR_URL (admin $SAGA_TEST_PULSAR_ADMIN_URL)"
+log "broker smoke test (official Python client: Avro schema registry, evolution rules, kill -9 and restart)"
+python3 scripts/pulsar_smoke.py
 
 if cargo clippy --version >/dev/null 2>&1; then
     log "clippy"
