@@ -26,7 +26,7 @@ use workers::{influencer, tracking};
 
 use crate::api::{router, AppState};
 use crate::crear_campana::{definition, Topology};
-use crate::metricas;
+use daemon::metricas;
 use crate::proyector::{self, AvisoFin};
 use crate::vista::SqliteVista;
 

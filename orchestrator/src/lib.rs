@@ -6,9 +6,9 @@
 
 pub mod api;
 pub mod crear_campana;
+pub mod distribuido;
 pub mod embebido;
 pub mod eventos;
-pub mod metricas;
 pub mod openapi;
 pub mod proyector;
 pub mod solicitud;

@@ -43,14 +43,7 @@ enum Mode {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let json_logs = std::env::var("ALPES_LOG_FORMAT").is_ok_and(|f| f == "json");
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    if json_logs {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
+    daemon::init_logging();
     match Cli::parse().mode {
         Mode::Embedded { data_dir, http, marcas, fail_actions, fail_compensations } => {
             let mut faults = saga_core::inject::FaultPlan::none();
@@ -71,31 +64,10 @@ async fn main() -> anyhow::Result<()> {
             let running = embebido::start(config, None).await?;
             println!("Alpes Partners (embedded) listening on http://{}", running.addr);
             println!("  POST http://{}/afiliaciones/campana   GET /afiliaciones/campanas   GET /sagas", running.addr);
-            shutdown_signal().await;
+            daemon::shutdown_signal().await;
             running.stop().await;
             Ok(())
         }
     }
 }
 
-/// Ctrl-C (or SIGTERM) stops gracefully; a second Ctrl-C exits at once.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            s.recv().await;
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
-    tracing::info!("shutting down (Ctrl-C again to exit at once)");
-    tokio::spawn(async {
-        let _ = tokio::signal::ctrl_c().await;
-        std::process::exit(130);
-    });
-}

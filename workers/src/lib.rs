@@ -7,6 +7,7 @@
 //! migrations. The worker daemons (consuming their topics) and tracking's HTTP endpoints arrive
 //! with the CrearCampaña issue.
 
+pub mod servidor;
 pub mod influencer;
 pub mod marca;
 mod support;

@@ -1,0 +1,79 @@
+//! What every Alpes daemon (the orchestrator, the three workers) does the same way: logging
+//! (human by default, JSON with `ALPES_LOG_FORMAT=json`), secrets in configuration that never
+//! print, Ctrl-C/SIGTERM shutdown (a second Ctrl-C exits at once), and `GET /metrics`.
+
+pub mod metricas;
+
+use std::fmt;
+
+use serde::Deserialize;
+
+/// Sets up the one tracing subscriber: `RUST_LOG` filters (default `info,sqlx=warn`),
+/// `ALPES_LOG_FORMAT=json` switches to JSON lines.
+pub fn init_logging() {
+    let json = std::env::var("ALPES_LOG_FORMAT").is_ok_and(|f| f == "json");
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// A configuration value that must never be printed (a database URL with its password).
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secreto(String);
+
+impl Secreto {
+    /// Wraps a value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The value, for the one place that uses it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secreto {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secreto(***)")
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM; after it, a second Ctrl-C exits the process at once.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutting down (Ctrl-C again to exit at once)");
+    tokio::spawn(async {
+        let _ = tokio::signal::ctrl_c().await;
+        std::process::exit(130);
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_never_prints() {
+        let s = Secreto::new("postgres://alpes:hunter2@db/alpes");
+        assert!(!format!("{s:?}").contains("hunter2"));
+        assert_eq!(s.expose(), "postgres://alpes:hunter2@db/alpes");
+    }
+}

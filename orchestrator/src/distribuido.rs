@@ -1,0 +1,196 @@
+//! The distributed mode's orchestrator: its saga log and campaign view in PostgreSQL, commands
+//! and replies over a broker transport, the HTTP API, `/metrics`, the projector and the event
+//! relay. Configuration in layers: defaults, then a TOML file, then `ALPES__…` environment
+//! variables (`ALPES__DATABASE_URL`, `ALPES__PULSAR__URL`, `ALPES__HTTP`, …); the database URL is
+//! a secret and never printed.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use daemon::{metricas, Secreto};
+use saga_core::definition::{Registry, RetryPolicy};
+use saga_core::engine::{Engine, EngineConfig};
+use saga_core::log::sql::{pg_pool, PgStore};
+use saga_core::metrics::MetricsObserver;
+use saga_core::transport::Transport;
+use serde::Deserialize;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::info;
+
+use crate::api::{router, AppState};
+use crate::crear_campana::{definition, Topology};
+use crate::eventos::{self, Publicador};
+use crate::proyector::{self, AvisoFin};
+use crate::vista::PgVista;
+
+/// The orchestrator's configuration.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Config {
+    /// Where the HTTP API listens.
+    pub http: SocketAddr,
+    /// The orchestrator's PostgreSQL database (saga log and campaign view).
+    pub database_url: Secreto,
+    /// The broker.
+    pub pulsar: PulsarConfig,
+    /// Topics.
+    pub topics: Topics,
+    /// Reply timeout of every step, in seconds.
+    pub step_timeout_secs: u64,
+    /// Attempts of a step (action or compensation) before giving up.
+    pub max_attempts: u32,
+    /// First retry delay, in milliseconds (doubles up to 10 s).
+    pub initial_backoff_ms: u64,
+}
+
+/// Where the broker is.
+#[derive(Clone, Debug, Deserialize)]
+pub struct PulsarConfig {
+    /// Service URL, e.g. `pulsar://127.0.0.1:6650`.
+    pub url: String,
+    /// Tenant.
+    pub tenant: String,
+    /// Namespace.
+    pub namespace: String,
+}
+
+/// Topic names, inside the tenant and namespace.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Topics {
+    /// marca's commands.
+    pub marca: String,
+    /// influencer's commands.
+    pub influencer: String,
+    /// tracking's commands.
+    pub tracking: String,
+    /// Replies to the orchestrator.
+    pub replies: String,
+    /// Integration events.
+    pub events: String,
+}
+
+const DEFAULTS: &str = r#"
+http = "127.0.0.1:8000"
+step_timeout_secs = 10
+max_attempts = 5
+initial_backoff_ms = 200
+[pulsar]
+url = "pulsar://127.0.0.1:6650"
+tenant = "alpes"
+namespace = "afiliaciones"
+[topics]
+marca = "comandos.marca"
+influencer = "comandos.influencer"
+tracking = "comandos.tracking"
+replies = "respuestas.afiliaciones"
+events = "eventos.campanas"
+"#;
+
+impl Config {
+    /// Defaults, then `file` (TOML) if given, then `ALPES__…` environment variables.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        let mut builder = config::Config::builder().add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
+        if let Some(path) = file {
+            builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
+        }
+        builder
+            .add_source(config::Environment::with_prefix("ALPES").prefix_separator("__").separator("__"))
+            .build()
+            .context("reading the configuration")?
+            .try_deserialize()
+            .context("the configuration is incomplete or invalid (ALPES__DATABASE_URL is required)")
+    }
+
+    /// The saga's topology from this configuration.
+    pub fn topology(&self) -> Topology {
+        let retry = RetryPolicy {
+            max_attempts: self.max_attempts,
+            initial_backoff: Duration::from_millis(self.initial_backoff_ms),
+            ..RetryPolicy::default()
+        };
+        Topology {
+            marca: self.topics.marca.clone(),
+            influencer: self.topics.influencer.clone(),
+            tracking: self.topics.tracking.clone(),
+            timeout: Duration::from_secs(self.step_timeout_secs),
+            retry: retry.clone(),
+            compensation_retry: retry,
+        }
+    }
+}
+
+/// A running orchestrator.
+pub struct Running {
+    /// Where the HTTP API listens.
+    pub addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl Running {
+    /// Stops every task and waits for them.
+    pub async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+fn stopped(rx: &watch::Receiver<bool>) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let mut rx = rx.clone();
+    async move {
+        let _ = rx.wait_for(|s| *s).await;
+    }
+}
+
+fn until_stopped<F: std::future::Future + Send + 'static>(rx: &watch::Receiver<bool>, f: F) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let stop = stopped(rx);
+    async move {
+        tokio::select! {
+            _ = f => {}
+            _ = stop => {}
+        }
+    }
+}
+
+/// Starts the orchestrator over `transport` (and `publicador` for integration events).
+pub async fn start(config: &Config, transport: Arc<dyn Transport>, publicador: Arc<dyn Publicador>) -> anyhow::Result<Running> {
+    let pool = pg_pool(config.database_url.expose(), 20).await.context("connecting to the orchestrator's database")?;
+    let store = PgStore::new(pool.clone());
+    store.migrate().await.context("migrating the saga log")?;
+    let vista = Arc::new(PgVista::new(pool).await.context("migrating the campaign view")?);
+    let mut registry = Registry::new();
+    registry.register(definition(&config.topology())).context("registering CrearCampaña")?;
+    let (aviso, fines) = AvisoFin::new(Some(Arc::new(MetricsObserver)));
+    let engine = Engine::builder(Arc::new(store), Arc::new(registry), transport)
+        .config(EngineConfig { reply_to: config.topics.replies.clone(), ..EngineConfig::default() })
+        .observer(Arc::new(aviso))
+        .build();
+
+    let (stop, rx) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    let run = engine.clone().run(stopped(&rx));
+    tasks.spawn(async move {
+        if let Err(e) = run.await {
+            tracing::error!(error = %e, "engine stopped");
+        }
+    });
+    tasks.spawn(until_stopped(&rx, proyector::run(engine.clone(), vista.clone(), fines)));
+    tasks.spawn(until_stopped(&rx, eventos::run(vista.clone(), publicador)));
+    tasks.spawn(until_stopped(&rx, saga_core::metrics::poll_store_gauges(engine.store().clone(), Duration::from_secs(5))));
+
+    let listener = TcpListener::bind(config.http).await.with_context(|| format!("binding {}", config.http))?;
+    let addr = listener.local_addr()?;
+    let app = router(AppState { engine, vista }).merge(metricas::router(metricas::prometheus()));
+    let shutdown = stopped(&rx);
+    tasks.spawn(async move {
+        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+            tracing::error!(error = %e, "HTTP server stopped");
+        }
+    });
+    info!(%addr, "orchestrator ready");
+    Ok(Running { addr, stop, tasks })
+}
