@@ -6,6 +6,7 @@
 //!   is back;
 //! - an outage of 95 s (longer than the client's own retry budget, after which its consumer
 //!   stream ends): consumers and producers are rebuilt and messages flow again.
+//!
 //! One test function, so nothing else runs while the broker is down.
 
 // Tests unwrap: a panic is the failure report.
