@@ -52,6 +52,9 @@ pub struct PulsarConfig {
     pub send_timeout: Duration,
     /// Sends tried before giving up with `Unavailable`.
     pub send_attempts: u32,
+    /// Consume over the publishing client's connection instead of one of their own. Off by
+    /// default: kept only to measure what separate connections buy (see the round-trip bench).
+    pub shared_connection: bool,
 }
 
 impl PulsarConfig {
@@ -65,6 +68,7 @@ impl PulsarConfig {
             subscription: subscription.into(),
             send_timeout: Duration::from_secs(10),
             send_attempts: 6,
+            shared_connection: false,
         }
     }
 
@@ -138,7 +142,13 @@ impl Publisher {
             return Ok(p.clone());
         }
         let client = self.client().await?;
-        let options = ProducerOptions { schema: schema.map(|s| pulsar_schema(topic, s)), batch_size: None, ..ProducerOptions::default() };
+        // Backpressure instead of SlowDown errors when many sends are pending on a connection.
+        let options = ProducerOptions {
+            schema: schema.map(|s| pulsar_schema(topic, s)),
+            batch_size: None,
+            block_queue_if_full: true,
+            ..ProducerOptions::default()
+        };
         let producer = client.producer().with_topic(topic).with_options(options).build().await.map_err(unavailable)?;
         let producer = Arc::new(tokio::sync::Mutex::new(producer));
         self.producers.lock().unwrap_or_else(|e| e.into_inner()).insert(topic.to_owned(), producer.clone());
@@ -340,7 +350,7 @@ impl<M: Send + 'static> ConsumerWorker<M> {
                 return;
             }
             let consumer = async {
-                let client = connect(&self.config.url).await?;
+                let client = if self.config.shared_connection { self.publisher.client().await? } else { connect(&self.config.url).await? };
                 client
                     .consumer()
                     .with_topic(&topic)
