@@ -66,6 +66,60 @@ pub async fn shutdown_signal() {
     });
 }
 
+/// The tasks of a running daemon, stopped together: each task either watches [`Tareas::parada`]
+/// itself (to drain gracefully) or is cancelled by [`Tareas::lanzar`] when the stop comes.
+pub struct Tareas {
+    stop: tokio::sync::watch::Sender<bool>,
+    set: tokio::task::JoinSet<()>,
+}
+
+impl Default for Tareas {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Tareas {
+    /// No tasks yet.
+    pub fn new() -> Self {
+        Self { stop: tokio::sync::watch::channel(false).0, set: tokio::task::JoinSet::new() }
+    }
+
+    /// A future that completes when the daemon stops: hand it to what drains gracefully.
+    pub fn parada(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.stop.subscribe();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    }
+
+    /// Runs `task` until it ends or the daemon stops, whichever comes first.
+    pub fn lanzar(&mut self, task: impl std::future::Future + Send + 'static) {
+        let parada = self.parada();
+        self.set.spawn(async move {
+            tokio::select! {
+                _ = task => {}
+                _ = parada => {}
+            }
+        });
+    }
+
+    /// Runs `task`, which watches [`Tareas::parada`] itself, and logs its error.
+    pub fn lanzar_con_parada<E: fmt::Display>(&mut self, what: &'static str, task: impl std::future::Future<Output = Result<(), E>> + Send + 'static) {
+        self.set.spawn(async move {
+            if let Err(e) = task.await {
+                tracing::error!(error = %e, "{what} stopped");
+            }
+        });
+    }
+
+    /// Stops every task and waits for them.
+    pub async fn parar(mut self) {
+        let _ = self.stop.send(true);
+        while self.set.join_next().await.is_some() {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

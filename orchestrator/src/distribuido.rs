@@ -4,13 +4,14 @@
 //! variables (`ALPES__DATABASE_URL`, `ALPES__PULSAR__URL`, `ALPES__HTTP`, …); the database URL is
 //! a secret and never printed.
 
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use daemon::{metricas, Secreto};
+use daemon::{metricas, Secreto, Tareas};
 use saga_core::definition::{Registry, RetryPolicy};
 use saga_core::engine::{Engine, EngineConfig};
 use saga_core::log::sql::{pg_pool, PgStore};
@@ -18,8 +19,6 @@ use saga_core::metrics::MetricsObserver;
 use saga_core::transport::Transport;
 use serde::Deserialize;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tokio::task::JoinSet;
 use tracing::info;
 
 use crate::api::{router, AppState};
@@ -127,32 +126,13 @@ impl Config {
 pub struct Running {
     /// Where the HTTP API listens.
     pub addr: SocketAddr,
-    stop: watch::Sender<bool>,
-    tasks: JoinSet<()>,
+    tareas: Tareas,
 }
 
 impl Running {
     /// Stops every task and waits for them.
-    pub async fn stop(mut self) {
-        let _ = self.stop.send(true);
-        while self.tasks.join_next().await.is_some() {}
-    }
-}
-
-fn stopped(rx: &watch::Receiver<bool>) -> impl std::future::Future<Output = ()> + Send + 'static {
-    let mut rx = rx.clone();
-    async move {
-        let _ = rx.wait_for(|s| *s).await;
-    }
-}
-
-fn until_stopped<F: std::future::Future + Send + 'static>(rx: &watch::Receiver<bool>, f: F) -> impl std::future::Future<Output = ()> + Send + 'static {
-    let stop = stopped(rx);
-    async move {
-        tokio::select! {
-            _ = f => {}
-            _ = stop => {}
-        }
+    pub async fn stop(self) {
+        self.tareas.parar().await;
     }
 }
 
@@ -170,27 +150,16 @@ pub async fn start(config: &Config, transport: Arc<dyn Transport>, publicador: A
         .observer(Arc::new(aviso))
         .build();
 
-    let (stop, rx) = watch::channel(false);
-    let mut tasks = JoinSet::new();
-    let run = engine.clone().run(stopped(&rx));
-    tasks.spawn(async move {
-        if let Err(e) = run.await {
-            tracing::error!(error = %e, "engine stopped");
-        }
-    });
-    tasks.spawn(until_stopped(&rx, proyector::run(engine.clone(), vista.clone(), fines)));
-    tasks.spawn(until_stopped(&rx, eventos::run(vista.clone(), publicador)));
-    tasks.spawn(until_stopped(&rx, saga_core::metrics::poll_store_gauges(engine.store().clone(), Duration::from_secs(5))));
+    let mut tareas = Tareas::new();
+    tareas.lanzar_con_parada("engine", engine.clone().run(tareas.parada()));
+    tareas.lanzar(proyector::run(engine.clone(), vista.clone(), fines));
+    tareas.lanzar(eventos::run(vista.clone(), publicador));
+    tareas.lanzar(saga_core::metrics::poll_store_gauges(engine.store().clone(), Duration::from_secs(5)));
 
     let listener = TcpListener::bind(config.http).await.with_context(|| format!("binding {}", config.http))?;
     let addr = listener.local_addr()?;
     let app = router(AppState { engine, vista }).merge(metricas::router(metricas::prometheus()));
-    let shutdown = stopped(&rx);
-    tasks.spawn(async move {
-        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
-            tracing::error!(error = %e, "HTTP server stopped");
-        }
-    });
+    tareas.lanzar_con_parada("HTTP server", axum::serve(listener, app).with_graceful_shutdown(tareas.parada()).into_future());
     info!(%addr, "orchestrator ready");
-    Ok(Running { addr, stop, tasks })
+    Ok(Running { addr, tareas })
 }

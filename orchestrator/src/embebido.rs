@@ -5,6 +5,7 @@
 //! Brands are seeded from a JSON file (default: the brands of `orchestrator/seed/marcas.json`,
 //! compiled in) on every start; existing brands get the file's values.
 
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,8 +18,6 @@ use saga_core::participant::{serve, SqliteParticipant};
 use saga_core::transport::in_process::InProcessTransport;
 use saga_core::transport::Transport;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tokio::task::JoinSet;
 use tracing::info;
 use workers::marca::{self, Marca, MarcaSeed};
 use workers::tracking_eventos::{self, SqliteEventos};
@@ -26,7 +25,7 @@ use workers::{influencer, tracking};
 
 use crate::api::{router, AppState};
 use crate::crear_campana::{definition, Topology};
-use daemon::metricas;
+use daemon::{metricas, Tareas};
 use crate::proyector::{self, AvisoFin};
 use crate::vista::SqliteVista;
 
@@ -57,22 +56,13 @@ pub struct Running {
     pub engine: Arc<Engine>,
     /// The campaign view and its outbox, for tests and tools in the same process.
     pub vista: Arc<dyn crate::vista::Vista>,
-    stop: watch::Sender<bool>,
-    tasks: JoinSet<()>,
+    tareas: Tareas,
 }
 
 impl Running {
     /// Stops every task and waits for them.
-    pub async fn stop(mut self) {
-        let _ = self.stop.send(true);
-        while self.tasks.join_next().await.is_some() {}
-    }
-}
-
-fn stopped(rx: &watch::Receiver<bool>) -> impl std::future::Future<Output = ()> + Send + 'static {
-    let mut rx = rx.clone();
-    async move {
-        let _ = rx.wait_for(|s| *s).await;
+    pub async fn stop(self) {
+        self.tareas.parar().await;
     }
 }
 
@@ -85,8 +75,7 @@ fn sqlite_url(dir: &std::path::Path, name: &str) -> String {
 pub async fn start(config: Config, observer: Option<Arc<dyn EngineObserver>>) -> anyhow::Result<Running> {
     std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
     let transport = InProcessTransport::new();
-    let (stop, stop_rx) = watch::channel(false);
-    let mut tasks = JoinSet::new();
+    let mut tareas = Tareas::new();
 
     // Participants, each with its own database.
     let marcas: Vec<MarcaSeed> = serde_json::from_str(&config.marcas).context("parsing the brands to seed")?;
@@ -96,20 +85,20 @@ pub async fn start(config: Config, observer: Option<Arc<dyn EngineObserver>>) ->
     let p = SqliteParticipant::new(pool, Marca);
     p.migrate().await.context("migrating marca's participant tables")?;
     let t: Arc<dyn Transport> = Arc::new(transport.clone());
-    tasks.spawn(drop_result(serve(Arc::new(p), t.clone(), config.topology.marca.clone(), stopped(&stop_rx))));
+    tareas.lanzar_con_parada("marca", serve(Arc::new(p), t.clone(), config.topology.marca.clone(), tareas.parada()));
 
     let pool = sqlite_pool(&sqlite_url(&config.data_dir, "influencer")).await.context("opening influencer.sqlite")?;
     migrate(&influencer::SQLITE_MIGRATOR, &pool).await.context("migrating influencer")?;
     let p = SqliteParticipant::new(pool, influencer::Influencers);
     p.migrate().await.context("migrating influencer's participant tables")?;
-    tasks.spawn(drop_result(serve(Arc::new(p), t.clone(), config.topology.influencer.clone(), stopped(&stop_rx))));
+    tareas.lanzar_con_parada("influencer", serve(Arc::new(p), t.clone(), config.topology.influencer.clone(), tareas.parada()));
 
     let pool = sqlite_pool(&sqlite_url(&config.data_dir, "tracking")).await.context("opening tracking.sqlite")?;
     migrate(&tracking::SQLITE_MIGRATOR, &pool).await.context("migrating tracking")?;
     let eventos = Arc::new(SqliteEventos { pool: pool.clone() });
     let p = SqliteParticipant::new(pool, tracking::Tracking);
     p.migrate().await.context("migrating tracking's participant tables")?;
-    tasks.spawn(drop_result(serve(Arc::new(p), t.clone(), config.topology.tracking.clone(), stopped(&stop_rx))));
+    tareas.lanzar_con_parada("tracking", serve(Arc::new(p), t.clone(), config.topology.tracking.clone(), tareas.parada()));
 
     // The orchestrator: saga log and campaign view in one database.
     let store = SqliteStore::connect(&sqlite_url(&config.data_dir, "orquestador")).await.context("opening orquestador.sqlite")?;
@@ -123,28 +112,10 @@ pub async fn start(config: Config, observer: Option<Arc<dyn EngineObserver>>) ->
         .observer(Arc::new(aviso))
         .faults(config.faults.clone())
         .build();
-    let run = engine.clone().run(stopped(&stop_rx));
-    tasks.spawn(async move {
-        if let Err(e) = run.await {
-            tracing::error!(error = %e, "engine stopped");
-        }
-    });
-    let relay = crate::eventos::run(vista.clone(), Arc::new(crate::eventos::AlRegistro));
-    let mut srx = stop_rx.clone();
-    tasks.spawn(async move {
-        tokio::select! {
-            _ = relay => {}
-            _ = srx.wait_for(|s| *s) => {}
-        }
-    });
-    let (e, v) = (engine.clone(), vista.clone());
-    let mut srx = stop_rx.clone();
-    tasks.spawn(async move {
-        tokio::select! {
-            _ = proyector::run(e, v, fines) => {}
-            _ = srx.wait_for(|s| *s) => {}
-        }
-    });
+    tareas.lanzar_con_parada("engine", engine.clone().run(tareas.parada()));
+    tareas.lanzar(crate::eventos::run(vista.clone(), Arc::new(crate::eventos::AlRegistro)));
+    tareas.lanzar(proyector::run(engine.clone(), vista.clone(), fines));
+    tareas.lanzar(saga_core::metrics::poll_store_gauges(engine.store().clone(), std::time::Duration::from_secs(5)));
 
     let listener = TcpListener::bind(config.http).await.with_context(|| format!("binding {}", config.http))?;
     let addr = listener.local_addr()?;
@@ -153,32 +124,13 @@ pub async fn start(config: Config, observer: Option<Arc<dyn EngineObserver>>) ->
     let app = router(AppState { engine: engine.clone(), vista })
         .merge(tracking_eventos::router(eventos))
         .merge(metricas::router(metricas::prometheus()));
-    let gauges = saga_core::metrics::poll_store_gauges(engine.store().clone(), std::time::Duration::from_secs(5));
-    let mut srx = stop_rx.clone();
-    tasks.spawn(async move {
-        tokio::select! {
-            _ = gauges => {}
-            _ = srx.wait_for(|s| *s) => {}
-        }
-    });
-    let shutdown = stopped(&stop_rx);
-    tasks.spawn(async move {
-        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
-            tracing::error!(error = %e, "HTTP server stopped");
-        }
-    });
-    let closer = transport.clone();
-    let mut srx = stop_rx.clone();
-    tasks.spawn(async move {
-        let _ = srx.wait_for(|s| *s).await;
-        closer.close();
+    tareas.lanzar_con_parada("HTTP server", axum::serve(listener, app).with_graceful_shutdown(tareas.parada()).into_future());
+    let parada = tareas.parada();
+    tareas.lanzar_con_parada::<std::convert::Infallible>("transport", async move {
+        parada.await;
+        transport.close();
+        Ok(())
     });
     info!(%addr, data_dir = %config.data_dir.display(), "embedded mode ready");
-    Ok(Running { addr, engine, vista: vista_for_running, stop, tasks })
-}
-
-async fn drop_result<E: std::fmt::Display>(f: impl std::future::Future<Output = Result<(), E>>) {
-    if let Err(e) = f.await {
-        tracing::error!(error = %e, "participant stopped");
-    }
+    Ok(Running { addr, engine, vista: vista_for_running, tareas })
 }

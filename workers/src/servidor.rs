@@ -2,20 +2,19 @@
 //! database, consuming its command topic over a broker transport and replying, plus an HTTP
 //! server with `/health`, `/metrics` and, for tracking, the event intake.
 
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
 use axum::routing::get;
 use axum::{Json, Router};
-use daemon::metricas;
+use daemon::{metricas, Tareas};
 use saga_core::log::sql::{migrate, pg_pool};
 use saga_core::participant::{serve, CommandHandler, PgParticipant};
 use saga_core::transport::Transport;
 use serde_json::json;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tokio::task::JoinSet;
 use tracing::info;
 
 use crate::marca::{Marca, MarcaSeed};
@@ -47,15 +46,13 @@ impl Servicio {
 pub struct Running {
     /// Where its HTTP server listens.
     pub addr: SocketAddr,
-    stop: watch::Sender<bool>,
-    tasks: JoinSet<()>,
+    tareas: Tareas,
 }
 
 impl Running {
     /// Stops every task and waits for them.
-    pub async fn stop(mut self) {
-        let _ = self.stop.send(true);
-        while self.tasks.join_next().await.is_some() {}
+    pub async fn stop(self) {
+        self.tareas.parar().await;
     }
 }
 
@@ -92,17 +89,8 @@ pub async fn start(
             Arc::new(p)
         }
     };
-    let (stop, rx) = watch::channel(false);
-    let mut tasks = JoinSet::new();
-    let mut srx = rx.clone();
-    let serving = serve(handler, transport, topic.clone(), async move {
-        let _ = srx.wait_for(|s| *s).await;
-    });
-    tasks.spawn(async move {
-        if let Err(e) = serving.await {
-            tracing::error!(error = %e, "participant stopped");
-        }
-    });
+    let mut tareas = Tareas::new();
+    tareas.lanzar_con_parada("participant", serve(handler, transport, topic.clone(), tareas.parada()));
     let health_pool = pool.clone();
     let app = app
         .route(
@@ -123,15 +111,7 @@ pub async fn start(
         .merge(metricas::router(metricas::prometheus()));
     let listener = TcpListener::bind(http).await.with_context(|| format!("binding {http}"))?;
     let addr = listener.local_addr()?;
-    let mut srx = rx.clone();
-    tasks.spawn(async move {
-        let shutdown = async move {
-            let _ = srx.wait_for(|s| *s).await;
-        };
-        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
-            tracing::error!(error = %e, "HTTP server stopped");
-        }
-    });
+    tareas.lanzar_con_parada("HTTP server", axum::serve(listener, app).with_graceful_shutdown(tareas.parada()).into_future());
     info!(?servicio, %addr, topic, "worker ready");
-    Ok(Running { addr, stop, tasks })
+    Ok(Running { addr, tareas })
 }
