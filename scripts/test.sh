@@ -68,6 +68,12 @@ if ! scripts/pulsar.sh status >/dev/null 2>&1; then
 fi
 eval "$(scripts/pulsar.sh env)"
 export SAGA_TEST_PULSAR_URL="$PULSAR_URL" SAGA_TEST_PULSAR_ADMIN_URL="$PULSAR_ADMIN_URL"
+# saga-pulsar's broker tests kill -9, stop and restart this broker through scripts/pulsar.sh
+# (tests/broker_restart.rs, tests/broker_outage.rs: ~2.5 min): hand them the same settings.
+export PULSAR_BROKER_PORT PULSAR_HTTP_PORT PULSAR_BOOKIE_PORT PULSAR_DATA_DIR
+if [[ "$started_pulsar" == 0 ]]; then
+    log "note: the broker was already running; saga-pulsar's restart tests will kill and restart it"
+fi
 log "Apache Pulsar for tests: $SAGA_TEST_PULSAR_URL (admin $SAGA_TEST_PULSAR_ADMIN_URL)"
 log "broker smoke test (official Python client: Avro schema registry, evolution rules, kill -9 and restart)"
 python3 scripts/pulsar_smoke.py
