@@ -78,6 +78,13 @@ log "Apache Pulsar for tests: $SAGA_TEST_PULSAR_URL (admin $SAGA_TEST_PULSAR_ADM
 log "broker smoke test (official Python client: Avro schema registry, evolution rules, kill -9 and restart)"
 python3 scripts/pulsar_smoke.py
 
+if cargo fmt --version >/dev/null 2>&1; then
+    log "rustfmt"
+    cargo fmt --all -- --check
+else
+    log "rustfmt is not installed: format check not run"
+fi
+
 if cargo clippy --version >/dev/null 2>&1; then
     log "clippy"
     cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -249,7 +249,9 @@ fn timeline(saga: &Value) -> Vec<Vec<String>> {
                             let o = &ev["outcome"];
                             match o["outcome"].as_str() {
                                 Some("success") => "success".into(),
-                                _ => format!("{} {}", s(&o["outcome"]), o.get("code").map(s).unwrap_or_default()).trim().to_owned(),
+                                _ => format!("{} {}", s(&o["outcome"]), o.get("code").map(s).unwrap_or_default())
+                                    .trim()
+                                    .to_owned(),
                             }
                         }
                         "retry_scheduled" => format!("at {}", s(&ev["at"])),
@@ -267,7 +269,9 @@ fn timeline(saga: &Value) -> Vec<Vec<String>> {
                     (step, k, attempt) = (s(&c["step_name"]), s(&c["kind"]), s(&c["attempt"]));
                     detail = s(&ev["why"]);
                 }
-                "compensation_started" => detail = format!("{}: {}", s(&ev["failure"]["code"]), s(&ev["failure"]["reason"])),
+                "compensation_started" => {
+                    detail = format!("{}: {}", s(&ev["failure"]["code"]), s(&ev["failure"]["reason"]))
+                }
                 "stuck" => detail = s(&ev["reason"]),
                 "operator_retried" | "operator_aborted" => detail = s(&ev["note"]),
                 _ => {}
@@ -304,8 +308,15 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Top::Saga(SagaCmd::Start { file, idempotency_key }) => {
             let body = read_body(&file)?;
-            let v = api.call(reqwest::Method::POST, "/afiliaciones/campana", Some(body), idempotency_key.as_deref()).await?;
-            print(out, &v, |v| table(&["saga", "campana", "estado"], vec![vec![s(&v["saga_id"]), s(&v["id_campana"]), s(&v["estado"])]]));
+            let v = api
+                .call(reqwest::Method::POST, "/afiliaciones/campana", Some(body), idempotency_key.as_deref())
+                .await?;
+            print(out, &v, |v| {
+                table(
+                    &["saga", "campana", "estado"],
+                    vec![vec![s(&v["saga_id"]), s(&v["id_campana"]), s(&v["estado"])]],
+                )
+            });
         }
         Top::Saga(SagaCmd::List { state, limit, from }) => {
             let mut path = format!("/sagas?limite={limit}&desde={from}");
@@ -316,7 +327,19 @@ async fn run(cli: Cli) -> Result<()> {
             print(out, &v, |v| {
                 let rows = v["sagas"]
                     .as_array()
-                    .map(|a| a.iter().map(|x| vec![s(&x["id"]), s(&x["saga_type"]), s(&x["status"]), s(&x["created_at"]), s(&x["updated_at"])]).collect())
+                    .map(|a| {
+                        a.iter()
+                            .map(|x| {
+                                vec![
+                                    s(&x["id"]),
+                                    s(&x["saga_type"]),
+                                    s(&x["status"]),
+                                    s(&x["created_at"]),
+                                    s(&x["updated_at"]),
+                                ]
+                            })
+                            .collect()
+                    })
                     .unwrap_or_default();
                 table(&["id", "type", "status", "created", "updated"], rows);
             });
@@ -354,7 +377,11 @@ async fn run(cli: Cli) -> Result<()> {
                     } else {
                         println!("saga {id} is {status}");
                     }
-                    return if status == "completed" { Ok(()) } else { Err(Fail(7, format!("saga {id} ended {status}"))) };
+                    return if status == "completed" {
+                        Ok(())
+                    } else {
+                        Err(Fail(7, format!("saga {id} ended {status}")))
+                    };
                 }
                 if began.elapsed() > Duration::from_secs(timeout) {
                     return Err(Fail(6, format!("saga {id} still {status} after {timeout} s")));
@@ -363,11 +390,15 @@ async fn run(cli: Cli) -> Result<()> {
             }
         }
         Top::Saga(SagaCmd::Retry { id, note }) => {
-            let v = api.call(reqwest::Method::POST, &format!("/sagas/{id}/retry"), Some(json!({ "nota": note })), None).await?;
+            let v = api
+                .call(reqwest::Method::POST, &format!("/sagas/{id}/retry"), Some(json!({ "nota": note })), None)
+                .await?;
             print(out, &v, |v| println!("saga {} is {}", s(&v["saga"]["id"]), s(&v["saga"]["status"])));
         }
         Top::Saga(SagaCmd::Abort { id, note }) => {
-            let v = api.call(reqwest::Method::POST, &format!("/sagas/{id}/abort"), Some(json!({ "nota": note })), None).await?;
+            let v = api
+                .call(reqwest::Method::POST, &format!("/sagas/{id}/abort"), Some(json!({ "nota": note })), None)
+                .await?;
             print(out, &v, |v| println!("saga {} is {}", s(&v["saga"]["id"]), s(&v["saga"]["status"])));
         }
         Top::Campana(CampanaCmd::List { state, limit }) => {
@@ -381,7 +412,15 @@ async fn run(cli: Cli) -> Result<()> {
                     .as_array()
                     .map(|a| {
                         a.iter()
-                            .map(|c| vec![s(&c["id_campana"]), s(&c["solicitud"]["nombre"]), s(&c["estado"]), s(&c["codigo"]), s(&c["saga_id"])])
+                            .map(|c| {
+                                vec![
+                                    s(&c["id_campana"]),
+                                    s(&c["solicitud"]["nombre"]),
+                                    s(&c["estado"]),
+                                    s(&c["codigo"]),
+                                    s(&c["saga_id"]),
+                                ]
+                            })
                             .collect()
                     })
                     .unwrap_or_default();

@@ -78,7 +78,9 @@ async fn start_watch_show_list_and_campaigns() {
     assert!(o.status.success());
     let text = stdout(&o);
     assert!(text.starts_with(&format!("saga {saga}  crear_campana  completed")), "{text}");
-    for needle in ["SEQ", "command_sent", "reservar_presupuesto", "abrir_tracking", "reply_accepted", "success", "completed"] {
+    for needle in
+        ["SEQ", "command_sent", "reservar_presupuesto", "abrir_tracking", "reply_accepted", "success", "completed"]
+    {
         assert!(text.contains(needle), "timeline lacks {needle}: {text}");
     }
     let o = alpes(&url, &["-o", "json", "saga", "show", &saga]).await;

@@ -105,7 +105,11 @@ impl Tareas {
     }
 
     /// Runs `task`, which watches [`Tareas::parada`] itself, and logs its error.
-    pub fn lanzar_con_parada<E: fmt::Display>(&mut self, what: &'static str, task: impl std::future::Future<Output = Result<(), E>> + Send + 'static) {
+    pub fn lanzar_con_parada<E: fmt::Display>(
+        &mut self,
+        what: &'static str,
+        task: impl std::future::Future<Output = Result<(), E>> + Send + 'static,
+    ) {
         self.set.spawn(async move {
             if let Err(e) = task.await {
                 tracing::error!(error = %e, "{what} stopped");

@@ -104,7 +104,8 @@ impl From<EngineError> for ApiError {
 }
 
 fn parse_id(raw: &str, what: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(raw).map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, format!("{what} debe ser un UUID, no {raw:?}")))
+    Uuid::parse_str(raw)
+        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, format!("{what} debe ser un UUID, no {raw:?}")))
 }
 
 fn aceptada(c: &Campana) -> Value {
@@ -126,7 +127,11 @@ fn aceptada(c: &Campana) -> Value {
         (status = 413, description = "Body over 256 KiB"),
         (status = 422, description = "Every field error", body = crate::openapi::Errores),
         (status = 503, description = "The database does not answer", body = crate::openapi::Error)))]
-pub(crate) async fn crear_campana(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+pub(crate) async fn crear_campana(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let clave = match headers.get("idempotency-key") {
         None => None,
         Some(v) => match v.to_str() {
@@ -146,7 +151,8 @@ pub(crate) async fn crear_campana(State(s): State<AppState>, headers: HeaderMap,
         body: json!({ "error": "la solicitud tiene errores", "errores": errores }),
     })?;
     let saga_id = SagaId::new();
-    let creada = s.vista.crear(&campana, saga_id, clave.as_deref()).await.map_err(|e| ApiError::internal("campaign view", e))?;
+    let creada =
+        s.vista.crear(&campana, saga_id, clave.as_deref()).await.map_err(|e| ApiError::internal("campaign view", e))?;
     let campana = match creada {
         Creada::Existente(c) => *c,
         Creada::Nueva(c) => {
@@ -166,7 +172,10 @@ pub(crate) async fn crear_campana(State(s): State<AppState>, headers: HeaderMap,
 #[utoipa::path(get, path = "/afiliaciones/campana/{id}", tag = "campanas",
     params(("id" = Uuid, Path, description = "The campaign id")),
     responses((status = 200, body = Campana), (status = 400, body = crate::openapi::Error), (status = 404, body = crate::openapi::Error)))]
-pub(crate) async fn obtener_campana(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Campana>, ApiError> {
+pub(crate) async fn obtener_campana(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Campana>, ApiError> {
     let id = parse_id(&id, "el id de campaña")?;
     match s.vista.obtener(id).await.map_err(|e| ApiError::internal("campaign view", e))? {
         Some(c) => Ok(Json(c)),
@@ -190,8 +199,16 @@ pub struct Pagina {
            ("limite" = Option<u32>, Query, description = "At most this many (1 to 500, default 50)"),
            ("desde" = Option<u32>, Query, description = "Skip this many")),
     responses((status = 200, description = "`{campanas: [Campana], limite, desde}`, newest first"), (status = 400, body = crate::openapi::Error)))]
-pub(crate) async fn listar_campanas(State(s): State<AppState>, Query(p): Query<Pagina>) -> Result<Json<Value>, ApiError> {
-    let estado = p.estado.as_deref().map(str::parse::<Estado>).transpose().map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
+pub(crate) async fn listar_campanas(
+    State(s): State<AppState>,
+    Query(p): Query<Pagina>,
+) -> Result<Json<Value>, ApiError> {
+    let estado = p
+        .estado
+        .as_deref()
+        .map(str::parse::<Estado>)
+        .transpose()
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
     let limite = p.limite.unwrap_or(50).clamp(1, 500);
     let desde = p.desde.unwrap_or(0);
     let campanas = s.vista.listar(estado, limite, desde).await.map_err(|e| ApiError::internal("campaign view", e))?;
@@ -203,8 +220,12 @@ pub(crate) async fn listar_campanas(State(s): State<AppState>, Query(p): Query<P
            ("limite" = Option<u32>, Query), ("desde" = Option<u32>, Query)),
     responses((status = 200, description = "`{sagas: [summary], limite, desde}`, newest first"), (status = 400, body = crate::openapi::Error)))]
 pub(crate) async fn listar_sagas(State(s): State<AppState>, Query(p): Query<Pagina>) -> Result<Json<Value>, ApiError> {
-    let status =
-        p.estado.as_deref().map(str::parse::<SagaStatus>).transpose().map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
+    let status = p
+        .estado
+        .as_deref()
+        .map(str::parse::<SagaStatus>)
+        .transpose()
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
     let limit = p.limite.unwrap_or(50).clamp(1, 500);
     let offset = p.desde.unwrap_or(0);
     let sagas = s.engine.list(&ListQuery { status, saga_type: None, limit, offset }).await?;
@@ -232,8 +253,9 @@ fn nota(body: &Bytes) -> Result<String, ApiError> {
     if body.is_empty() {
         return Ok("(sin nota)".into());
     }
-    let n: Nota = serde_json::from_slice(body)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("el cuerpo debe ser {{\"nota\": \"...\"}}: {e}")))?;
+    let n: Nota = serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, format!("el cuerpo debe ser {{\"nota\": \"...\"}}: {e}"))
+    })?;
     Ok(n.nota.unwrap_or_else(|| "(sin nota)".into()))
 }
 
@@ -241,7 +263,11 @@ fn nota(body: &Bytes) -> Result<String, ApiError> {
     params(("id" = Uuid, Path)), request_body(content = Option<crate::openapi::NotaOperador>),
     responses((status = 200, description = "`{saga: state}`"), (status = 404, body = crate::openapi::Error),
               (status = 409, description = "Only a stuck saga can be retried", body = crate::openapi::Error)))]
-pub(crate) async fn reintentar_saga(State(s): State<AppState>, Path(id): Path<String>, body: Bytes) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn reintentar_saga(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
     let id = SagaId(parse_id(&id, "el id de saga")?);
     let state = s.engine.retry(id, &nota(&body)?).await?;
     Ok(Json(json!({ "saga": state })))
@@ -251,7 +277,11 @@ pub(crate) async fn reintentar_saga(State(s): State<AppState>, Path(id): Path<St
     params(("id" = Uuid, Path)), request_body(content = Option<crate::openapi::NotaOperador>),
     responses((status = 200, description = "`{saga: state}`"), (status = 404, body = crate::openapi::Error),
               (status = 409, description = "Only a running or stuck saga can be aborted", body = crate::openapi::Error)))]
-pub(crate) async fn abortar_saga(State(s): State<AppState>, Path(id): Path<String>, body: Bytes) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn abortar_saga(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
     let id = SagaId(parse_id(&id, "el id de saga")?);
     let state = s.engine.abort(id, &nota(&body)?).await?;
     if !state.status.is_active() {
@@ -267,7 +297,8 @@ pub(crate) async fn health(State(s): State<AppState>) -> Response {
         Ok(_) => (StatusCode::OK, Json(json!({ "status": "ok", "database": "ok" }))).into_response(),
         Err(e) => {
             error!(error = %e, "health: saga log unreachable");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "degraded", "database": "unreachable" }))).into_response()
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "degraded", "database": "unreachable" })))
+                .into_response()
         }
     }
 }

@@ -134,7 +134,11 @@ impl StepCommands for Presupuesto {
         let p = params(ctx)?;
         body(
             "ReservarPresupuesto",
-            &ReservarPresupuesto { id_campana: p.id_campana, id_marca: p.marca.id_marca, monto_centavos: p.presupuesto_centavos },
+            &ReservarPresupuesto {
+                id_campana: p.id_campana,
+                id_marca: p.marca.id_marca,
+                monto_centavos: p.presupuesto_centavos,
+            },
         )
     }
 
@@ -196,7 +200,10 @@ impl StepCommands for Tracking {
 
     fn compensation(&self, ctx: &StepContext<'_>) -> Result<CommandBody, BuildError> {
         let p = params(ctx)?;
-        body("CerrarTracking", &CerrarTracking { id_campana: p.id_campana, id_tracking: output_id(ctx, ABRIR_TRACKING, "id_tracking") })
+        body(
+            "CerrarTracking",
+            &CerrarTracking { id_campana: p.id_campana, id_tracking: output_id(ctx, ABRIR_TRACKING, "id_tracking") },
+        )
     }
 }
 
@@ -220,7 +227,10 @@ mod tests {
             fecha_inicio: "2025-01-01T00:00:00".parse().expect("date"),
             fecha_fin: "2025-12-31T23:59:59".parse().expect("date"),
             presupuesto_centavos: Centavos(1_500_000),
-            marca: Marca { id_marca: "123e4567-e89b-12d3-a456-426614174000".parse().expect("uuid"), nombre_marca: "Nike".into() },
+            marca: Marca {
+                id_marca: "123e4567-e89b-12d3-a456-426614174000".parse().expect("uuid"),
+                nombre_marca: "Nike".into(),
+            },
             influencers: vec![Influencer {
                 nombre: "Ana García".into(),
                 plataforma: "Instagram".into(),
@@ -236,7 +246,10 @@ mod tests {
     fn every_command_builds_from_the_parameters_and_encodes_as_avro() {
         let topology = Topology::default();
         let def = definition(&topology);
-        assert_eq!(def.steps.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), [RESERVAR_PRESUPUESTO, RESERVAR_INFLUENCERS, ABRIR_TRACKING]);
+        assert_eq!(
+            def.steps.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+            [RESERVAR_PRESUPUESTO, RESERVAR_INFLUENCERS, ABRIR_TRACKING]
+        );
         let params = serde_json::to_value(campana()).expect("params");
         let outputs = BTreeMap::new();
         let saga_id = SagaId::new();

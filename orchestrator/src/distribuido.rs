@@ -92,7 +92,8 @@ events = "eventos.campanas"
 impl Config {
     /// Defaults, then `file` (TOML) if given, then `ALPES__…` environment variables.
     pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
-        let mut builder = config::Config::builder().add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
+        let mut builder =
+            config::Config::builder().add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
         if let Some(path) = file {
             builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
         }
@@ -137,7 +138,11 @@ impl Running {
 }
 
 /// Starts the orchestrator over `transport` (and `publicador` for integration events).
-pub async fn start(config: &Config, transport: Arc<dyn Transport>, publicador: Arc<dyn Publicador>) -> anyhow::Result<Running> {
+pub async fn start(
+    config: &Config,
+    transport: Arc<dyn Transport>,
+    publicador: Arc<dyn Publicador>,
+) -> anyhow::Result<Running> {
     let pool = pg_pool(config.database_url.expose(), 20).await.context("connecting to the orchestrator's database")?;
     let store = PgStore::new(pool.clone());
     store.migrate().await.context("migrating the saga log")?;
@@ -159,7 +164,10 @@ pub async fn start(config: &Config, transport: Arc<dyn Transport>, publicador: A
     let listener = TcpListener::bind(config.http).await.with_context(|| format!("binding {}", config.http))?;
     let addr = listener.local_addr()?;
     let app = router(AppState { engine, vista }).merge(metricas::router(metricas::prometheus()));
-    tareas.lanzar_con_parada("HTTP server", axum::serve(listener, app).with_graceful_shutdown(tareas.parada()).into_future());
+    tareas.lanzar_con_parada(
+        "HTTP server",
+        axum::serve(listener, app).with_graceful_shutdown(tareas.parada()).into_future(),
+    );
     info!(%addr, "orchestrator ready");
     Ok(Running { addr, tareas })
 }

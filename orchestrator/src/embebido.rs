@@ -25,9 +25,9 @@ use workers::{influencer, tracking};
 
 use crate::api::{router, AppState};
 use crate::crear_campana::{definition, Topology};
-use daemon::{metricas, Tareas};
 use crate::proyector::{self, AvisoFin};
 use crate::vista::SqliteVista;
+use daemon::{metricas, Tareas};
 
 /// The brands seeded when no file is given.
 pub const MARCAS_POR_DEFECTO: &str = include_str!("../seed/marcas.json");
@@ -91,17 +91,25 @@ pub async fn start(config: Config, observer: Option<Arc<dyn EngineObserver>>) ->
     migrate(&influencer::SQLITE_MIGRATOR, &pool).await.context("migrating influencer")?;
     let p = SqliteParticipant::new(pool, influencer::Influencers);
     p.migrate().await.context("migrating influencer's participant tables")?;
-    tareas.lanzar_con_parada("influencer", serve(Arc::new(p), t.clone(), config.topology.influencer.clone(), tareas.parada()));
+    tareas.lanzar_con_parada(
+        "influencer",
+        serve(Arc::new(p), t.clone(), config.topology.influencer.clone(), tareas.parada()),
+    );
 
     let pool = sqlite_pool(&sqlite_url(&config.data_dir, "tracking")).await.context("opening tracking.sqlite")?;
     migrate(&tracking::SQLITE_MIGRATOR, &pool).await.context("migrating tracking")?;
     let eventos = Arc::new(SqliteEventos { pool: pool.clone() });
     let p = SqliteParticipant::new(pool, tracking::Tracking);
     p.migrate().await.context("migrating tracking's participant tables")?;
-    tareas.lanzar_con_parada("tracking", serve(Arc::new(p), t.clone(), config.topology.tracking.clone(), tareas.parada()));
+    tareas.lanzar_con_parada(
+        "tracking",
+        serve(Arc::new(p), t.clone(), config.topology.tracking.clone(), tareas.parada()),
+    );
 
     // The orchestrator: saga log and campaign view in one database.
-    let store = SqliteStore::connect(&sqlite_url(&config.data_dir, "orquestador")).await.context("opening orquestador.sqlite")?;
+    let store = SqliteStore::connect(&sqlite_url(&config.data_dir, "orquestador"))
+        .await
+        .context("opening orquestador.sqlite")?;
     let vista = Arc::new(SqliteVista::new(store.pool().clone()).await.context("migrating the campaign view")?);
     let mut registry = Registry::new();
     registry.register(definition(&config.topology)).context("registering CrearCampaña")?;
@@ -124,7 +132,10 @@ pub async fn start(config: Config, observer: Option<Arc<dyn EngineObserver>>) ->
     let app = router(AppState { engine: engine.clone(), vista })
         .merge(tracking_eventos::router(eventos))
         .merge(metricas::router(metricas::prometheus()));
-    tareas.lanzar_con_parada("HTTP server", axum::serve(listener, app).with_graceful_shutdown(tareas.parada()).into_future());
+    tareas.lanzar_con_parada(
+        "HTTP server",
+        axum::serve(listener, app).with_graceful_shutdown(tareas.parada()).into_future(),
+    );
     let parada = tareas.parada();
     tareas.lanzar_con_parada::<std::convert::Infallible>("transport", async move {
         parada.await;

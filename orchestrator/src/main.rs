@@ -70,4 +70,3 @@ async fn main() -> anyhow::Result<()> {
         }
     }
 }
-

@@ -108,7 +108,18 @@ pub struct NotaOperador {
         crate::api::abortar_saga,
         crate::api::health,
     ),
-    components(schemas(SolicitudCampana, MarcaDoc, InfluencerDoc, Aceptada, Error, Errores, NotaOperador, Campana, Estado, ErrorCampo))
+    components(schemas(
+        SolicitudCampana,
+        MarcaDoc,
+        InfluencerDoc,
+        Aceptada,
+        Error,
+        Errores,
+        NotaOperador,
+        Campana,
+        Estado,
+        ErrorCampo
+    ))
 )]
 struct ApiDoc;
 

@@ -39,9 +39,9 @@ impl EngineObserver for AvisoFin {
         if let Some(next) = &self.next {
             next.on_events(before, state, entries);
         }
-        let finished = entries.iter().any(|e| {
-            matches!(e.event, SagaEvent::Completed | SagaEvent::Compensated | SagaEvent::Aborted)
-        });
+        let finished = entries
+            .iter()
+            .any(|e| matches!(e.event, SagaEvent::Completed | SagaEvent::Compensated | SagaEvent::Aborted));
         if finished && state.saga_type == SAGA_TYPE {
             let _ = self.tx.send(state.id);
         }

@@ -45,7 +45,9 @@ impl Check {
         match obj.get(campo) {
             None | Some(Value::Null) => self.fail(path, "es obligatorio"),
             Some(Value::String(s)) if s.trim().is_empty() => self.fail(path, "no puede estar vacío"),
-            Some(Value::String(s)) if s.chars().count() > max => self.fail(path, format!("admite a lo sumo {max} caracteres")),
+            Some(Value::String(s)) if s.chars().count() > max => {
+                self.fail(path, format!("admite a lo sumo {max} caracteres"))
+            }
             Some(Value::String(s)) => return Some(s.trim().to_owned()),
             Some(_) => self.fail(path, "debe ser un texto"),
         }
@@ -193,7 +195,9 @@ pub fn validar(body: &Value, id_campana: Uuid) -> Result<CrearCampana, Vec<Error
                         None
                     }
                 };
-                if let (Some(nombre), Some(plataforma), Some(seguidores), Some(categoria)) = (nombre, plataforma, seguidores, categoria) {
+                if let (Some(nombre), Some(plataforma), Some(seguidores), Some(categoria)) =
+                    (nombre, plataforma, seguidores, categoria)
+                {
                     out.push(Influencer { nombre, plataforma, seguidores, categoria });
                 }
             }
@@ -209,11 +213,26 @@ pub fn validar(body: &Value, id_campana: Uuid) -> Result<CrearCampana, Vec<Error
         }
     };
     match (nombre, descripcion, tipo, inicio, fin, presupuesto, marca, influencers) {
-        (Some(nombre), Some(descripcion), Some(tipo), Some(fecha_inicio), Some(fecha_fin), Some(presupuesto_centavos), Some(marca), Some(influencers))
-            if c.errors.is_empty() =>
-        {
-            Ok(CrearCampana { id_campana, nombre, descripcion, tipo, fecha_inicio, fecha_fin, presupuesto_centavos, marca, influencers })
-        }
+        (
+            Some(nombre),
+            Some(descripcion),
+            Some(tipo),
+            Some(fecha_inicio),
+            Some(fecha_fin),
+            Some(presupuesto_centavos),
+            Some(marca),
+            Some(influencers),
+        ) if c.errors.is_empty() => Ok(CrearCampana {
+            id_campana,
+            nombre,
+            descripcion,
+            tipo,
+            fecha_inicio,
+            fecha_fin,
+            presupuesto_centavos,
+            marca,
+            influencers,
+        }),
         _ => Err(c.errors),
     }
 }
@@ -256,8 +275,15 @@ mod tests {
         assert_eq!(
             campos(body),
             vec![
-                "nombre", "tipo", "fecha_inicio", "fecha_fin", "presupuesto", "marca.id_marca", "marca.nombre_marca",
-                "influencers[0].seguidores", "influencers[1]"
+                "nombre",
+                "tipo",
+                "fecha_inicio",
+                "fecha_fin",
+                "presupuesto",
+                "marca.id_marca",
+                "marca.nombre_marca",
+                "influencers[0].seguidores",
+                "influencers[1]"
             ]
         );
     }

@@ -157,7 +157,18 @@ type Row = (
 );
 
 fn campana(row: Row) -> Result<Campana, VistaError> {
-    let (id_campana, saga_id, estado, motivo, codigo, paso_fallido, Json(solicitud), resultado, creada_en, actualizada_en) = row;
+    let (
+        id_campana,
+        saga_id,
+        estado,
+        motivo,
+        codigo,
+        paso_fallido,
+        Json(solicitud),
+        resultado,
+        creada_en,
+        actualizada_en,
+    ) = row;
     Ok(Campana {
         id_campana,
         saga_id: SagaId(saga_id),

@@ -37,7 +37,12 @@ fn ejemplo(id_marca: &str) -> Value {
 async fn the_daemons_on_postgres_complete_and_compensate_campaigns() {
     let transport: Arc<dyn Transport> = Arc::new(InProcessTransport::new());
     let nike = uuid::Uuid::now_v7();
-    let marcas = vec![MarcaSeed { id_marca: nike, nombre: "Nike".into(), activa: true, presupuesto_disponible_centavos: 500_000 }];
+    let marcas = vec![MarcaSeed {
+        id_marca: nike,
+        nombre: "Nike".into(),
+        activa: true,
+        presupuesto_disponible_centavos: 500_000,
+    }];
     let marca_db = fresh_database("marca").await;
     let mut workers = Vec::new();
     for (servicio, db) in [
@@ -45,9 +50,16 @@ async fn the_daemons_on_postgres_complete_and_compensate_campaigns() {
         (Servicio::Influencer, fresh_database("influencer").await),
         (Servicio::Tracking, fresh_database("tracking").await),
     ] {
-        let w = servidor::start(servicio, &db, "127.0.0.1:0".parse().unwrap(), servicio.topic().into(), transport.clone(), &marcas)
-            .await
-            .unwrap();
+        let w = servidor::start(
+            servicio,
+            &db,
+            "127.0.0.1:0".parse().unwrap(),
+            servicio.topic().into(),
+            transport.clone(),
+            &marcas,
+        )
+        .await
+        .unwrap();
         workers.push(w);
     }
     std::env::set_var("ALPES__DATABASE_URL", fresh_database("orquestador").await);
@@ -60,7 +72,8 @@ async fn the_daemons_on_postgres_complete_and_compensate_campaigns() {
 
     let mut results = Vec::new();
     for body in [ejemplo(&nike.to_string()), ejemplo("999e4567-e89b-12d3-a456-426614174000")] {
-        let accepted: Value = http.post(format!("{base}/afiliaciones/campana")).json(&body).send().await.unwrap().json().await.unwrap();
+        let accepted: Value =
+            http.post(format!("{base}/afiliaciones/campana")).json(&body).send().await.unwrap().json().await.unwrap();
         let id = accepted["id_campana"].as_str().unwrap().to_owned();
         let mut c = Value::Null;
         for _ in 0..200 {

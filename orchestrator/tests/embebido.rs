@@ -116,7 +116,11 @@ async fn a_campaign_completes_in_all_three_services() {
     let saga = accepted["saga_id"].as_str().unwrap();
     assert_eq!(
         api.commands(saga).await,
-        vec![pair("reservar_presupuesto", "action"), pair("reservar_influencers", "action"), pair("abrir_tracking", "action")]
+        vec![
+            pair("reservar_presupuesto", "action"),
+            pair("reservar_influencers", "action"),
+            pair("abrir_tracking", "action")
+        ]
     );
     let (_, s) = api.get(&format!("/sagas/{saga}")).await;
     assert_eq!(s["saga"]["status"], "completed");
@@ -165,7 +169,12 @@ async fn each_business_failure_compensates_exactly_the_steps_done_in_reverse() {
     long_window["fecha_fin"] = json!("2028-01-01T00:00:00");
     let cases = [
         (unknown_brand, "reservar_presupuesto", "MARCA_DESCONOCIDA", vec![]),
-        (small_audience, "reservar_influencers", "AUDIENCIA_INSUFICIENTE", vec![pair("reservar_presupuesto", "compensation")]),
+        (
+            small_audience,
+            "reservar_influencers",
+            "AUDIENCIA_INSUFICIENTE",
+            vec![pair("reservar_presupuesto", "compensation")],
+        ),
         (
             long_window,
             "abrir_tracking",
@@ -345,10 +354,12 @@ async fn tracking_counts_events_of_an_active_campaign_and_refuses_others() {
     let (status, answer) = api.post("/tracking/evento", &json!({ "id_campana": unknown, "tipo": "vista" }), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(answer["error"].as_str().unwrap().contains(&unknown.to_string()));
-    let (status, answer) = api.post("/tracking/evento", &json!({ "id_campana": id, "tipo": "compra", "valor": -1 }), None).await;
+    let (status, answer) =
+        api.post("/tracking/evento", &json!({ "id_campana": id, "tipo": "compra", "valor": -1 }), None).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(answer["errores"].as_array().unwrap().len(), 2);
-    let (status, _) = api.post("/tracking/evento", &json!({ "id_campana": id, "tipo": "clic", "codigo": "ajeno" }), None).await;
+    let (status, _) =
+        api.post("/tracking/evento", &json!({ "id_campana": id, "tipo": "clic", "codigo": "ajeno" }), None).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     let (status, r) = api.get(&format!("/tracking/eventos/{id}")).await;
     assert_eq!(status, StatusCode::OK);

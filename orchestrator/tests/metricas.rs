@@ -49,12 +49,14 @@ async fn counters_move_by_exactly_the_sagas_run() {
     let bodies = [ejemplo(nike, "Uno"), ejemplo(nike, "Dos"), ejemplo("999e4567-e89b-12d3-a456-426614174000", "Tres")];
     let mut ids = Vec::new();
     for body in &bodies {
-        let answer: Value = http.post(format!("{base}/afiliaciones/campana")).json(body).send().await.unwrap().json().await.unwrap();
+        let answer: Value =
+            http.post(format!("{base}/afiliaciones/campana")).json(body).send().await.unwrap().json().await.unwrap();
         ids.push(answer["id_campana"].as_str().unwrap().to_owned());
     }
     for id in &ids {
         for _ in 0..200 {
-            let c: Value = http.get(format!("{base}/afiliaciones/campana/{id}")).send().await.unwrap().json().await.unwrap();
+            let c: Value =
+                http.get(format!("{base}/afiliaciones/campana/{id}")).send().await.unwrap().json().await.unwrap();
             if c["estado"] != "pendiente" {
                 break;
             }
@@ -70,7 +72,10 @@ async fn counters_move_by_exactly_the_sagas_run() {
     assert_eq!(delta("saga_duration_seconds_count", &["outcome=\"completed\""]), 2.0);
     // Every action of the two completed sagas, and the refused one's first action.
     assert_eq!(delta("saga_step_duration_seconds_count", &["kind=\"action\""]), 7.0);
-    assert_eq!(delta("saga_step_duration_seconds_count", &["step=\"reservar_presupuesto\"", "outcome=\"business_failure\""]), 1.0);
+    assert_eq!(
+        delta("saga_step_duration_seconds_count", &["step=\"reservar_presupuesto\"", "outcome=\"business_failure\""]),
+        1.0
+    );
     assert_eq!(delta("participant_commands_total", &["participant=\"comandos.marca\"", "kind=\"action\""]), 3.0);
     assert_eq!(delta("participant_commands_total", &["participant=\"comandos.tracking\""]), 2.0);
     assert_eq!(delta("saga_timeouts_total", &[]), 0.0);

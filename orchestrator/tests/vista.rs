@@ -75,17 +75,26 @@ async fn contract(v: Arc<dyn Vista>) {
     let Creada::Nueva(created) = v.crear(&first, saga, Some("k")).await.unwrap() else { panic!("new") };
     assert_eq!(created.estado, Estado::Pendiente);
     assert_eq!(created.solicitud, first);
-    let Creada::Existente(again) = v.crear(&campana(), SagaId::new(), Some("k")).await.unwrap() else { panic!("existing") };
+    let Creada::Existente(again) = v.crear(&campana(), SagaId::new(), Some("k")).await.unwrap() else {
+        panic!("existing")
+    };
     assert_eq!(again.id_campana, first.id_campana);
     assert_eq!(v.listar(None, 50, 0).await.unwrap().len(), 1);
 
     // Final state and its event, in one transaction; a second end changes nothing.
-    let fin = Final::Rechazada { codigo: "MARCA_DESCONOCIDA".into(), motivo: "no existe".into(), paso: Some("reservar_presupuesto".into()) };
+    let fin = Final::Rechazada {
+        codigo: "MARCA_DESCONOCIDA".into(),
+        motivo: "no existe".into(),
+        paso: Some("reservar_presupuesto".into()),
+    };
     let evento = rechazo(&first, saga);
     assert!(v.terminar(saga, &fin, Some(&evento)).await.unwrap());
     assert!(!v.terminar(saga, &Final::Activa(json!({})), Some(&rechazo(&first, saga))).await.unwrap());
     let c = v.obtener(first.id_campana).await.unwrap().unwrap();
-    assert_eq!((c.estado, c.codigo.as_deref(), c.paso_fallido.as_deref()), (Estado::Rechazada, Some("MARCA_DESCONOCIDA"), Some("reservar_presupuesto")));
+    assert_eq!(
+        (c.estado, c.codigo.as_deref(), c.paso_fallido.as_deref()),
+        (Estado::Rechazada, Some("MARCA_DESCONOCIDA"), Some("reservar_presupuesto"))
+    );
     let pending = v.eventos_pendientes(10).await.unwrap();
     assert_eq!(pending, vec![evento.clone()], "one event per saga");
     v.marcar_publicado(evento.id_evento, chrono::Utc::now()).await.unwrap();

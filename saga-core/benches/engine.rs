@@ -82,7 +82,10 @@ async fn measure(label: &str, store: Arc<dyn SagaStore>, sagas: usize, concurren
         tokio::spawn(async move {
             let mut commands = transport.commands(&format!("comandos.{step}")).await.expect("subscribe");
             while let Ok(delivery) = commands.recv().await {
-                let reply = Reply { correlation: delivery.message.correlation.clone(), outcome: Outcome::Success { output: json!({}) } };
+                let reply = Reply {
+                    correlation: delivery.message.correlation.clone(),
+                    outcome: Outcome::Success { output: json!({}) },
+                };
                 transport.send_reply(&delivery.message.reply_to, &reply).await.expect("reply");
                 delivery.ack().await.expect("ack");
             }
@@ -106,7 +109,8 @@ async fn measure(label: &str, store: Arc<dyn SagaStore>, sagas: usize, concurren
             meter.waiters.lock().unwrap_or_else(|e| e.into_inner()).insert(id, tx);
             let start = Instant::now();
             engine.start("bench", id, json!({ "n": i })).await.expect("start");
-            let done = tokio::time::timeout(Duration::from_secs(60), rx).await.expect("saga finished in time").expect("meter");
+            let done =
+                tokio::time::timeout(Duration::from_secs(60), rx).await.expect("saga finished in time").expect("meter");
             drop(permit);
             done - start
         }));
@@ -137,7 +141,10 @@ fn main() {
     let concurrency = env_usize("CONCURRENCY", 32);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     runtime.block_on(async {
-        println!("{:<11} {:>6} {:>5} {:>10} {:>9} {:>9} {:>8} {:>9}", "store", "sagas", "conc", "sagas/s", "p50 ms", "p99 ms", "tx/saga", "entries/saga");
+        println!(
+            "{:<11} {:>6} {:>5} {:>10} {:>9} {:>9} {:>8} {:>9}",
+            "store", "sagas", "conc", "sagas/s", "p50 ms", "p99 ms", "tx/saga", "entries/saga"
+        );
         measure("memory", Arc::new(MemoryStore::new()), sagas, concurrency).await;
 
         let path = std::env::temp_dir().join(format!("saga-bench-{}.sqlite", uuid::Uuid::new_v4().simple()));

@@ -48,7 +48,11 @@ impl Handler<Sqlite> for Demo {
             Outcome::Success { output: json!({ "hecho": command.correlation.step_name }) }
         })
     }
-    async fn compensation(&self, _tx: &mut Transaction<'static, Sqlite>, _c: &Command) -> Result<Outcome, HandlerError> {
+    async fn compensation(
+        &self,
+        _tx: &mut Transaction<'static, Sqlite>,
+        _c: &Command,
+    ) -> Result<Outcome, HandlerError> {
         Ok(Outcome::Success { output: json!({ "deshecho": true }) })
     }
 }
@@ -59,7 +63,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let transport = InProcessTransport::new();
     let mut definition = SagaDefinition::new("demo", 1);
     for step in STEPS {
-        definition = definition.step(Step::new(step, format!("comandos.{step}"), Build(step)).timeout(Duration::from_secs(5)));
+        definition =
+            definition.step(Step::new(step, format!("comandos.{step}"), Build(step)).timeout(Duration::from_secs(5)));
     }
     let mut registry = Registry::new();
     registry.register(definition)?;
@@ -77,7 +82,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     tokio::spawn(engine.clone().run(std::future::pending()));
 
-    for (label, order) in [("completes", json!({ "rechazar": null })), ("compensates", json!({ "rechazar": "abrir" }))] {
+    for (label, order) in [("completes", json!({ "rechazar": null })), ("compensates", json!({ "rechazar": "abrir" }))]
+    {
         let id = SagaId::new();
         engine.start("demo", id, order).await?;
         let state = loop {

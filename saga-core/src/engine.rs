@@ -333,7 +333,11 @@ impl Engine {
                 SagaStatus::Running => Ok(vec![
                     aborted,
                     SagaEvent::CompensationStarted {
-                        failure: saga::Failure { step: None, code: "aborted".into(), reason: format!("aborted by operator: {note}") },
+                        failure: saga::Failure {
+                            step: None,
+                            code: "aborted".into(),
+                            reason: format!("aborted by operator: {note}"),
+                        },
                     },
                 ]),
                 SagaStatus::Stuck => Ok(vec![aborted, SagaEvent::Aborted]),
@@ -459,7 +463,11 @@ impl Engine {
 
     /// Loads a saga, folds in `input`, drives it to rest, and writes the result; on a version
     /// conflict, starts over from the fresh state. Then acts on what was written.
-    async fn transition(&self, id: SagaId, input: Input<'_>) -> Result<Option<(SagaState, Vec<LogEntry>)>, EngineError> {
+    async fn transition(
+        &self,
+        id: SagaId,
+        input: Input<'_>,
+    ) -> Result<Option<(SagaState, Vec<LogEntry>)>, EngineError> {
         self.commit(id, |state, now| Ok(saga::observe(state, &input, now))).await
     }
 
@@ -489,10 +497,9 @@ impl Engine {
         let mut backoff = 0;
         loop {
             let current = self.with_store_retry(|| self.store.load(id)).await?.ok_or(EngineError::NotFound(id))?;
-            let definition = self
-                .registry
-                .get(&current.saga_type, current.definition_version)
-                .ok_or_else(|| EngineError::UnknownSagaType(format!("{} v{}", current.saga_type, current.definition_version)))?;
+            let definition = self.registry.get(&current.saga_type, current.definition_version).ok_or_else(|| {
+                EngineError::UnknownSagaType(format!("{} v{}", current.saga_type, current.definition_version))
+            })?;
             let now = self.clock.now();
             let mut state = current.clone();
             let mut entries = Vec::new();
@@ -525,9 +532,8 @@ impl Engine {
     /// Acts on entries just written: sends the command they put in flight. An injected fault
     /// answers the command instead, through the same path a participant's reply takes.
     async fn settle(&self, state: SagaState, entries: &[LogEntry]) -> Result<SagaState, EngineError> {
-        let sends = entries
-            .iter()
-            .any(|e| matches!(e.event, SagaEvent::CommandSent { .. } | SagaEvent::CommandResent { .. }));
+        let sends =
+            entries.iter().any(|e| matches!(e.event, SagaEvent::CommandSent { .. } | SagaEvent::CommandResent { .. }));
         let Some(in_flight) = state.in_flight.as_ref().filter(|_| sends) else {
             return Ok(state);
         };
@@ -535,7 +541,9 @@ impl Engine {
         let c = &command.correlation;
         if self.faults.fails(&c.step_name, c.kind) {
             let outcome = match c.kind {
-                StepKind::Action => Outcome::BusinessFailure { code: INJECTED_CODE.into(), reason: "injected failure".into() },
+                StepKind::Action => {
+                    Outcome::BusinessFailure { code: INJECTED_CODE.into(), reason: "injected failure".into() }
+                }
                 StepKind::Compensation => Outcome::Transient { reason: "injected compensation failure".into() },
             };
             let reply = Reply { correlation: command.correlation.clone(), outcome };
@@ -616,7 +624,9 @@ fn log_transition(state: &SagaState, entries: &[LogEntry]) {
             SagaEvent::Completed | SagaEvent::Compensated | SagaEvent::Aborted => {
                 info!(saga_id = %state.id, status = %state.status, "saga finished")
             }
-            SagaEvent::Stuck { reason, .. } => error!(saga_id = %state.id, reason = %reason, "saga stuck: operator needed"),
+            SagaEvent::Stuck { reason, .. } => {
+                error!(saga_id = %state.id, reason = %reason, "saga stuck: operator needed")
+            }
             SagaEvent::CompensationStarted { failure } => {
                 info!(saga_id = %state.id, code = %failure.code, reason = %failure.reason, "saga compensating")
             }

@@ -59,7 +59,9 @@ impl EngineObserver for MetricsObserver {
                     counter!("saga_timeouts_total", "saga" => saga.clone(), "step" => step_name(step), "kind" => kind.as_str())
                         .increment(1);
                 }
-                SagaEvent::ReplyIgnored { .. } => counter!("saga_replies_ignored_total", "saga" => saga.clone()).increment(1),
+                SagaEvent::ReplyIgnored { .. } => {
+                    counter!("saga_replies_ignored_total", "saga" => saga.clone()).increment(1)
+                }
                 SagaEvent::Stuck { .. } => counter!("saga_stuck_total", "saga" => saga.clone()).increment(1),
                 SagaEvent::OperatorRetried { .. } => {
                     counter!("saga_operator_actions_total", "saga" => saga.clone(), "action" => "retry").increment(1)

@@ -51,7 +51,8 @@ pub trait Handler<DB: sqlx::Database>: Send + Sync + 'static {
     /// Applies the action. A refusal is `Ok(Outcome::BusinessFailure { .. })`.
     async fn action(&self, tx: &mut Transaction<'static, DB>, command: &Command) -> Result<Outcome, HandlerError>;
     /// Undoes the action. Called only when the action was applied here.
-    async fn compensation(&self, tx: &mut Transaction<'static, DB>, command: &Command) -> Result<Outcome, HandlerError>;
+    async fn compensation(&self, tx: &mut Transaction<'static, DB>, command: &Command)
+        -> Result<Outcome, HandlerError>;
 }
 
 /// How a command was handled.
@@ -158,7 +159,9 @@ fn plan(kind: StepKind, step: Option<(StepRecord, Option<Outcome>)>) -> Plan {
         ),
         (StepKind::Compensation, Some((StepRecord::Applied, _))) => Plan::RunCompensation,
         (StepKind::Compensation, Some((StepRecord::Refused, _))) => Plan::Reply(
-            Outcome::Success { output: json!({ "compensated": false, "reason": "the action was refused: nothing to undo" }) },
+            Outcome::Success {
+                output: json!({ "compensated": false, "reason": "the action was refused: nothing to undo" }),
+            },
             Disposition::DuplicateStep,
             Some(StepRecord::Compensated),
         ),

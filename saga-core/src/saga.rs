@@ -78,10 +78,7 @@ impl std::fmt::Display for SagaStatus {
 impl std::str::FromStr for SagaStatus {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        SagaStatus::ALL
-            .into_iter()
-            .find(|st| st.as_str() == s)
-            .ok_or_else(|| format!("unknown saga status {s:?}"))
+        SagaStatus::ALL.into_iter().find(|st| st.as_str() == s).ok_or_else(|| format!("unknown saga status {s:?}"))
     }
 }
 
@@ -598,11 +595,16 @@ pub fn observe(state: &SagaState, input: &Input<'_>, now: DateTime<Utc>) -> Vec<
         },
         Input::Reply(reply) => {
             let c = &reply.correlation;
-            let matches = state.status.is_active()
-                && state.in_flight.as_ref().is_some_and(|f| f.command.correlation == *c);
+            let matches =
+                state.status.is_active() && state.in_flight.as_ref().is_some_and(|f| f.command.correlation == *c);
             let step = state.step_index(&c.step_name);
             if let (true, Ok(step)) = (matches, step) {
-                vec![SagaEvent::ReplyAccepted { step, kind: c.kind, attempt: c.attempt, outcome: reply.outcome.clone() }]
+                vec![SagaEvent::ReplyAccepted {
+                    step,
+                    kind: c.kind,
+                    attempt: c.attempt,
+                    outcome: reply.outcome.clone(),
+                }]
             } else {
                 let why = match &state.in_flight {
                     _ if !state.status.is_active() => format!("saga is {}", state.status),

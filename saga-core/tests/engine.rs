@@ -149,9 +149,11 @@ async fn a_retried_attempt_of_an_applied_step_gets_the_stored_reply() {
 
 #[tokio::test]
 async fn stale_duplicate_and_reordered_replies_are_recorded_and_ignored() {
-    let script = Script::default()
-        .on("uno", StepKind::Action, &[Behavior::DuplicateReply])
-        .on("dos", StepKind::Action, &[Behavior::LoseReply]);
+    let script = Script::default().on("uno", StepKind::Action, &[Behavior::DuplicateReply]).on(
+        "dos",
+        StepKind::Action,
+        &[Behavior::LoseReply],
+    );
     let mut w = world(script, FaultPlan::none()).await;
     let (id, state) = run(&mut w).await;
     assert_eq!(state.status, SagaStatus::Completed);
@@ -292,7 +294,9 @@ async fn a_compensation_that_keeps_failing_makes_the_saga_stuck_until_an_operato
     let state = w.pump(id).await.unwrap();
     assert_eq!(state.status, SagaStatus::Compensated);
     let history = w.store.history(id).await.unwrap();
-    assert!(history.iter().any(|e| matches!(&e.event, SagaEvent::OperatorRetried { note } if note == "participant fixed")));
+    assert!(history
+        .iter()
+        .any(|e| matches!(&e.event, SagaEvent::OperatorRetried { note } if note == "participant fixed")));
     let effects = w.participants.db.effects(id).await;
     assert_eq!(count(&effects, "uno", "compensation"), 1);
     assert_eq!(count(&effects, "dos", "compensation"), 1);
@@ -349,9 +353,11 @@ async fn start_is_idempotent_on_the_saga_id() {
 /// The scenario the crash tests replay: a failure at `tres` after a lost reply at `dos`, so the
 /// log holds actions, a timeout, a retry, a refusal and two compensations.
 fn crash_scenario() -> (Script, FaultPlan) {
-    let script = Script::default()
-        .on("dos", StepKind::Action, &[Behavior::LoseReply])
-        .on("tres", StepKind::Action, &[Behavior::Refuse]);
+    let script = Script::default().on("dos", StepKind::Action, &[Behavior::LoseReply]).on(
+        "tres",
+        StepKind::Action,
+        &[Behavior::Refuse],
+    );
     (script, FaultPlan::none())
 }
 

@@ -157,7 +157,10 @@ macro_rules! conformance {
             }
             #[tokio::test]
             async fn a_retried_attempt_gets_the_first_attempts_reply_with_its_own_correlation() {
-                super::a_retried_attempt_gets_the_first_attempts_reply_with_its_own_correlation(Fixture::new($make).await).await
+                super::a_retried_attempt_gets_the_first_attempts_reply_with_its_own_correlation(
+                    Fixture::new($make).await,
+                )
+                .await
             }
             #[tokio::test]
             async fn a_refusal_is_stored_and_its_compensation_undoes_nothing() {
@@ -169,7 +172,10 @@ macro_rules! conformance {
             }
             #[tokio::test]
             async fn a_compensation_before_its_action_leaves_a_tombstone_and_the_late_action_is_refused() {
-                super::a_compensation_before_its_action_leaves_a_tombstone_and_the_late_action_is_refused(Fixture::new($make).await).await
+                super::a_compensation_before_its_action_leaves_a_tombstone_and_the_late_action_is_refused(
+                    Fixture::new($make).await,
+                )
+                .await
             }
             #[tokio::test]
             async fn a_transient_answer_records_nothing_so_the_next_attempt_runs() {

@@ -118,10 +118,8 @@ async fn run_case(case: Case) {
 }
 
 fn check_compensations(history: &[saga_core::LogEntry], state: &SagaState) {
-    let comp_order: Vec<usize> = compensations(history)
-        .iter()
-        .map(|s| STEPS.iter().position(|x| x == s).expect("known step"))
-        .collect();
+    let comp_order: Vec<usize> =
+        compensations(history).iter().map(|s| STEPS.iter().position(|x| x == s).expect("known step")).collect();
     // A compensation retried by an operator appears once in `compensations` (first send).
     assert!(comp_order.windows(2).all(|w| w[0] > w[1]), "reverse order: {comp_order:?}");
     let compensated: HashSet<usize> = comp_order.into_iter().collect();
@@ -138,11 +136,13 @@ fn check_compensations(history: &[saga_core::LogEntry], state: &SagaState) {
                     sent = true
                 }
                 SagaEvent::TimedOut { step: s, kind: StepKind::Action, .. } if *s == i as u32 => unknown = true,
-                SagaEvent::ReplyAccepted { step: s, kind: StepKind::Action, outcome, .. } if *s == i as u32 => match outcome {
-                    Outcome::Success { .. } => succeeded = true,
-                    Outcome::Transient { .. } => unknown = true,
-                    Outcome::BusinessFailure { .. } => {}
-                },
+                SagaEvent::ReplyAccepted { step: s, kind: StepKind::Action, outcome, .. } if *s == i as u32 => {
+                    match outcome {
+                        Outcome::Success { .. } => succeeded = true,
+                        Outcome::Transient { .. } => unknown = true,
+                        Outcome::BusinessFailure { .. } => {}
+                    }
+                }
                 SagaEvent::CompensationStarted { .. } if state.in_flight.is_none() => {}
                 _ => {}
             }

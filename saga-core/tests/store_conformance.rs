@@ -165,10 +165,14 @@ async fn list_filters_and_pages_newest_first(store: Arc<dyn SagaStore>) {
     let all = store.list(&ListQuery { limit: 100, ..ListQuery::default() }).await.unwrap();
     let listed: Vec<SagaId> = all.iter().map(|s| s.id).filter(|id| ids.contains(id)).collect();
     assert_eq!(listed, ids.iter().rev().copied().collect::<Vec<_>>(), "newest first");
-    let par = store.list(&ListQuery { saga_type: Some("par".into()), limit: 100, ..ListQuery::default() }).await.unwrap();
+    let par =
+        store.list(&ListQuery { saga_type: Some("par".into()), limit: 100, ..ListQuery::default() }).await.unwrap();
     assert_eq!(par.iter().filter(|s| ids.contains(&s.id)).count(), 3);
     assert!(par.iter().all(|s| s.saga_type == "par"));
-    let done = store.list(&ListQuery { status: Some(SagaStatus::Completed), limit: 100, ..ListQuery::default() }).await.unwrap();
+    let done = store
+        .list(&ListQuery { status: Some(SagaStatus::Completed), limit: 100, ..ListQuery::default() })
+        .await
+        .unwrap();
     assert_eq!(done.iter().map(|s| s.id).collect::<Vec<_>>(), vec![ids[4]]);
     assert_eq!(done[0].version, 2);
     let page = store.list(&ListQuery { limit: 2, offset: 1, ..ListQuery::default() }).await.unwrap();
@@ -194,8 +198,12 @@ async fn active_and_due_find_exactly_the_sagas_to_drive(store: Arc<dyn SagaStore
     store.append(1, &state, &more).await.unwrap();
 
     assert!(store.due(t(29), 100).await.unwrap().iter().all(|id| !made.contains(id)));
-    assert_eq!(store.due(t(30), 100).await.unwrap().into_iter().filter(|id| made.contains(id) || *id == c).collect::<Vec<_>>(), vec![made[0]]);
-    let both: Vec<_> = store.due(t(100), 100).await.unwrap().into_iter().filter(|id| made.contains(id) || *id == c).collect();
+    assert_eq!(
+        store.due(t(30), 100).await.unwrap().into_iter().filter(|id| made.contains(id) || *id == c).collect::<Vec<_>>(),
+        vec![made[0]]
+    );
+    let both: Vec<_> =
+        store.due(t(100), 100).await.unwrap().into_iter().filter(|id| made.contains(id) || *id == c).collect();
     assert_eq!(both, made, "ordered by wake time; a finished saga is never due");
 
     // `active` pages through everything running or compensating, in id order.
@@ -216,7 +224,9 @@ async fn active_and_due_find_exactly_the_sagas_to_drive(store: Arc<dyn SagaStore
 
 async fn stats_count_by_status(store: Arc<dyn SagaStore>) {
     let before = store.stats().await.unwrap();
-    let count = |s: &saga_core::log::StoreStats, st: SagaStatus| s.by_status.iter().find(|(x, _)| *x == st).map_or(0, |(_, n)| *n);
+    let count = |s: &saga_core::log::StoreStats, st: SagaStatus| {
+        s.by_status.iter().find(|(x, _)| *x == st).map_or(0, |(_, n)| *n)
+    };
     let id = SagaId::new();
     let (mut state, entries) = started(id, t(-100), "prueba");
     create(store.as_ref(), &state, &entries).await;

@@ -65,7 +65,8 @@ async fn round_trips(url: &str, connections: Connections, n: usize) -> Vec<Durat
     let mut replies = orchestrator.replies(&replies_topic).await.expect("subscribe to replies");
     let echo = tokio::spawn(async move {
         while let Ok(d) = commands.recv().await {
-            let reply = Reply { correlation: d.message.correlation.clone(), outcome: Outcome::Success { output: json!({}) } };
+            let reply =
+                Reply { correlation: d.message.correlation.clone(), outcome: Outcome::Success { output: json!({}) } };
             participant.send_reply(&d.message.reply_to, &reply).await.expect("reply");
             d.ack().await.expect("ack");
         }
@@ -75,7 +76,10 @@ async fn round_trips(url: &str, connections: Connections, n: usize) -> Vec<Durat
         let c = command(&commands_topic, &replies_topic, i);
         let started = Instant::now();
         orchestrator.send_command(&c).await.expect("send");
-        let reply = tokio::time::timeout(Duration::from_secs(30), replies.recv()).await.expect("a reply within 30 s").expect("reply");
+        let reply = tokio::time::timeout(Duration::from_secs(30), replies.recv())
+            .await
+            .expect("a reply within 30 s")
+            .expect("reply");
         assert_eq!(reply.message.correlation, c.correlation, "the reply answers the command just sent");
         reply.ack().await.expect("ack");
         if i >= WARM_UP {

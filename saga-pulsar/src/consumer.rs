@@ -54,7 +54,13 @@ struct Context {
 impl Context {
     /// Publishes the message, its properties and the reason to the dead-letter topic, then
     /// acknowledges it; if the publish fails, asks for redelivery instead.
-    async fn dead_letter(&self, id: MessageIdData, payload: Vec<u8>, mut properties: HashMap<String, String>, reason: &str) -> Result<(), TransportError> {
+    async fn dead_letter(
+        &self,
+        id: MessageIdData,
+        payload: Vec<u8>,
+        mut properties: HashMap<String, String>,
+        reason: &str,
+    ) -> Result<(), TransportError> {
         properties.insert(property::DEAD_LETTER_REASON.to_owned(), reason.to_owned());
         properties.insert(property::DEAD_LETTER_FROM.to_owned(), self.topic.clone());
         properties.insert(property::DEAD_LETTER_MESSAGE_ID.to_owned(), display_id(&id));
@@ -77,7 +83,11 @@ impl Context {
 
 /// Subscribes to `address` and returns once the subscription exists on the broker (so nothing
 /// published afterwards is missed), or `Unavailable` after `subscribe_timeout`.
-pub(crate) async fn subscribe<M: Send + 'static>(publisher: Arc<Publisher>, address: &str, decode: Decode<M>) -> Result<Box<dyn Receiver<M>>, TransportError> {
+pub(crate) async fn subscribe<M: Send + 'static>(
+    publisher: Arc<Publisher>,
+    address: &str,
+    decode: Decode<M>,
+) -> Result<Box<dyn Receiver<M>>, TransportError> {
     let config = &publisher.config;
     let topic = config.topic(address);
     let subscribe_timeout = config.subscribe_timeout;
@@ -86,14 +96,21 @@ pub(crate) async fn subscribe<M: Send + 'static>(publisher: Arc<Publisher>, addr
     let (deliveries, rx) = mpsc::channel(1);
     let (ops, ops_rx) = mpsc::unbounded_channel();
     let (ready_tx, ready_rx) = oneshot::channel();
-    let context = Arc::new(Context { dead_letter_topic: config.dead_letter_topic(address), topic: topic.clone(), publisher, ops });
+    let context = Arc::new(Context {
+        dead_letter_topic: config.dead_letter_topic(address),
+        topic: topic.clone(),
+        publisher,
+        ops,
+    });
     let worker = Worker { context, decode, deliveries, ops_rx, redeliveries: HashMap::new() };
     tokio::spawn(worker.run(ready_tx));
     match tokio::time::timeout(subscribe_timeout, ready_rx).await {
         Ok(Ok(())) => Ok(Box::new(PulsarReceiver { rx })),
         Ok(Err(_)) => Err(TransportError::Closed),
         // Dropping `rx` stops the worker.
-        Err(_) => Err(TransportError::Unavailable(format!("could not subscribe to {topic} as {subscription} within {subscribe_timeout:?}"))),
+        Err(_) => Err(TransportError::Unavailable(format!(
+            "could not subscribe to {topic} as {subscription} within {subscribe_timeout:?}"
+        ))),
     }
 }
 

@@ -6,16 +6,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pulsar::producer::Message;
 use pulsar::consumer::InitialPosition;
+use pulsar::producer::Message;
 use pulsar::{ConsumerOptions, OperationRetryOptions, Producer, ProducerOptions, Pulsar, SubType, TokioExecutor};
 use saga_core::transport::codec::WireSchema;
 use saga_core::transport::TransportError;
 use tracing::{debug, warn};
 
 use crate::config::PulsarConfig;
-use crate::stats::Counters;
 use crate::config::DEAD_LETTER_SUBSCRIPTION;
+use crate::stats::Counters;
 use crate::wire::{pulsar_schema, Raw};
 
 type Client = Pulsar<TokioExecutor>;
@@ -140,7 +140,13 @@ impl Publisher {
         Ok(slot)
     }
 
-    async fn attempt(&self, topic: &str, schema: Option<&WireSchema>, message: Message, used: &mut Used) -> Result<(), AttemptError> {
+    async fn attempt(
+        &self,
+        topic: &str,
+        schema: Option<&WireSchema>,
+        message: Message,
+        used: &mut Used,
+    ) -> Result<(), AttemptError> {
         let producer = self.producer(topic, schema, used).await?;
         let receipt = { producer.producer.lock().await.send_non_blocking(message).await.map_err(classify)? };
         receipt.await.map_err(classify)?;
@@ -178,18 +184,24 @@ impl Publisher {
                 .with_topic(topic)
                 .with_subscription(DEAD_LETTER_SUBSCRIPTION)
                 .with_subscription_type(SubType::Shared)
-                .with_options(ConsumerOptions::default().with_initial_position(InitialPosition::Earliest).with_receiver_queue_size(1))
+                .with_options(
+                    ConsumerOptions::default()
+                        .with_initial_position(InitialPosition::Earliest)
+                        .with_receiver_queue_size(1),
+                )
                 .with_batch_size(1)
                 .build::<Raw>()
                 .await
-                .map_err(|e| TransportError::Unavailable(format!("cannot subscribe {DEAD_LETTER_SUBSCRIPTION} to {topic}: {e}")))?;
+                .map_err(|e| {
+                    TransportError::Unavailable(format!("cannot subscribe {DEAD_LETTER_SUBSCRIPTION} to {topic}: {e}"))
+                })?;
             // Closing a consumer keeps its durable subscription.
             let _ = consumer.close().await;
             Ok::<(), TransportError>(())
         };
-        tokio::time::timeout(self.config.send_timeout, subscribe)
-            .await
-            .map_err(|_| TransportError::Unavailable(format!("cannot subscribe {DEAD_LETTER_SUBSCRIPTION} to {topic} in time")))??;
+        tokio::time::timeout(self.config.send_timeout, subscribe).await.map_err(|_| {
+            TransportError::Unavailable(format!("cannot subscribe {DEAD_LETTER_SUBSCRIPTION} to {topic} in time"))
+        })??;
         self.retained.lock().unwrap_or_else(|e| e.into_inner()).insert(topic.to_owned());
         Ok(())
     }
@@ -213,7 +225,8 @@ impl Publisher {
             }
             let message = Message { payload: payload.clone(), properties: properties.clone(), ..Message::default() };
             let mut used = Used::default();
-            let outcome = tokio::time::timeout(self.config.send_timeout, self.attempt(topic, schema, message, &mut used)).await;
+            let outcome =
+                tokio::time::timeout(self.config.send_timeout, self.attempt(topic, schema, message, &mut used)).await;
             let error = match outcome {
                 Ok(Ok(())) => {
                     Counters::bump(&self.counters.published);

@@ -25,7 +25,8 @@ async fn our_avro_is_in_the_registry_and_readable_by_fastavro() {
     let http = reqwest::Client::new();
     // A namespace of its own, with the project's compatibility rule, so the schema is fresh.
     let ns = format!("avro-{}", uuid::Uuid::new_v4().simple());
-    let created = http.put(format!("{admin}/admin/v2/namespaces/alpes/{ns}")).json(&serde_json::json!({})).send().await.unwrap();
+    let created =
+        http.put(format!("{admin}/admin/v2/namespaces/alpes/{ns}")).json(&serde_json::json!({})).send().await.unwrap();
     assert!(created.status().is_success(), "namespace: {}", created.status());
     let strategy = http
         .put(format!("{admin}/admin/v2/namespaces/alpes/{ns}/schemaCompatibilityStrategy"))
@@ -46,7 +47,8 @@ async fn our_avro_is_in_the_registry_and_readable_by_fastavro() {
     assert!(sub.status().is_success(), "subscription: {}", sub.status());
 
     let codec = Arc::new(AvroCodec::new([("reservar_presupuesto", "PresupuestoReservado")]));
-    let transport = PulsarTransport::new(PulsarConfig::new(env("SAGA_TEST_PULSAR_URL"), "alpes", ns.clone(), "marca"), codec);
+    let transport =
+        PulsarTransport::new(PulsarConfig::new(env("SAGA_TEST_PULSAR_URL"), "alpes", ns.clone(), "marca"), codec);
     let mut commands = transport.commands("comandos.marca").await.unwrap();
     tokio::time::sleep(Duration::from_millis(700)).await;
     let id_campana = uuid::Uuid::now_v7();
@@ -71,7 +73,8 @@ async fn our_avro_is_in_the_registry_and_readable_by_fastavro() {
     got.ack().await.unwrap();
 
     // The registry holds the envelope's Avro schema.
-    let schema: Value = http.get(format!("{admin}/admin/v2/schemas/{topic_path}/schema")).send().await.unwrap().json().await.unwrap();
+    let schema: Value =
+        http.get(format!("{admin}/admin/v2/schemas/{topic_path}/schema")).send().await.unwrap().json().await.unwrap();
     assert_eq!(schema["type"], "AVRO");
     let definition: Value = serde_json::from_str(schema["data"].as_str().unwrap()).unwrap();
     assert_eq!(definition["name"], "ComandoMarca");

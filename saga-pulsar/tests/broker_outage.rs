@@ -56,7 +56,11 @@ async fn slow_an_outage_of_95_s_is_survived_by_consumers_and_producers() {
     let refused = t.send_command(&during).await;
     assert!(matches!(refused, Err(TransportError::Unavailable(_))), "{refused:?}");
     assert!(started.elapsed() < Duration::from_secs(60), "gave up after {:?}", started.elapsed());
-    println!("a send during the outage gave up after {:?}: {}", started.elapsed(), refused.err().map(|e| e.to_string()).unwrap_or_default());
+    println!(
+        "a send during the outage gave up after {:?}: {}",
+        started.elapsed(),
+        refused.err().map(|e| e.to_string()).unwrap_or_default()
+    );
 
     tokio::time::sleep(OUTAGE.saturating_sub(stopped_at.elapsed())).await;
     let restart = Instant::now();
@@ -80,7 +84,13 @@ async fn slow_an_outage_of_95_s_is_survived_by_consumers_and_producers() {
     while !waiting.is_subset(&handled) {
         let d = tokio::time::timeout_at(deadline.into(), r.recv())
             .await
-            .unwrap_or_else(|_| panic!("{} of {} messages never delivered after the outage", waiting.difference(&handled).count(), waiting.len()))
+            .unwrap_or_else(|_| {
+                panic!(
+                    "{} of {} messages never delivered after the outage",
+                    waiting.difference(&handled).count(),
+                    waiting.len()
+                )
+            })
             .unwrap();
         if !handled.insert(d.message.correlation.message_id) {
             duplicates += 1;
@@ -88,7 +98,13 @@ async fn slow_an_outage_of_95_s_is_survived_by_consumers_and_producers() {
         d.ack().await.unwrap();
     }
     let stats = t.stats();
-    println!("all delivered {:?} after the restart ({duplicates} duplicates filtered); stats {stats:?}", back.elapsed());
-    assert!(stats.consumers_rebuilt >= 1, "the consumer's stream ended during the outage and it subscribed again: {stats:?}");
+    println!(
+        "all delivered {:?} after the restart ({duplicates} duplicates filtered); stats {stats:?}",
+        back.elapsed()
+    );
+    assert!(
+        stats.consumers_rebuilt >= 1,
+        "the consumer's stream ended during the outage and it subscribed again: {stats:?}"
+    );
     assert!(stats.producers_rebuilt >= 1, "{stats:?}");
 }

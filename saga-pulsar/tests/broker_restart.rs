@@ -83,7 +83,10 @@ async fn a_kill_9_mid_stream_loses_nothing_sent_and_unacknowledged() {
     let handled_before = app.lock().unwrap().handled.len();
     let sent_before = persisted.load(Ordering::Relaxed);
     assert!(handled_before > 20, "the stream is flowing before the kill ({handled_before} handled)");
-    assert!(sent_before > handled_before + 20, "a backlog of unacknowledged messages exists at the kill ({sent_before} sent, {handled_before} handled)");
+    assert!(
+        sent_before > handled_before + 20,
+        "a backlog of unacknowledged messages exists at the kill ({sent_before} sent, {handled_before} handled)"
+    );
     let mut guard = RestartOnDrop { armed: true };
     tokio::task::spawn_blocking(|| pulsar_sh("kill")).await.unwrap();
     let killed_at = Instant::now();
@@ -102,7 +105,11 @@ async fn a_kill_9_mid_stream_loses_nothing_sent_and_unacknowledged() {
         if missing == 0 {
             break;
         }
-        assert!(Instant::now() < deadline, "{missing} of {} messages sent were never delivered after the restart", sent.len());
+        assert!(
+            Instant::now() < deadline,
+            "{missing} of {} messages sent were never delivered after the restart",
+            sent.len()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     consumer.abort();

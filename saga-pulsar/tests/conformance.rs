@@ -56,7 +56,11 @@ impl Subject for Broker {
             .into_iter()
             .map(|m| {
                 let c = JsonCodec.decode_command(participant, &m.payload).unwrap();
-                assert_eq!(m.properties[property::SAGA_ID], c.correlation.saga_id.to_string(), "a dead letter is linked to its saga");
+                assert_eq!(
+                    m.properties[property::SAGA_ID],
+                    c.correlation.saga_id.to_string(),
+                    "a dead letter is linked to its saga"
+                );
                 (c, m.properties[property::DEAD_LETTER_REASON].clone())
             })
             .collect()
@@ -217,7 +221,10 @@ async fn poison_goes_to_the_dead_letter_topic_and_the_receiver_goes_on() {
     let garbage = b"\x00\x01garbage".to_vec();
     let wrong_shape = serde_json::to_vec(&json!({ "not": "a command" })).unwrap();
     for (i, payload) in [garbage.clone(), wrong_shape.clone()].into_iter().enumerate() {
-        let properties = std::collections::HashMap::from([(property::SAGA_ID.to_owned(), format!("00000000-0000-0000-0000-00000000000{i}"))]);
+        let properties = std::collections::HashMap::from([(
+            property::SAGA_ID.to_owned(),
+            format!("00000000-0000-0000-0000-00000000000{i}"),
+        )]);
         let message = pulsar::producer::Message { payload, properties, ..Default::default() };
         producer.send_non_blocking(message).await.unwrap().await.unwrap();
     }
@@ -255,7 +262,8 @@ async fn the_codec_schema_is_in_the_registry() {
     t.send_command(&sent).await.unwrap();
     let got = next(&mut commands).await;
     assert_eq!(got.message, sent);
-    let reply = Reply { correlation: sent.correlation.clone(), outcome: Outcome::Success { output: json!({ "ok": true }) } };
+    let reply =
+        Reply { correlation: sent.correlation.clone(), outcome: Outcome::Success { output: json!({ "ok": true }) } };
     t.send_reply(&sent.reply_to, &reply).await.unwrap();
     got.ack().await.unwrap();
     let back = next(&mut replies).await;
@@ -264,7 +272,8 @@ async fn the_codec_schema_is_in_the_registry() {
 
     let http = reqwest::Client::new();
     for (topic, name) in [(&addr, "ComandoPrueba"), (&sent.reply_to, "RespuestaPrueba")] {
-        let url = format!("{}/admin/v2/schemas/{}/{}/{topic}/schema", common::admin_url(), common::TENANT, common::NAMESPACE);
+        let url =
+            format!("{}/admin/v2/schemas/{}/{}/{topic}/schema", common::admin_url(), common::TENANT, common::NAMESPACE);
         let res = http.get(&url).send().await.unwrap();
         assert!(res.status().is_success(), "GET {url}: {}", res.status());
         let schema: Value = res.json().await.unwrap();

@@ -38,10 +38,7 @@ pub trait Envelope: AvroMessage {
 /// Encodes `message` as a raw Avro datum of its v1 schema.
 pub fn encode<T: AvroMessage>(message: &T) -> Result<Vec<u8>, SchemaError> {
     message.check()?;
-    let encode_error = |source| SchemaError::Encode {
-        name: T::NAME,
-        source,
-    };
+    let encode_error = |source| SchemaError::Encode { name: T::NAME, source };
     // Serde types such as `Uuid` pick their form from `human_readable`; the schemas hold uuids
     // as strings, so ask for the string form whatever the library's global default is.
     GenericDatumWriter::builder(ParsedSchema::of::<T>().schema())
@@ -59,34 +56,20 @@ pub fn decode<T: AvroMessage>(bytes: &[u8]) -> Result<T, SchemaError> {
 /// Decodes a raw datum written with another version of `T`'s schema (the one the message's
 /// schema version names on the broker), resolving it to `T`'s v1 schema by Avro's rules.
 pub fn decode_from<T: AvroMessage>(bytes: &[u8], writer: &ParsedSchema) -> Result<T, SchemaError> {
-    read(
-        bytes,
-        writer.schema(),
-        Some(ParsedSchema::of::<T>().schema()),
-    )
+    read(bytes, writer.schema(), Some(ParsedSchema::of::<T>().schema()))
 }
 
 /// Reads to a generic value, resolves it, and only then deserializes: apache-avro 0.22's direct
 /// typed read panics when given a reader schema.
-fn read<T: AvroMessage>(
-    mut bytes: &[u8],
-    writer: &Schema,
-    reader: Option<&Schema>,
-) -> Result<T, SchemaError> {
-    let decode_error = |source| SchemaError::Decode {
-        name: T::NAME,
-        source,
-    };
+fn read<T: AvroMessage>(mut bytes: &[u8], writer: &Schema, reader: Option<&Schema>) -> Result<T, SchemaError> {
+    let decode_error = |source| SchemaError::Decode { name: T::NAME, source };
     let value = GenericDatumReader::builder(writer)
         .maybe_reader_schema(reader)
         .build()
         .and_then(|datum_reader| datum_reader.read_value(&mut bytes))
         .map_err(decode_error)?;
     if !bytes.is_empty() {
-        return Err(SchemaError::TrailingBytes {
-            name: T::NAME,
-            trailing: bytes.len(),
-        });
+        return Err(SchemaError::TrailingBytes { name: T::NAME, trailing: bytes.len() });
     }
     let message: T = apache_avro::from_value(&value).map_err(decode_error)?;
     message.check()?;

@@ -182,19 +182,13 @@ pub(crate) fn check_header(
     if correlacion.message_type != message_type {
         return Err(SchemaError::Inconsistent {
             envelope,
-            problem: format!(
-                "message_type is `{}` but the body is `{message_type}`",
-                correlacion.message_type
-            ),
+            problem: format!("message_type is `{}` but the body is `{message_type}`", correlacion.message_type),
         });
     }
     match kind {
         Some(kind) if kind != correlacion.kind => Err(SchemaError::Inconsistent {
             envelope,
-            problem: format!(
-                "kind is {:?} but `{message_type}` is an {kind:?}",
-                correlacion.kind
-            ),
+            problem: format!("kind is {:?} but `{message_type}` is an {kind:?}", correlacion.kind),
         }),
         _ => Ok(()),
     }

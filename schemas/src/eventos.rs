@@ -97,12 +97,7 @@ pub struct CampanaRechazada {
     pub ocurrido_en: DateTime<Utc>,
 }
 
-avro_message!(
-    InfluencerContratado,
-    CampanaCreada,
-    SolicitudCampana,
-    CampanaRechazada
-);
+avro_message!(InfluencerContratado, CampanaCreada, SolicitudCampana, CampanaRechazada);
 
 message_union! {
     /// An event about a campaign.

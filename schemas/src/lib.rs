@@ -27,20 +27,16 @@ mod tests;
 
 pub use codec::{decode, decode_from, encode, AvroMessage, Envelope};
 pub use comandos::{
-    AbrirTracking, CerrarTracking, ComandoInfluencer, ComandoMarca, ComandoTracking,
-    CuerpoInfluencer, CuerpoMarca, CuerpoTracking, LiberarInfluencers, LiberarPresupuesto,
-    ReservarInfluencers, ReservarPresupuesto,
+    AbrirTracking, CerrarTracking, ComandoInfluencer, ComandoMarca, ComandoTracking, CuerpoInfluencer, CuerpoMarca,
+    CuerpoTracking, LiberarInfluencers, LiberarPresupuesto, ReservarInfluencers, ReservarPresupuesto,
 };
 pub use comun::{Centavos, Correlacion, Influencer, Marca, TipoPaso};
 pub use error::SchemaError;
-pub use eventos::{
-    CampanaCreada, CampanaRechazada, Evento, EventoCampana, InfluencerContratado, SolicitudCampana,
-};
+pub use eventos::{CampanaCreada, CampanaRechazada, Evento, EventoCampana, InfluencerContratado, SolicitudCampana};
 pub use registry::ParsedSchema;
 pub use respuestas::{
-    CompensacionConfirmada, EnlaceTracking, ErrorTransitorio, Exito, FalloNegocio,
-    InfluencersReservados, PresupuestoReservado, ReservaInfluencer, RespuestaAfiliaciones,
-    Resultado, Salida, TrackingAbierto,
+    CompensacionConfirmada, EnlaceTracking, ErrorTransitorio, Exito, FalloNegocio, InfluencersReservados,
+    PresupuestoReservado, ReservaInfluencer, RespuestaAfiliaciones, Resultado, Salida, TrackingAbierto,
 };
 pub use union::MessageUnion;
 pub use wire::AvroCodec;

@@ -69,13 +69,9 @@ static REGISTRY: LazyLock<HashMap<&'static str, ParsedSchema>> = LazyLock::new(|
         .zip(&parsed)
         .map(|((name, _), schema)| {
             let simple = schema.name().map(|n| n.name());
-            assert_eq!(
-                simple,
-                Some(*name),
-                "schemas/v1/{name}.avsc defines another name"
-            );
-            let schema = ParsedSchema::standalone(schema, &parsed)
-                .unwrap_or_else(|e| panic!("schemas/v1/{name}.avsc: {e}"));
+            assert_eq!(simple, Some(*name), "schemas/v1/{name}.avsc defines another name");
+            let schema =
+                ParsedSchema::standalone(schema, &parsed).unwrap_or_else(|e| panic!("schemas/v1/{name}.avsc: {e}"));
             (*name, schema)
         })
         .collect()
@@ -109,21 +105,14 @@ impl ParsedSchema {
 
     /// Parses a set of schemas that refer to each other by name (a folder like `schemas/v1/`),
     /// and returns each one self-contained, in input order.
-    pub fn parse_set<'a>(
-        texts: impl IntoIterator<Item = &'a str>,
-    ) -> Result<Vec<Self>, SchemaError> {
+    pub fn parse_set<'a>(texts: impl IntoIterator<Item = &'a str>) -> Result<Vec<Self>, SchemaError> {
         let parsed = Schema::parse_list(texts).map_err(SchemaError::InvalidSchema)?;
-        parsed
-            .iter()
-            .map(|s| Self::standalone(s, &parsed))
-            .collect()
+        parsed.iter().map(|s| Self::standalone(s, &parsed)).collect()
     }
 
     /// The full name of the schema's type, e.g. `com.alpespartners.afiliaciones.ComandoMarca`.
     pub fn full_name(&self) -> String {
-        self.schema
-            .name()
-            .map_or_else(|| self.schema.canonical_form(), |n| n.fullname(None))
+        self.schema.name().map_or_else(|| self.schema.canonical_form(), |n| n.fullname(None))
     }
 
     /// The self-contained schema as minified JSON: what a Pulsar producer attaches to its topic
@@ -136,16 +125,12 @@ impl ParsedSchema {
     /// following Avro's resolution rules. A reader that can read only some datums (say, a union
     /// missing one of the writer's branches) is incompatible, as it is for the broker's check.
     pub fn check_can_read(&self, writer: &ParsedSchema) -> Result<(), SchemaError> {
-        let incompatible = |reason: String| SchemaError::Incompatible {
-            reader: self.full_name(),
-            writer: writer.full_name(),
-            reason,
-        };
+        let incompatible =
+            |reason: String| SchemaError::Incompatible { reader: self.full_name(), writer: writer.full_name(), reason };
         match SchemaCompatibility::can_read(&writer.schema, &self.schema) {
             Ok(Compatibility::Full) => Ok(()),
             Ok(Compatibility::Partial) => Err(incompatible(
-                "only some datums can be resolved (a union or enum lacks a writer's branch or symbol)"
-                    .to_owned(),
+                "only some datums can be resolved (a union or enum lacks a writer's branch or symbol)".to_owned(),
             )),
             Err(e) => Err(incompatible(e.to_string())),
         }
@@ -159,9 +144,7 @@ impl ParsedSchema {
     /// Inlines every type `schema` refers to, taken from `set`, and renders it as JSON.
     fn standalone(schema: &Schema, set: &[Schema]) -> Result<Self, SchemaError> {
         let mut schema = schema.clone();
-        schema
-            .denormalize(set)
-            .map_err(SchemaError::InvalidSchema)?;
+        schema.denormalize(set).map_err(SchemaError::InvalidSchema)?;
         // A `Schema` renders as JSON the way `canonical_form` relies on: it cannot fail.
         let json = serde_json::to_string(&schema).expect("an Avro schema renders as JSON");
         Ok(Self { schema, json })

@@ -158,12 +158,7 @@ impl AvroMessage for RespuestaAfiliaciones {
     const NAME: &'static str = "RespuestaAfiliaciones";
 
     fn check(&self) -> Result<(), SchemaError> {
-        check_header(
-            Self::NAME,
-            &self.correlacion,
-            self.resultado.message_type(),
-            None,
-        )
+        check_header(Self::NAME, &self.correlacion, self.resultado.message_type(), None)
     }
 }
 

@@ -67,19 +67,11 @@ fn influencers() -> Vec<Influencer> {
 }
 
 fn reservar_presupuesto() -> ReservarPresupuesto {
-    ReservarPresupuesto {
-        id_campana: id(10),
-        id_marca: marca().id_marca,
-        monto_centavos: Centavos(1_500_000),
-    }
+    ReservarPresupuesto { id_campana: id(10), id_marca: marca().id_marca, monto_centavos: Centavos(1_500_000) }
 }
 
 fn liberar_presupuesto(id_reserva: Option<Uuid>) -> LiberarPresupuesto {
-    LiberarPresupuesto {
-        id_campana: id(10),
-        id_marca: marca().id_marca,
-        id_reserva,
-    }
+    LiberarPresupuesto { id_campana: id(10), id_marca: marca().id_marca, id_reserva }
 }
 
 fn reservar_influencers() -> ReservarInfluencers {
@@ -92,10 +84,7 @@ fn reservar_influencers() -> ReservarInfluencers {
 }
 
 fn liberar_influencers() -> LiberarInfluencers {
-    LiberarInfluencers {
-        id_campana: id(10),
-        influencers: influencers(),
-    }
+    LiberarInfluencers { id_campana: id(10), influencers: influencers() }
 }
 
 fn abrir_tracking() -> AbrirTracking {
@@ -109,10 +98,7 @@ fn abrir_tracking() -> AbrirTracking {
 }
 
 fn cerrar_tracking(id_tracking: Option<Uuid>) -> CerrarTracking {
-    CerrarTracking {
-        id_campana: id(10),
-        id_tracking,
-    }
+    CerrarTracking { id_campana: id(10), id_tracking }
 }
 
 fn presupuesto_reservado() -> PresupuestoReservado {
@@ -134,12 +120,7 @@ fn reserva_influencer(n: u128, influencer: &Influencer) -> ReservaInfluencer {
 }
 
 fn influencers_reservados() -> InfluencersReservados {
-    InfluencersReservados {
-        reservas: (0..)
-            .zip(&influencers())
-            .map(|(n, i)| reserva_influencer(n, i))
-            .collect(),
-    }
+    InfluencersReservados { reservas: (0..).zip(&influencers()).map(|(n, i)| reserva_influencer(n, i)).collect() }
 }
 
 fn enlace(influencer: &Influencer) -> EnlaceTracking {
@@ -147,18 +128,12 @@ fn enlace(influencer: &Influencer) -> EnlaceTracking {
         nombre: influencer.nombre.clone(),
         plataforma: influencer.plataforma.clone(),
         codigo: format!("VERANO-{}", influencer.plataforma.to_uppercase()),
-        url: format!(
-            "https://t.alpes.example/{}",
-            influencer.plataforma.to_lowercase()
-        ),
+        url: format!("https://t.alpes.example/{}", influencer.plataforma.to_lowercase()),
     }
 }
 
 fn tracking_abierto() -> TrackingAbierto {
-    TrackingAbierto {
-        id_tracking: id(50),
-        enlaces: influencers().iter().map(enlace).collect(),
-    }
+    TrackingAbierto { id_tracking: id(50), enlaces: influencers().iter().map(enlace).collect() }
 }
 
 fn salidas() -> Vec<Salida> {
@@ -171,23 +146,15 @@ fn salidas() -> Vec<Salida> {
 }
 
 fn fallo() -> FalloNegocio {
-    FalloNegocio {
-        codigo: "PRESUPUESTO_INSUFICIENTE".into(),
-        motivo: "la marca tiene 10000 disponibles".into(),
-    }
+    FalloNegocio { codigo: "PRESUPUESTO_INSUFICIENTE".into(), motivo: "la marca tiene 10000 disponibles".into() }
 }
 
 fn transitorio() -> ErrorTransitorio {
-    ErrorTransitorio {
-        motivo: "base de datos no disponible".into(),
-    }
+    ErrorTransitorio { motivo: "base de datos no disponible".into() }
 }
 
 fn resultados() -> Vec<Resultado> {
-    let mut all: Vec<Resultado> = salidas()
-        .into_iter()
-        .map(|salida| Resultado::Exito(Exito { salida }))
-        .collect();
+    let mut all: Vec<Resultado> = salidas().into_iter().map(|salida| Resultado::Exito(Exito { salida })).collect();
     all.push(Resultado::FalloNegocio(fallo()));
     all.push(Resultado::ErrorTransitorio(transitorio()));
     all
@@ -195,9 +162,7 @@ fn resultados() -> Vec<Resultado> {
 
 fn respuesta(resultado: Resultado) -> RespuestaAfiliaciones {
     let kind = match &resultado {
-        Resultado::Exito(Exito {
-            salida: Salida::CompensacionConfirmada(_),
-        }) => TipoPaso::Compensacion,
+        Resultado::Exito(Exito { salida: Salida::CompensacionConfirmada(_) }) => TipoPaso::Compensacion,
         _ => TipoPaso::Accion,
     };
     RespuestaAfiliaciones {
@@ -209,33 +174,21 @@ fn respuesta(resultado: Resultado) -> RespuestaAfiliaciones {
 
 fn comando_marca(cuerpo: CuerpoMarca) -> ComandoMarca {
     ComandoMarca {
-        correlacion: correlacion(
-            cuerpo.message_type(),
-            cuerpo.kind(),
-            Some("respuestas.afiliaciones"),
-        ),
+        correlacion: correlacion(cuerpo.message_type(), cuerpo.kind(), Some("respuestas.afiliaciones")),
         cuerpo,
     }
 }
 
 fn comando_influencer(cuerpo: CuerpoInfluencer) -> ComandoInfluencer {
     ComandoInfluencer {
-        correlacion: correlacion(
-            cuerpo.message_type(),
-            cuerpo.kind(),
-            Some("respuestas.afiliaciones"),
-        ),
+        correlacion: correlacion(cuerpo.message_type(), cuerpo.kind(), Some("respuestas.afiliaciones")),
         cuerpo,
     }
 }
 
 fn comando_tracking(cuerpo: CuerpoTracking) -> ComandoTracking {
     ComandoTracking {
-        correlacion: correlacion(
-            cuerpo.message_type(),
-            cuerpo.kind(),
-            Some("respuestas.afiliaciones"),
-        ),
+        correlacion: correlacion(cuerpo.message_type(), cuerpo.kind(), Some("respuestas.afiliaciones")),
         cuerpo,
     }
 }
@@ -280,10 +233,7 @@ fn campana_creada() -> CampanaCreada {
         presupuesto_centavos: s.presupuesto_centavos,
         marca: s.marca,
         id_reserva_presupuesto: id(20),
-        influencers: (0..)
-            .zip(&s.influencers)
-            .map(|(n, i)| contratado(n, i))
-            .collect(),
+        influencers: (0..).zip(&s.influencers).map(|(n, i)| contratado(n, i)).collect(),
         id_tracking: id(50),
         ocurrido_en: utc("2025-01-01T12:30:00.123Z"),
     }
@@ -301,20 +251,11 @@ fn campana_rechazada() -> CampanaRechazada {
 }
 
 fn evento(evento: Evento) -> EventoCampana {
-    EventoCampana {
-        id_evento: id(60),
-        saga_id: id(1),
-        message_type: evento.message_type().into(),
-        evento,
-    }
+    EventoCampana { id_evento: id(60), saga_id: id(1), message_type: evento.message_type().into(), evento }
 }
 
 fn cuerpos_marca() -> Vec<CuerpoMarca> {
-    vec![
-        reservar_presupuesto().into(),
-        liberar_presupuesto(Some(id(20))).into(),
-        liberar_presupuesto(None).into(),
-    ]
+    vec![reservar_presupuesto().into(), liberar_presupuesto(Some(id(20))).into(), liberar_presupuesto(None).into()]
 }
 
 fn cuerpos_influencer() -> Vec<CuerpoInfluencer> {
@@ -322,11 +263,7 @@ fn cuerpos_influencer() -> Vec<CuerpoInfluencer> {
 }
 
 fn cuerpos_tracking() -> Vec<CuerpoTracking> {
-    vec![
-        abrir_tracking().into(),
-        cerrar_tracking(Some(id(50))).into(),
-        cerrar_tracking(None).into(),
-    ]
+    vec![abrir_tracking().into(), cerrar_tracking(Some(id(50))).into(), cerrar_tracking(None).into()]
 }
 
 fn eventos() -> Vec<Evento> {
@@ -343,11 +280,7 @@ fn checks() -> BTreeMap<&'static str, Vec<Check>> {
 
     add(check(TipoPaso::Accion));
     add(check(TipoPaso::Compensacion));
-    add(check(correlacion(
-        "X",
-        TipoPaso::Accion,
-        Some("respuestas.afiliaciones"),
-    )));
+    add(check(correlacion("X", TipoPaso::Accion, Some("respuestas.afiliaciones"))));
     add(check(correlacion("X", TipoPaso::Compensacion, None)));
     add(check(marca()));
     influencers().into_iter().for_each(|i| add(check(i)));
@@ -367,27 +300,17 @@ fn checks() -> BTreeMap<&'static str, Vec<Check>> {
     add(check(tracking_abierto()));
     add(check(CompensacionConfirmada { lapida: false }));
     add(check(CompensacionConfirmada { lapida: true }));
-    salidas()
-        .into_iter()
-        .for_each(|salida| add(check(Exito { salida })));
+    salidas().into_iter().for_each(|salida| add(check(Exito { salida })));
     add(check(fallo()));
     add(check(transitorio()));
     add(check(solicitud()));
     add(check(contratado(1, &influencers()[1])));
     add(check(campana_creada()));
     add(check(campana_rechazada()));
-    cuerpos_marca()
-        .into_iter()
-        .for_each(|c| add(check(comando_marca(c))));
-    cuerpos_influencer()
-        .into_iter()
-        .for_each(|c| add(check(comando_influencer(c))));
-    cuerpos_tracking()
-        .into_iter()
-        .for_each(|c| add(check(comando_tracking(c))));
-    resultados()
-        .into_iter()
-        .for_each(|r| add(check(respuesta(r))));
+    cuerpos_marca().into_iter().for_each(|c| add(check(comando_marca(c))));
+    cuerpos_influencer().into_iter().for_each(|c| add(check(comando_influencer(c))));
+    cuerpos_tracking().into_iter().for_each(|c| add(check(comando_tracking(c))));
+    resultados().into_iter().for_each(|r| add(check(respuesta(r))));
     eventos().into_iter().for_each(|e| add(check(evento(e))));
     all
 }
@@ -405,9 +328,7 @@ fn check<T: AvroMessage + PartialEq + Debug + 'static>(sample: T) -> (&'static s
             let expected = schema_shape(ParsedSchema::of::<T>().schema());
             let actual = serde_shape::<T>();
             if actual != expected {
-                return Err(format!(
-                    "serde shape {actual:?} is not the schema's {expected:?}"
-                ));
+                return Err(format!("serde shape {actual:?} is not the schema's {expected:?}"));
             }
             Ok(())
         }),
@@ -426,15 +347,10 @@ enum Shape {
 
 fn schema_shape(schema: &Schema) -> Shape {
     match schema {
-        Schema::Record(RecordSchema { fields, .. }) => {
-            Shape::Record(fields.iter().map(|f| f.name.clone()).collect())
-        }
+        Schema::Record(RecordSchema { fields, .. }) => Shape::Record(fields.iter().map(|f| f.name.clone()).collect()),
         Schema::Enum(e) => Shape::Enum(e.symbols.clone()),
         Schema::Union(u) => Shape::Enum(
-            u.variants()
-                .iter()
-                .map(|v| v.name().map_or_else(String::new, |n| n.name().to_owned()))
-                .collect(),
+            u.variants().iter().map(|v| v.name().map_or_else(String::new, |n| n.name().to_owned())).collect(),
         ),
         _ => Shape::Other,
     }
@@ -509,11 +425,7 @@ fn read_dir(dir: &Path) -> Vec<(String, String)> {
         .map(|entry| entry.expect("directory entry").path())
         .filter(|path| path.extension().is_some_and(|ext| ext == "avsc"))
         .map(|path| {
-            let stem = path
-                .file_stem()
-                .expect("file name")
-                .to_string_lossy()
-                .into_owned();
+            let stem = path.file_stem().expect("file name").to_string_lossy().into_owned();
             let text = std::fs::read_to_string(&path).expect("readable schema file");
             (stem, text)
         })
@@ -525,21 +437,14 @@ fn read_dir(dir: &Path) -> Vec<(String, String)> {
 #[test]
 fn every_file_in_v1_is_embedded_parses_and_round_trips_its_rust_type() {
     let files = read_dir(&v1_dir());
-    assert!(
-        files.len() >= 28,
-        "expected the whole v1 set, found {}",
-        files.len()
-    );
+    assert!(files.len() >= 28, "expected the whole v1 set, found {}", files.len());
 
     let on_disk: BTreeSet<&str> = files.iter().map(|(stem, _)| stem.as_str()).collect();
     let embedded: BTreeSet<&str> = V1.iter().map(|(name, _)| *name).collect();
-    assert_eq!(
-        on_disk, embedded,
-        "registry::V1 must list exactly the files of schemas/v1"
-    );
+    assert_eq!(on_disk, embedded, "registry::V1 must list exactly the files of schemas/v1");
 
-    let parsed = ParsedSchema::parse_set(files.iter().map(|(_, text)| text.as_str()))
-        .expect("schemas/v1 parses as a set");
+    let parsed =
+        ParsedSchema::parse_set(files.iter().map(|(_, text)| text.as_str())).expect("schemas/v1 parses as a set");
     let checks = checks();
     let mut failures = Vec::new();
     for ((stem, _), schema) in files.iter().zip(&parsed) {
@@ -551,11 +456,7 @@ fn every_file_in_v1_is_embedded_parses_and_round_trips_its_rust_type() {
         );
         // The file on disk is the file compiled in.
         let compiled = registry::embedded(stem).expect("embedded").json();
-        assert_eq!(
-            schema.json(),
-            compiled,
-            "{stem}.avsc changed since the build"
-        );
+        assert_eq!(schema.json(), compiled, "{stem}.avsc changed since the build");
 
         match checks.get(stem.as_str()) {
             None => failures.push(format!("{stem}: no Rust type with a sample in tests.rs")),
@@ -577,26 +478,15 @@ fn union_enums_list_the_branches_of_their_schema_in_order() {
         assert_eq!(serde_shape::<U>(), schema_shape(&schema), "{rust}");
     }
     same::<CuerpoMarca>("CuerpoMarca", field_schema::<ComandoMarca>("cuerpo"));
-    same::<CuerpoInfluencer>(
-        "CuerpoInfluencer",
-        field_schema::<ComandoInfluencer>("cuerpo"),
-    );
+    same::<CuerpoInfluencer>("CuerpoInfluencer", field_schema::<ComandoInfluencer>("cuerpo"));
     same::<CuerpoTracking>("CuerpoTracking", field_schema::<ComandoTracking>("cuerpo"));
     same::<Salida>("Salida", field_schema::<Exito>("salida"));
-    same::<Resultado>(
-        "Resultado",
-        field_schema::<RespuestaAfiliaciones>("resultado"),
-    );
+    same::<Resultado>("Resultado", field_schema::<RespuestaAfiliaciones>("resultado"));
     same::<Evento>("Evento", field_schema::<EventoCampana>("evento"));
 
     assert_eq!(
         schema_shape(&field_schema::<ComandoMarca>("cuerpo")),
-        Shape::Enum(
-            CuerpoMarca::MESSAGE_TYPES
-                .iter()
-                .map(|s| (*s).to_owned())
-                .collect()
-        )
+        Shape::Enum(CuerpoMarca::MESSAGE_TYPES.iter().map(|s| (*s).to_owned()).collect())
     );
 }
 
@@ -623,39 +513,15 @@ fn a_rust_shape_that_differs_from_the_schema_does_not_encode() {
         monto_centavos: String,
     }
     let schema = ParsedSchema::of::<ReservarPresupuesto>().schema();
-    let writer = GenericDatumWriter::builder(schema)
-        .human_readable(true)
-        .build()
-        .expect("writer");
+    let writer = GenericDatumWriter::builder(schema).human_readable(true).build().expect("writer");
     let ok = reservar_presupuesto();
     assert!(writer.write_ser_to_vec(&ok).is_ok());
-    let missing = Missing {
-        id_campana: ok.id_campana,
-        id_marca: ok.id_marca,
-    };
-    assert!(
-        writer.write_ser_to_vec(&missing).is_err(),
-        "missing field accepted"
-    );
-    let unknown = Unknown {
-        id_campana: ok.id_campana,
-        id_marca: ok.id_marca,
-        monto_centavos: 1,
-        moneda: "COP".into(),
-    };
-    assert!(
-        writer.write_ser_to_vec(&unknown).is_err(),
-        "unknown field accepted"
-    );
-    let mistyped = Mistyped {
-        id_campana: ok.id_campana,
-        id_marca: ok.id_marca,
-        monto_centavos: "1".into(),
-    };
-    assert!(
-        writer.write_ser_to_vec(&mistyped).is_err(),
-        "mistyped field accepted"
-    );
+    let missing = Missing { id_campana: ok.id_campana, id_marca: ok.id_marca };
+    assert!(writer.write_ser_to_vec(&missing).is_err(), "missing field accepted");
+    let unknown = Unknown { id_campana: ok.id_campana, id_marca: ok.id_marca, monto_centavos: 1, moneda: "COP".into() };
+    assert!(writer.write_ser_to_vec(&unknown).is_err(), "unknown field accepted");
+    let mistyped = Mistyped { id_campana: ok.id_campana, id_marca: ok.id_marca, monto_centavos: "1".into() };
+    assert!(writer.write_ser_to_vec(&mistyped).is_err(), "mistyped field accepted");
 }
 
 // ---- Pulsar-facing schema JSON -------------------------------------------------------------
@@ -667,26 +533,11 @@ fn each_envelope_json_is_minified_self_contained_and_keeps_defaults() {
         let json = parsed.json();
         assert!(!json.contains('\n'), "{} JSON is not minified", T::NAME);
         // Parsing alone, with no other file, proves every referenced type is inlined.
-        let alone = Schema::parse_str(json)
-            .unwrap_or_else(|e| panic!("{} JSON is not self-contained: {e}", T::NAME));
-        assert_eq!(
-            alone.canonical_form(),
-            parsed.schema().canonical_form(),
-            "{}",
-            T::NAME
-        );
+        let alone = Schema::parse_str(json).unwrap_or_else(|e| panic!("{} JSON is not self-contained: {e}", T::NAME));
+        assert_eq!(alone.canonical_form(), parsed.schema().canonical_form(), "{}", T::NAME);
         let again = ParsedSchema::parse(json).expect("parses");
-        assert_eq!(
-            again.json(),
-            json,
-            "{} JSON does not survive a re-parse",
-            T::NAME
-        );
-        assert!(
-            json.contains(r#""logicalType":"uuid""#),
-            "{} lost uuid logical types",
-            T::NAME
-        );
+        assert_eq!(again.json(), json, "{} JSON does not survive a re-parse", T::NAME);
+        assert!(json.contains(r#""logicalType":"uuid""#), "{} lost uuid logical types", T::NAME);
     }
     standalone::<ComandoMarca>();
     standalone::<ComandoInfluencer>();
@@ -695,14 +546,11 @@ fn each_envelope_json_is_minified_self_contained_and_keeps_defaults() {
     standalone::<EventoCampana>();
 
     // Defaults decide compatibility on the broker: they must reach the attached JSON.
-    let json: serde_json::Value =
-        serde_json::from_str(ParsedSchema::of::<ComandoMarca>().json()).expect("json");
+    let json: serde_json::Value = serde_json::from_str(ParsedSchema::of::<ComandoMarca>().json()).expect("json");
     let reply_to = &json["fields"][0]["type"]["fields"][6];
     assert_eq!(reply_to["name"], "reply_to");
     assert_eq!(reply_to["default"], serde_json::Value::Null);
-    assert!(reply_to
-        .as_object()
-        .is_some_and(|f| f.contains_key("default")));
+    assert!(reply_to.as_object().is_some_and(|f| f.contains_key("default")));
 }
 
 #[test]
@@ -720,31 +568,19 @@ fn topics_are_the_design_names() {
 fn an_envelope_whose_header_contradicts_its_body_neither_encodes_nor_decodes() {
     let mut wrong_type = comando_marca(reservar_presupuesto().into());
     wrong_type.correlacion.message_type = "LiberarPresupuesto".into();
-    assert!(matches!(
-        encode(&wrong_type),
-        Err(SchemaError::Inconsistent { .. })
-    ));
+    assert!(matches!(encode(&wrong_type), Err(SchemaError::Inconsistent { .. })));
 
     let mut wrong_kind = comando_marca(reservar_presupuesto().into());
     wrong_kind.correlacion.kind = TipoPaso::Compensacion;
-    assert!(matches!(
-        encode(&wrong_kind),
-        Err(SchemaError::Inconsistent { .. })
-    ));
+    assert!(matches!(encode(&wrong_kind), Err(SchemaError::Inconsistent { .. })));
 
     let mut wrong_reply = respuesta(Resultado::FalloNegocio(fallo()));
     wrong_reply.correlacion.message_type = "Exito".into();
-    assert!(matches!(
-        encode(&wrong_reply),
-        Err(SchemaError::Inconsistent { .. })
-    ));
+    assert!(matches!(encode(&wrong_reply), Err(SchemaError::Inconsistent { .. })));
 
     let mut wrong_event = evento(campana_creada().into());
     wrong_event.message_type = "CampanaRechazada".into();
-    assert!(matches!(
-        encode(&wrong_event),
-        Err(SchemaError::Inconsistent { .. })
-    ));
+    assert!(matches!(encode(&wrong_event), Err(SchemaError::Inconsistent { .. })));
 
     // A foreign producer that skips the check: the consumer refuses it on decode.
     let bytes = GenericDatumWriter::builder(ParsedSchema::of::<ComandoMarca>().schema())
@@ -752,10 +588,7 @@ fn an_envelope_whose_header_contradicts_its_body_neither_encodes_nor_decodes() {
         .build()
         .and_then(|w| w.write_ser_to_vec(&wrong_type))
         .expect("raw write");
-    assert!(matches!(
-        decode::<ComandoMarca>(&bytes),
-        Err(SchemaError::Inconsistent { .. })
-    ));
+    assert!(matches!(decode::<ComandoMarca>(&bytes), Err(SchemaError::Inconsistent { .. })));
 }
 
 #[test]
@@ -763,10 +596,7 @@ fn bytes_of_another_schema_or_with_a_tail_are_refused() {
     let bytes = encode(&reservar_presupuesto()).expect("encodes");
     let mut longer = bytes.clone();
     longer.push(0);
-    assert!(matches!(
-        decode::<ReservarPresupuesto>(&longer),
-        Err(SchemaError::TrailingBytes { trailing: 1, .. })
-    ));
+    assert!(matches!(decode::<ReservarPresupuesto>(&longer), Err(SchemaError::TrailingBytes { trailing: 1, .. })));
     assert!(decode::<ReservarPresupuesto>(&bytes[..bytes.len() - 1]).is_err());
 
     let marca = encode(&comando_marca(reservar_presupuesto().into())).expect("encodes");
@@ -795,8 +625,7 @@ fn json_round_trip<U: MessageUnion + PartialEq + Debug>(samples: Vec<U>) {
     for sample in samples {
         let message_type = sample.message_type();
         let json = sample.to_json();
-        let back = U::from_json(message_type, json.clone())
-            .unwrap_or_else(|e| panic!("{message_type}: {e}\n{json}"));
+        let back = U::from_json(message_type, json.clone()).unwrap_or_else(|e| panic!("{message_type}: {e}\n{json}"));
         assert_eq!(back, sample);
         seen.insert(message_type);
     }
@@ -819,10 +648,7 @@ fn json_mapping_refuses_unknown_types_and_wrong_shapes() {
     let json = CuerpoMarca::to_json(&json);
 
     match CuerpoMarca::from_json("AbrirTracking", json.clone()) {
-        Err(SchemaError::UnknownMessageType {
-            message_type,
-            expected,
-        }) => {
+        Err(SchemaError::UnknownMessageType { message_type, expected }) => {
             assert_eq!(message_type, "AbrirTracking");
             assert_eq!(expected, ["ReservarPresupuesto", "LiberarPresupuesto"]);
         }
@@ -830,35 +656,19 @@ fn json_mapping_refuses_unknown_types_and_wrong_shapes() {
     }
 
     let mut missing = json.clone();
-    missing
-        .as_object_mut()
-        .expect("object")
-        .remove("monto_centavos");
+    missing.as_object_mut().expect("object").remove("monto_centavos");
     assert!(matches!(
         CuerpoMarca::from_json("ReservarPresupuesto", missing),
-        Err(SchemaError::Json {
-            message_type: "ReservarPresupuesto",
-            ..
-        })
+        Err(SchemaError::Json { message_type: "ReservarPresupuesto", .. })
     ));
 
     let mut mistyped = json.clone();
     mistyped["id_marca"] = serde_json::json!("not-a-uuid");
-    assert!(matches!(
-        CuerpoMarca::from_json("ReservarPresupuesto", mistyped),
-        Err(SchemaError::Json { .. })
-    ));
+    assert!(matches!(CuerpoMarca::from_json("ReservarPresupuesto", mistyped), Err(SchemaError::Json { .. })));
 
     // The same JSON read as the other branch lacks its fields.
-    assert!(
-        CuerpoMarca::from_json("LiberarPresupuesto", json).is_ok_and(|c| matches!(
-            c,
-            CuerpoMarca::LiberarPresupuesto(LiberarPresupuesto {
-                id_reserva: None,
-                ..
-            })
-        ))
-    );
+    assert!(CuerpoMarca::from_json("LiberarPresupuesto", json)
+        .is_ok_and(|c| matches!(c, CuerpoMarca::LiberarPresupuesto(LiberarPresupuesto { id_reserva: None, .. }))));
 }
 
 #[test]
@@ -866,14 +676,8 @@ fn json_form_is_the_public_api_form() {
     let json = CuerpoInfluencer::from(reservar_influencers()).to_json();
     assert_eq!(json["fecha_inicio"], "2025-01-01T00:00:00");
     assert_eq!(json["influencers"][0]["seguidores"], 150_000);
-    assert_eq!(
-        Salida::from(presupuesto_reservado()).to_json()["monto_centavos"],
-        1_500_000
-    );
-    assert_eq!(
-        Evento::from(campana_creada()).to_json()["ocurrido_en"],
-        "2025-01-01T12:30:00.123Z"
-    );
+    assert_eq!(Salida::from(presupuesto_reservado()).to_json()["monto_centavos"], 1_500_000);
+    assert_eq!(Evento::from(campana_creada()).to_json()["ocurrido_en"], "2025-01-01T12:30:00.123Z");
 
     // The `marca` and `influencers` of the public request body read as they are.
     let request = serde_json::json!({
@@ -884,8 +688,7 @@ fn json_form_is_the_public_api_form() {
         ]
     });
     let marca_leida: Marca = serde_json::from_value(request["marca"].clone()).expect("marca");
-    let leidos: Vec<Influencer> =
-        serde_json::from_value(request["influencers"].clone()).expect("influencers");
+    let leidos: Vec<Influencer> = serde_json::from_value(request["influencers"].clone()).expect("influencers");
     assert_eq!(marca_leida, marca());
     assert_eq!(leidos, influencers());
 }

@@ -84,7 +84,8 @@ impl AvroCodec {
         match c.kind {
             StepKind::Compensation => {
                 // The participant module answers a tombstone with `{"tombstone": true}`.
-                let lapida = output.get("lapida").or_else(|| output.get("tombstone")).and_then(Value::as_bool).unwrap_or(false);
+                let lapida =
+                    output.get("lapida").or_else(|| output.get("tombstone")).and_then(Value::as_bool).unwrap_or(false);
                 Ok(Salida::CompensacionConfirmada(CompensacionConfirmada { lapida }))
             }
             StepKind::Action => {
@@ -270,10 +271,16 @@ mod tests {
             Reply { correlation: correlation(StepKind::Action), outcome: Outcome::Success { output } },
             Reply {
                 correlation: correlation(StepKind::Action),
-                outcome: Outcome::BusinessFailure { code: "PRESUPUESTO_INSUFICIENTE".into(), reason: "no alcanza".into() },
+                outcome: Outcome::BusinessFailure {
+                    code: "PRESUPUESTO_INSUFICIENTE".into(),
+                    reason: "no alcanza".into(),
+                },
             },
             Reply { correlation: correlation(StepKind::Action), outcome: Outcome::Transient { reason: "db".into() } },
-            Reply { correlation: correlation(StepKind::Compensation), outcome: Outcome::Success { output: json!({ "lapida": true }) } },
+            Reply {
+                correlation: correlation(StepKind::Compensation),
+                outcome: Outcome::Success { output: json!({ "lapida": true }) },
+            },
         ];
         for reply in cases {
             let bytes = codec.encode_reply("respuestas.afiliaciones", &reply).expect("encode");
@@ -297,7 +304,8 @@ mod tests {
     #[test]
     fn an_action_output_without_a_declared_record_is_refused() {
         let codec = AvroCodec::new::<String>([]);
-        let reply = Reply { correlation: correlation(StepKind::Action), outcome: Outcome::Success { output: json!({}) } };
+        let reply =
+            Reply { correlation: correlation(StepKind::Action), outcome: Outcome::Success { output: json!({}) } };
         assert!(codec.encode_reply("respuestas.afiliaciones", &reply).is_err());
     }
 

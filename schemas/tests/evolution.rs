@@ -12,9 +12,9 @@ use apache_avro::schema_compatibility::SchemaCompatibility;
 use apache_avro::writer::datum::GenericDatumWriter;
 use apache_avro::Schema;
 use schemas::{
-    decode_from, encode, AvroMessage, Centavos, ComandoMarca, CompensacionConfirmada, Correlacion,
-    CuerpoMarca, Exito, LiberarPresupuesto, ParsedSchema, ReservarPresupuesto,
-    RespuestaAfiliaciones, Resultado, Salida, SchemaError, TipoPaso,
+    decode_from, encode, AvroMessage, Centavos, ComandoMarca, CompensacionConfirmada, Correlacion, CuerpoMarca, Exito,
+    LiberarPresupuesto, ParsedSchema, ReservarPresupuesto, RespuestaAfiliaciones, Resultado, Salida, SchemaError,
+    TipoPaso,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -32,15 +32,8 @@ fn files(dir: &Path) -> BTreeMap<String, String> {
         .map(|entry| entry.expect("directory entry").path())
         .filter(|path| path.extension().is_some_and(|ext| ext == "avsc"))
         .map(|path| {
-            let name = path
-                .file_stem()
-                .expect("file name")
-                .to_string_lossy()
-                .into_owned();
-            (
-                name,
-                std::fs::read_to_string(&path).expect("readable schema"),
-            )
+            let name = path.file_stem().expect("file name").to_string_lossy().into_owned();
+            (name, std::fs::read_to_string(&path).expect("readable schema"))
         })
         .collect()
 }
@@ -51,15 +44,12 @@ fn version(overlays: &[&str]) -> BTreeMap<String, ParsedSchema> {
     for overlay in overlays {
         texts.extend(files(&crate_dir().join("tests/fixtures").join(overlay)));
     }
-    let parsed = ParsedSchema::parse_set(texts.values().map(String::as_str))
-        .expect("the version parses as a set");
+    let parsed = ParsedSchema::parse_set(texts.values().map(String::as_str)).expect("the version parses as a set");
     texts.into_keys().zip(parsed).collect()
 }
 
 fn schema<'a>(version: &'a BTreeMap<String, ParsedSchema>, name: &str) -> &'a ParsedSchema {
-    version
-        .get(name)
-        .unwrap_or_else(|| panic!("no {name} in this version"))
+    version.get(name).unwrap_or_else(|| panic!("no {name} in this version"))
 }
 
 /// The Avro library's form of a schema, for writing or reading datums of test-only versions.
@@ -119,11 +109,7 @@ fn write<T: Serialize>(schema: &ParsedSchema, value: &T) -> Vec<u8> {
 }
 
 /// Reads a datum written with `writer` as `reader`, as a consumer built on v2 would.
-fn read_as<T: serde::de::DeserializeOwned>(
-    bytes: &[u8],
-    writer: &ParsedSchema,
-    reader: &ParsedSchema,
-) -> T {
+fn read_as<T: serde::de::DeserializeOwned>(bytes: &[u8], writer: &ParsedSchema, reader: &ParsedSchema) -> T {
     let (writer, reader) = (avro(writer), avro(reader));
     let value = GenericDatumReader::builder(&writer)
         .reader_schema(&reader)
@@ -192,24 +178,13 @@ fn v1_code_reads_a_v2_command_ignoring_added_fields_and_defaulting_removed_ones(
 
     // v2 dropped `id_reserva`; v1 fills in its default.
     let liberar = ComandoMarcaV2 {
-        correlacion: correlacion(
-            "LiberarPresupuesto",
-            TipoPaso::Compensacion,
-            Some("respuestas"),
-        ),
-        cuerpo: CuerpoMarcaV2::LiberarPresupuesto(LiberarPresupuestoV2 {
-            id_campana: CAMPANA,
-            id_marca: MARCA,
-        }),
+        correlacion: correlacion("LiberarPresupuesto", TipoPaso::Compensacion, Some("respuestas")),
+        cuerpo: CuerpoMarcaV2::LiberarPresupuesto(LiberarPresupuestoV2 { id_campana: CAMPANA, id_marca: MARCA }),
     };
     let read: ComandoMarca = decode_from(&write(writer, &liberar), writer).expect("v1 reads v2");
     assert_eq!(
         read.cuerpo,
-        CuerpoMarca::LiberarPresupuesto(LiberarPresupuesto {
-            id_campana: CAMPANA,
-            id_marca: MARCA,
-            id_reserva: None,
-        })
+        CuerpoMarca::LiberarPresupuesto(LiberarPresupuesto { id_campana: CAMPANA, id_marca: MARCA, id_reserva: None })
     );
 }
 
@@ -224,8 +199,7 @@ fn v1_code_reads_a_v2_reply_ignoring_the_added_field() {
         resultado: v1.resultado.clone(),
         duracion_ms: Some(42),
     };
-    let read: RespuestaAfiliaciones =
-        decode_from(&write(writer, &sent), writer).expect("v1 reads v2");
+    let read: RespuestaAfiliaciones = decode_from(&write(writer, &sent), writer).expect("v1 reads v2");
     assert_eq!(read, v1);
 }
 
@@ -234,10 +208,7 @@ fn v1_code_reads_a_v2_reply_ignoring_the_added_field() {
 #[test]
 fn v2_code_reads_a_v1_command_filling_defaults_and_dropping_removed_fields() {
     let v2 = version(&["v2"]);
-    let (writer, reader) = (
-        ParsedSchema::of::<ComandoMarca>(),
-        schema(&v2, "ComandoMarca"),
-    );
+    let (writer, reader) = (ParsedSchema::of::<ComandoMarca>(), schema(&v2, "ComandoMarca"));
 
     let reservar = ComandoMarca {
         correlacion: correlacion("ReservarPresupuesto", TipoPaso::Accion, Some("respuestas")),
@@ -260,11 +231,7 @@ fn v2_code_reads_a_v1_command_filling_defaults_and_dropping_removed_fields() {
     );
 
     let liberar = ComandoMarca {
-        correlacion: correlacion(
-            "LiberarPresupuesto",
-            TipoPaso::Compensacion,
-            Some("respuestas"),
-        ),
+        correlacion: correlacion("LiberarPresupuesto", TipoPaso::Compensacion, Some("respuestas")),
         cuerpo: CuerpoMarca::LiberarPresupuesto(LiberarPresupuesto {
             id_campana: CAMPANA,
             id_marca: MARCA,
@@ -274,20 +241,14 @@ fn v2_code_reads_a_v1_command_filling_defaults_and_dropping_removed_fields() {
     let read: ComandoMarcaV2 = read_as(&encode(&liberar).expect("v1 encodes"), writer, reader);
     assert_eq!(
         read.cuerpo,
-        CuerpoMarcaV2::LiberarPresupuesto(LiberarPresupuestoV2 {
-            id_campana: CAMPANA,
-            id_marca: MARCA,
-        })
+        CuerpoMarcaV2::LiberarPresupuesto(LiberarPresupuestoV2 { id_campana: CAMPANA, id_marca: MARCA })
     );
 }
 
 #[test]
 fn v2_code_reads_a_v1_reply_filling_the_default() {
     let v2 = version(&["v2"]);
-    let (writer, reader) = (
-        ParsedSchema::of::<RespuestaAfiliaciones>(),
-        schema(&v2, "RespuestaAfiliaciones"),
-    );
+    let (writer, reader) = (ParsedSchema::of::<RespuestaAfiliaciones>(), schema(&v2, "RespuestaAfiliaciones"));
     let v1 = respuesta_v1();
     let read: RespuestaAfiliacionesV2 = read_as(&encode(&v1).expect("v1 encodes"), writer, reader);
     assert_eq!(read.duracion_ms, None);
@@ -299,9 +260,7 @@ fn v2_code_reads_a_v1_reply_filling_the_default() {
 
 /// BACKWARD_TRANSITIVE, the broker's rule: each version's schema of a type can read data written
 /// with the same type's schema in every earlier version.
-fn check_backward_transitive(
-    versions: &[BTreeMap<String, ParsedSchema>],
-) -> Result<(), SchemaError> {
+fn check_backward_transitive(versions: &[BTreeMap<String, ParsedSchema>]) -> Result<(), SchemaError> {
     for (later, newer) in versions.iter().enumerate() {
         for older in &versions[..later] {
             for (name, reader) in newer {
@@ -325,10 +284,7 @@ fn the_v2_fixture_is_backward_and_forward_compatible_with_v1() {
 fn a_new_field_without_default_is_incompatible() {
     let v1 = version(&[]);
     let breaking = version(&["v2_incompatible"]);
-    let (old, new) = (
-        schema(&v1, "ReservarPresupuesto"),
-        schema(&breaking, "ReservarPresupuesto"),
-    );
+    let (old, new) = (schema(&v1, "ReservarPresupuesto"), schema(&breaking, "ReservarPresupuesto"));
 
     // The library's checker, directly: the new reader cannot read old data.
     assert!(SchemaCompatibility::can_read(&avro(old), &avro(new)).is_err());
@@ -336,17 +292,10 @@ fn a_new_field_without_default_is_incompatible() {
     assert!(SchemaCompatibility::can_read(&avro(new), &avro(old)).is_ok());
 
     match new.check_can_read(old) {
-        Err(SchemaError::Incompatible {
-            reader,
-            writer,
-            reason,
-        }) => {
+        Err(SchemaError::Incompatible { reader, writer, reason }) => {
             assert_eq!(reader, "com.alpespartners.afiliaciones.ReservarPresupuesto");
             assert_eq!(writer, reader);
-            assert!(
-                reason.contains("moneda"),
-                "reason names the field: {reason}"
-            );
+            assert!(reason.contains("moneda"), "reason names the field: {reason}");
         }
         other => panic!("expected Incompatible, got {other:?}"),
     }
@@ -358,21 +307,14 @@ fn a_new_field_without_default_is_incompatible() {
     assert!(check_backward_transitive(&[v1.clone(), version(&["v2"]), breaking.clone()]).is_err());
 
     // And the data shows it: v1 bytes do not resolve to the breaking reader.
-    let v1_bytes = encode(&ReservarPresupuesto {
-        id_campana: CAMPANA,
-        id_marca: MARCA,
-        monto_centavos: Centavos(1),
-    })
-    .expect("encodes");
+    let v1_bytes = encode(&ReservarPresupuesto { id_campana: CAMPANA, id_marca: MARCA, monto_centavos: Centavos(1) })
+        .expect("encodes");
     let (writer, reader) = (avro(old), avro(new));
     let resolved = GenericDatumReader::builder(&writer)
         .reader_schema(&reader)
         .build()
         .and_then(|r| r.read_value(&mut &v1_bytes[..]));
-    assert!(
-        resolved.is_err(),
-        "a missing field without default must not resolve"
-    );
+    assert!(resolved.is_err(), "a missing field without default must not resolve");
 }
 
 #[test]
@@ -402,10 +344,7 @@ fn every_version_in_the_repository_is_backward_transitive() {
                 })
         })
         .collect();
-    dirs.sort_by_key(|p| {
-        p.file_name()
-            .map(|n| n.to_string_lossy()[1..].parse::<u32>().unwrap_or(0))
-    });
+    dirs.sort_by_key(|p| p.file_name().map(|n| n.to_string_lossy()[1..].parse::<u32>().unwrap_or(0)));
     assert_eq!(dirs.first(), Some(&crate_dir().join("v1")));
     let versions: Vec<BTreeMap<String, ParsedSchema>> = dirs
         .iter()

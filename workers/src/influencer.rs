@@ -16,8 +16,8 @@ use chrono::NaiveDateTime;
 use saga_core::participant::{Handler, HandlerError};
 use saga_core::transport::{Command, Outcome};
 use schemas::{
-    CompensacionConfirmada, CuerpoInfluencer, InfluencersReservados, LiberarInfluencers, MessageUnion, ReservaInfluencer,
-    ReservarInfluencers,
+    CompensacionConfirmada, CuerpoInfluencer, InfluencersReservados, LiberarInfluencers, MessageUnion,
+    ReservaInfluencer, ReservarInfluencers,
 };
 use sqlx::migrate::Migrator;
 use sqlx::{Postgres, Sqlite, Transaction};

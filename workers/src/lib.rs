@@ -7,9 +7,9 @@
 //! migrations. The worker daemons (consuming their topics) and tracking's HTTP endpoints arrive
 //! with the CrearCampaña issue.
 
-pub mod servidor;
 pub mod influencer;
 pub mod marca;
+pub mod servidor;
 mod support;
 pub mod tracking;
 pub mod tracking_eventos;

@@ -10,7 +10,10 @@ use async_trait::async_trait;
 use chrono::Utc;
 use saga_core::participant::{Handler, HandlerError};
 use saga_core::transport::{Command, Outcome};
-use schemas::{Centavos, CompensacionConfirmada, CuerpoMarca, LiberarPresupuesto, MessageUnion, PresupuestoReservado, ReservarPresupuesto};
+use schemas::{
+    Centavos, CompensacionConfirmada, CuerpoMarca, LiberarPresupuesto, MessageUnion, PresupuestoReservado,
+    ReservarPresupuesto,
+};
 
 use crate::support::{body, output, refuse, wrong_kind};
 use serde::{Deserialize, Serialize};

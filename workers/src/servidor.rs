@@ -111,7 +111,10 @@ pub async fn start(
         .merge(metricas::router(metricas::prometheus()));
     let listener = TcpListener::bind(http).await.with_context(|| format!("binding {http}"))?;
     let addr = listener.local_addr()?;
-    tareas.lanzar_con_parada("HTTP server", axum::serve(listener, app).with_graceful_shutdown(tareas.parada()).into_future());
+    tareas.lanzar_con_parada(
+        "HTTP server",
+        axum::serve(listener, app).with_graceful_shutdown(tareas.parada()).into_future(),
+    );
     info!(?servicio, %addr, topic, "worker ready");
     Ok(Running { addr, tareas })
 }

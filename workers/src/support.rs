@@ -18,7 +18,9 @@ pub(crate) fn refuse(code: &str, reason: String) -> Outcome {
 
 /// A success with a typed output.
 pub(crate) fn output<T: Serialize>(value: &T) -> Result<Outcome, HandlerError> {
-    serde_json::to_value(value).map(|output| Outcome::Success { output }).map_err(|e| HandlerError::Invalid(e.to_string()))
+    serde_json::to_value(value)
+        .map(|output| Outcome::Success { output })
+        .map_err(|e| HandlerError::Invalid(e.to_string()))
 }
 
 /// The error for a body of the wrong kind (an action sent as a compensation, say).

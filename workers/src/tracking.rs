@@ -9,7 +9,10 @@
 use async_trait::async_trait;
 use saga_core::participant::{Handler, HandlerError};
 use saga_core::transport::{Command, Outcome};
-use schemas::{AbrirTracking, CerrarTracking, CompensacionConfirmada, CuerpoTracking, EnlaceTracking, MessageUnion, TrackingAbierto};
+use schemas::{
+    AbrirTracking, CerrarTracking, CompensacionConfirmada, CuerpoTracking, EnlaceTracking, MessageUnion,
+    TrackingAbierto,
+};
 use sqlx::migrate::Migrator;
 use sqlx::{Postgres, Sqlite, Transaction};
 use uuid::Uuid;

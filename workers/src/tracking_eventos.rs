@@ -228,7 +228,9 @@ pub fn validar(body: &Value) -> Result<Evento, Vec<Value>> {
     let valor_centavos = match body.get("valor") {
         None | Some(Value::Null) => None,
         Some(Value::Number(n)) => match n.as_f64() {
-            Some(v) if v > 0.0 && v < 1e10 && ((v * 100.0).round() - v * 100.0).abs() < 1e-6 => Some((v * 100.0).round() as i64),
+            Some(v) if v > 0.0 && v < 1e10 && ((v * 100.0).round() - v * 100.0).abs() < 1e-6 => {
+                Some((v * 100.0).round() as i64)
+            }
             _ => {
                 fail("valor", "debe ser un número positivo con a lo sumo dos decimales");
                 None
@@ -260,7 +262,10 @@ async fn registrar(State(store): State<Arc<dyn Eventos>>, body: axum::body::Byte
     let evento = match validar(&json) {
         Ok(e) => e,
         Err(errores) => {
-            return (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({ "error": "el evento tiene errores", "errores": errores })))
+            return (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Json(json!({ "error": "el evento tiene errores", "errores": errores })),
+            )
                 .into_response()
         }
     };

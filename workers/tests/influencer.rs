@@ -15,7 +15,10 @@ use saga_core::transport::{Command, Outcome};
 use saga_core::{SagaId, StepKind};
 use schemas::{Influencer, LiberarInfluencers, ReservarInfluencers};
 use uuid::Uuid;
-use workers::influencer::{self, Influencers, AUDIENCIA_INSUFICIENTE, CAMPANA_DUPLICADA, INFLUENCER_OCUPADO, PLATAFORMA_DESCONOCIDA, VENTANA_INVALIDA};
+use workers::influencer::{
+    self, Influencers, AUDIENCIA_INSUFICIENTE, CAMPANA_DUPLICADA, INFLUENCER_OCUPADO, PLATAFORMA_DESCONOCIDA,
+    VENTANA_INVALIDA,
+};
 
 struct World {
     db: Db,
@@ -33,11 +36,21 @@ async fn sqlite() -> World {
 }
 
 fn ana() -> Influencer {
-    Influencer { nombre: "Ana García".into(), plataforma: "Instagram".into(), seguidores: 150_000, categoria: "Fitness".into() }
+    Influencer {
+        nombre: "Ana García".into(),
+        plataforma: "Instagram".into(),
+        seguidores: 150_000,
+        categoria: "Fitness".into(),
+    }
 }
 
 fn carlos() -> Influencer {
-    Influencer { nombre: "Carlos López".into(), plataforma: "TikTok".into(), seguidores: 300_000, categoria: "Lifestyle".into() }
+    Influencer {
+        nombre: "Carlos López".into(),
+        plataforma: "TikTok".into(),
+        seguidores: 300_000,
+        categoria: "Lifestyle".into(),
+    }
 }
 
 fn reservar(id_campana: Uuid, desde: &str, hasta: &str, influencers: Vec<Influencer>) -> Command {
@@ -47,12 +60,28 @@ fn reservar(id_campana: Uuid, desde: &str, hasta: &str, influencers: Vec<Influen
         fecha_fin: hasta.parse().unwrap(),
         influencers,
     };
-    command("reservar_influencers", "comandos.influencer", StepKind::Action, 1, SagaId::new(), "ReservarInfluencers", serde_json::to_value(body).unwrap())
+    command(
+        "reservar_influencers",
+        "comandos.influencer",
+        StepKind::Action,
+        1,
+        SagaId::new(),
+        "ReservarInfluencers",
+        serde_json::to_value(body).unwrap(),
+    )
 }
 
 fn liberar(saga: SagaId, id_campana: Uuid) -> Command {
     let body = LiberarInfluencers { id_campana, influencers: vec![ana()] };
-    command("reservar_influencers", "comandos.influencer", StepKind::Compensation, 1, saga, "LiberarInfluencers", serde_json::to_value(body).unwrap())
+    command(
+        "reservar_influencers",
+        "comandos.influencer",
+        StepKind::Compensation,
+        1,
+        saga,
+        "LiberarInfluencers",
+        serde_json::to_value(body).unwrap(),
+    )
 }
 
 impl World {
@@ -61,7 +90,12 @@ impl World {
     }
 
     async fn booked(&self, id_campana: Uuid) -> i64 {
-        scalar(&self.db, "SELECT COUNT(*) FROM reserva_influencer WHERE id_campana = $1 AND estado = 'reservada'", id_campana).await
+        scalar(
+            &self.db,
+            "SELECT COUNT(*) FROM reserva_influencer WHERE id_campana = $1 AND estado = 'reservada'",
+            id_campana,
+        )
+        .await
     }
 }
 
@@ -83,7 +117,10 @@ async fn books_every_influencer_and_refuses_an_overlapping_window(w: World) {
     assert_eq!(code(&busy), INFLUENCER_OCUPADO);
     // A window that starts when the first ends does not overlap.
     let third = Uuid::now_v7();
-    assert!(matches!(w.send(&reservar(third, "2025-06-30T23:59:59", "2025-08-31T00:00:00", vec![ana()])).await, Outcome::Success { .. }));
+    assert!(matches!(
+        w.send(&reservar(third, "2025-06-30T23:59:59", "2025-08-31T00:00:00", vec![ana()])).await,
+        Outcome::Success { .. }
+    ));
 }
 
 async fn refusals_book_nobody(w: World) {
@@ -95,8 +132,14 @@ async fn refusals_book_nobody(w: World) {
     assert_eq!(w.booked(id).await, 0, "all or nothing: Ana was not booked either");
     let mut odd = ana();
     odd.plataforma = "MySpace".into();
-    assert_eq!(code(&w.send(&reservar(Uuid::now_v7(), "2025-01-01T00:00:00", "2025-02-01T00:00:00", vec![odd])).await), PLATAFORMA_DESCONOCIDA);
-    assert_eq!(code(&w.send(&reservar(Uuid::now_v7(), "2025-02-01T00:00:00", "2025-01-01T00:00:00", vec![ana()])).await), VENTANA_INVALIDA);
+    assert_eq!(
+        code(&w.send(&reservar(Uuid::now_v7(), "2025-01-01T00:00:00", "2025-02-01T00:00:00", vec![odd])).await),
+        PLATAFORMA_DESCONOCIDA
+    );
+    assert_eq!(
+        code(&w.send(&reservar(Uuid::now_v7(), "2025-02-01T00:00:00", "2025-01-01T00:00:00", vec![ana()])).await),
+        VENTANA_INVALIDA
+    );
 }
 
 async fn release_frees_the_influencer(w: World) {
@@ -117,7 +160,9 @@ async fn concurrent_overlapping_campaigns_book_an_influencer_once(w: World) {
         let w = w.clone();
         let id = Uuid::now_v7();
         campaigns.push(id);
-        tasks.push(tokio::spawn(async move { w.send(&reservar(id, "2025-01-01T00:00:00", "2025-12-31T00:00:00", vec![ana()])).await }));
+        tasks.push(tokio::spawn(async move {
+            w.send(&reservar(id, "2025-01-01T00:00:00", "2025-12-31T00:00:00", vec![ana()])).await
+        }));
     }
     let mut booked = 0;
     for task in tasks {

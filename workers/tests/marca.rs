@@ -15,7 +15,9 @@ use saga_core::transport::{Command, Outcome};
 use saga_core::{SagaId, StepKind};
 use schemas::{Centavos, LiberarPresupuesto, ReservarPresupuesto};
 use uuid::Uuid;
-use workers::marca::{self, Marca, MarcaSeed, CAMPANA_DUPLICADA, MARCA_DESCONOCIDA, MARCA_INACTIVA, PRESUPUESTO_INSUFICIENTE};
+use workers::marca::{
+    self, Marca, MarcaSeed, CAMPANA_DUPLICADA, MARCA_DESCONOCIDA, MARCA_INACTIVA, PRESUPUESTO_INSUFICIENTE,
+};
 
 struct World {
     db: Db,
@@ -28,8 +30,18 @@ const BUDGET: i64 = 1_000_000;
 
 fn seeds() -> Vec<MarcaSeed> {
     vec![
-        MarcaSeed { id_marca: Uuid::now_v7(), nombre: "Nike".into(), activa: true, presupuesto_disponible_centavos: BUDGET },
-        MarcaSeed { id_marca: Uuid::now_v7(), nombre: "Vieja".into(), activa: false, presupuesto_disponible_centavos: BUDGET },
+        MarcaSeed {
+            id_marca: Uuid::now_v7(),
+            nombre: "Nike".into(),
+            activa: true,
+            presupuesto_disponible_centavos: BUDGET,
+        },
+        MarcaSeed {
+            id_marca: Uuid::now_v7(),
+            nombre: "Vieja".into(),
+            activa: false,
+            presupuesto_disponible_centavos: BUDGET,
+        },
     ]
 }
 
@@ -54,11 +66,20 @@ impl World {
         scalar(&self.db, "SELECT presupuesto_disponible_centavos FROM marca WHERE id_marca = $1", id).await
     }
 
-    fn command(&self, saga: SagaId, kind: StepKind, attempt: u32, id_campana: Uuid, id_marca: Uuid, monto: i64) -> Command {
+    fn command(
+        &self,
+        saga: SagaId,
+        kind: StepKind,
+        attempt: u32,
+        id_campana: Uuid,
+        id_marca: Uuid,
+        monto: i64,
+    ) -> Command {
         let (message_type, body) = match kind {
             StepKind::Action => (
                 "ReservarPresupuesto",
-                serde_json::to_value(ReservarPresupuesto { id_campana, id_marca, monto_centavos: Centavos(monto) }).unwrap(),
+                serde_json::to_value(ReservarPresupuesto { id_campana, id_marca, monto_centavos: Centavos(monto) })
+                    .unwrap(),
             ),
             StepKind::Compensation => (
                 "LiberarPresupuesto",
@@ -102,7 +123,10 @@ async fn release_restores_the_budget_once(w: World) {
     let campana = Uuid::now_v7();
     w.send(&w.command(saga, StepKind::Action, 1, campana, w.activa, 250_000)).await;
     assert_eq!(w.available(w.activa).await, BUDGET - 250_000);
-    assert!(matches!(w.send(&w.command(saga, StepKind::Compensation, 1, campana, w.activa, 0)).await, Outcome::Success { .. }));
+    assert!(matches!(
+        w.send(&w.command(saga, StepKind::Compensation, 1, campana, w.activa, 0)).await,
+        Outcome::Success { .. }
+    ));
     assert_eq!(w.available(w.activa).await, BUDGET);
     // A retried compensation (new attempt, new message id) releases nothing more.
     w.send(&w.command(saga, StepKind::Compensation, 2, campana, w.activa, 0)).await;
@@ -112,7 +136,10 @@ async fn release_restores_the_budget_once(w: World) {
 async fn a_release_before_the_reservation_leaves_a_tombstone(w: World) {
     let saga = SagaId::new();
     let campana = Uuid::now_v7();
-    assert!(matches!(w.send(&w.command(saga, StepKind::Compensation, 1, campana, w.activa, 0)).await, Outcome::Success { .. }));
+    assert!(matches!(
+        w.send(&w.command(saga, StepKind::Compensation, 1, campana, w.activa, 0)).await,
+        Outcome::Success { .. }
+    ));
     let late = w.send(&w.command(saga, StepKind::Action, 1, campana, w.activa, 250_000)).await;
     assert_eq!(code(&late), saga_core::participant::COMPENSATED_FIRST);
     assert_eq!(w.available(w.activa).await, BUDGET, "the late reservation took nothing");

@@ -34,8 +34,18 @@ async fn sqlite() -> World {
 
 fn influencers() -> Vec<Influencer> {
     vec![
-        Influencer { nombre: "Ana García".into(), plataforma: "Instagram".into(), seguidores: 150_000, categoria: "Fitness".into() },
-        Influencer { nombre: "Carlos López".into(), plataforma: "TikTok".into(), seguidores: 300_000, categoria: "Lifestyle".into() },
+        Influencer {
+            nombre: "Ana García".into(),
+            plataforma: "Instagram".into(),
+            seguidores: 150_000,
+            categoria: "Fitness".into(),
+        },
+        Influencer {
+            nombre: "Carlos López".into(),
+            plataforma: "TikTok".into(),
+            seguidores: 300_000,
+            categoria: "Lifestyle".into(),
+        },
     ]
 }
 
@@ -47,12 +57,28 @@ fn abrir(saga: SagaId, id_campana: Uuid, desde: &str, hasta: &str) -> Command {
         fecha_fin: hasta.parse().unwrap(),
         influencers: influencers(),
     };
-    command("abrir_tracking", "comandos.tracking", StepKind::Action, 1, saga, "AbrirTracking", serde_json::to_value(body).unwrap())
+    command(
+        "abrir_tracking",
+        "comandos.tracking",
+        StepKind::Action,
+        1,
+        saga,
+        "AbrirTracking",
+        serde_json::to_value(body).unwrap(),
+    )
 }
 
 fn cerrar(saga: SagaId, id_campana: Uuid) -> Command {
     let body = CerrarTracking { id_campana, id_tracking: None };
-    command("abrir_tracking", "comandos.tracking", StepKind::Compensation, 1, saga, "CerrarTracking", serde_json::to_value(body).unwrap())
+    command(
+        "abrir_tracking",
+        "comandos.tracking",
+        StepKind::Compensation,
+        1,
+        saga,
+        "CerrarTracking",
+        serde_json::to_value(body).unwrap(),
+    )
 }
 
 impl World {
@@ -61,7 +87,12 @@ impl World {
     }
 
     async fn open(&self, id_campana: Uuid) -> i64 {
-        scalar(&self.db, "SELECT COUNT(*) FROM contexto_tracking WHERE id_campana = $1 AND estado = 'abierto'", id_campana).await
+        scalar(
+            &self.db,
+            "SELECT COUNT(*) FROM contexto_tracking WHERE id_campana = $1 AND estado = 'abierto'",
+            id_campana,
+        )
+        .await
     }
 }
 
@@ -111,10 +142,18 @@ async fn events_are_counted_only_for_an_open_context_and_its_own_codes(w: World)
         Outcome::Success { output } => output["enlaces"][0]["codigo"].as_str().unwrap().to_owned(),
         other => panic!("{other:?}"),
     };
-    let evento = |tipo, codigo: Option<&str>, valor| Evento { id_campana: id, tipo, codigo: codigo.map(str::to_owned), valor_centavos: valor };
+    let evento = |tipo, codigo: Option<&str>, valor| Evento {
+        id_campana: id,
+        tipo,
+        codigo: codigo.map(str::to_owned),
+        valor_centavos: valor,
+    };
     assert!(eventos.registrar(&evento(TipoEvento::Vista, None, None)).await.unwrap().is_ok());
     assert!(eventos.registrar(&evento(TipoEvento::Conversion, Some(&codigo), Some(1500))).await.unwrap().is_ok());
-    assert_eq!(eventos.registrar(&evento(TipoEvento::Clic, Some("otro"), None)).await.unwrap(), Err(Rechazo::CodigoAjeno));
+    assert_eq!(
+        eventos.registrar(&evento(TipoEvento::Clic, Some("otro"), None)).await.unwrap(),
+        Err(Rechazo::CodigoAjeno)
+    );
     let unknown = Evento { id_campana: Uuid::now_v7(), tipo: TipoEvento::Vista, codigo: None, valor_centavos: None };
     assert_eq!(eventos.registrar(&unknown).await.unwrap(), Err(Rechazo::CampanaDesconocida));
     let r = eventos.resumen(id).await.unwrap().unwrap();

@@ -34,9 +34,10 @@ pub(crate) fn map_err(id: Option<SagaId>, e: sqlx::Error) -> StoreError {
             Some(id) => StoreError::Conflict(id),
             None => StoreError::Unavailable(e.to_string()),
         },
-        sqlx::Error::Decode(_) | sqlx::Error::ColumnDecode { .. } | sqlx::Error::ColumnNotFound(_) | sqlx::Error::TypeNotFound { .. } => {
-            StoreError::Corrupt(e.to_string())
-        }
+        sqlx::Error::Decode(_)
+        | sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::ColumnNotFound(_)
+        | sqlx::Error::TypeNotFound { .. } => StoreError::Corrupt(e.to_string()),
         other => StoreError::Unavailable(other.to_string()),
     }
 }
@@ -59,11 +60,7 @@ where
 
 /// Opens a PostgreSQL pool.
 pub async fn pg_pool(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
-    PgPoolOptions::new()
-        .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(10))
-        .connect(url)
-        .await
+    PgPoolOptions::new().max_connections(max_connections).acquire_timeout(Duration::from_secs(10)).connect(url).await
 }
 
 /// Opens a SQLite pool on a file (created if missing), in WAL mode with `synchronous=FULL` so a
@@ -78,10 +75,7 @@ pub async fn sqlite_pool(url: &str) -> Result<SqlitePool, sqlx::Error> {
         .busy_timeout(Duration::from_secs(10))
         .foreign_keys(true);
     let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-    SqlitePoolOptions::new()
-        .max_connections(if in_memory { 1 } else { 4 })
-        .connect_with(options)
-        .await
+    SqlitePoolOptions::new().max_connections(if in_memory { 1 } else { 4 }).connect_with(options).await
 }
 
 macro_rules! sql_store {

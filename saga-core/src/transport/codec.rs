@@ -61,7 +61,8 @@ impl Codec for JsonCodec {
     }
 
     fn decode_command(&self, participant: &str, payload: &[u8]) -> Result<Command, CodecError> {
-        let command: Command = serde_json::from_slice(payload).map_err(|e| CodecError(format!("not a command: {e}")))?;
+        let command: Command =
+            serde_json::from_slice(payload).map_err(|e| CodecError(format!("not a command: {e}")))?;
         if command.participant != participant {
             return Err(CodecError(format!("command for {} read from {participant}", command.participant)));
         }

@@ -14,7 +14,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{TimeZone, Utc};
 use saga_core::clock::{Clock, ManualClock};
-use saga_core::definition::{BuildError, CommandBody, Registry, RetryPolicy, SagaDefinition, Step, StepCommands, StepContext};
+use saga_core::definition::{
+    BuildError, CommandBody, Registry, RetryPolicy, SagaDefinition, Step, StepCommands, StepContext,
+};
 use saga_core::engine::{Engine, EngineConfig};
 use saga_core::inject::FaultPlan;
 use saga_core::log::SagaStore;
@@ -174,7 +176,10 @@ impl ParticipantDb {
         ParticipantDb::Postgres(pool)
     }
 
-    pub async fn handler(&self, pending: Arc<Mutex<HashMap<saga_core::MessageId, Behavior>>>) -> Arc<dyn CommandHandler> {
+    pub async fn handler(
+        &self,
+        pending: Arc<Mutex<HashMap<saga_core::MessageId, Behavior>>>,
+    ) -> Arc<dyn CommandHandler> {
         match self {
             ParticipantDb::Sqlite(pool) => {
                 let p = SqliteParticipant::new(pool.clone(), EffectHandler { pending });
@@ -192,20 +197,20 @@ impl ParticipantDb {
     /// Business executions per (step, kind) for a saga.
     pub async fn effects(&self, saga: SagaId) -> HashMap<(String, String), i64> {
         let rows: Vec<(String, String, i64)> = match self {
-            ParticipantDb::Sqlite(pool) => sqlx::query_as(
-                "SELECT step, kind, COUNT(*) FROM effect_log WHERE saga_id = $1 GROUP BY step, kind",
-            )
-            .bind(saga.0.to_string())
-            .fetch_all(pool)
-            .await
-            .expect("effects"),
-            ParticipantDb::Postgres(pool) => sqlx::query_as(
-                "SELECT step, kind, COUNT(*) FROM effect_log WHERE saga_id = $1 GROUP BY step, kind",
-            )
-            .bind(saga.0.to_string())
-            .fetch_all(pool)
-            .await
-            .expect("effects"),
+            ParticipantDb::Sqlite(pool) => {
+                sqlx::query_as("SELECT step, kind, COUNT(*) FROM effect_log WHERE saga_id = $1 GROUP BY step, kind")
+                    .bind(saga.0.to_string())
+                    .fetch_all(pool)
+                    .await
+                    .expect("effects")
+            }
+            ParticipantDb::Postgres(pool) => {
+                sqlx::query_as("SELECT step, kind, COUNT(*) FROM effect_log WHERE saga_id = $1 GROUP BY step, kind")
+                    .bind(saga.0.to_string())
+                    .fetch_all(pool)
+                    .await
+                    .expect("effects")
+            }
         };
         rows.into_iter().map(|(s, k, n)| ((s, k), n)).collect()
     }

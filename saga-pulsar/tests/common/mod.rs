@@ -87,7 +87,9 @@ pub async fn read_topic(address: &str, count: usize) -> Vec<RawMessage> {
         .with_topic(format!("persistent://{TENANT}/{NAMESPACE}/{address}"))
         .with_subscription(format!("lector-{}", uuid::Uuid::new_v4().simple()))
         .with_subscription_type(pulsar::SubType::Exclusive)
-        .with_options(pulsar::ConsumerOptions::default().with_initial_position(pulsar::consumer::InitialPosition::Earliest))
+        .with_options(
+            pulsar::ConsumerOptions::default().with_initial_position(pulsar::consumer::InitialPosition::Earliest),
+        )
         .build()
         .await
         .unwrap();
@@ -116,7 +118,9 @@ pub struct TinyAvro {
 impl TinyAvro {
     pub fn schema(&self, name: &str) -> String {
         let extra = if self.extra_field { r#",{"name":"extra","type":"int"}"# } else { "" };
-        format!(r#"{{"type":"record","name":"{name}","namespace":"alpes.prueba","fields":[{{"name":"json","type":"string"}}{extra}]}}"#)
+        format!(
+            r#"{{"type":"record","name":"{name}","namespace":"alpes.prueba","fields":[{{"name":"json","type":"string"}}{extra}]}}"#
+        )
     }
 
     fn encode(&self, json: Vec<u8>) -> Vec<u8> {
@@ -213,7 +217,8 @@ impl Drop for RestartOnDrop {
 
 fn run_pulsar_sh(cmd: &str) -> Result<(), String> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/pulsar.sh");
-    let env = std::process::Command::new(script).arg("env").output().map_err(|e| format!("scripts/pulsar.sh env: {e}"))?;
+    let env =
+        std::process::Command::new(script).arg("env").output().map_err(|e| format!("scripts/pulsar.sh env: {e}"))?;
     let printed = String::from_utf8_lossy(&env.stdout);
     let expected = format!("PULSAR_URL={}", pulsar_url());
     if !printed.lines().any(|l| l == expected) {
@@ -223,7 +228,8 @@ fn run_pulsar_sh(cmd: &str) -> Result<(), String> {
             pulsar_url()
         ));
     }
-    let out = std::process::Command::new(script).arg(cmd).output().map_err(|e| format!("scripts/pulsar.sh {cmd}: {e}"))?;
+    let out =
+        std::process::Command::new(script).arg(cmd).output().map_err(|e| format!("scripts/pulsar.sh {cmd}: {e}"))?;
     if !out.status.success() {
         return Err(format!("scripts/pulsar.sh {cmd} failed: {}", String::from_utf8_lossy(&out.stderr)));
     }

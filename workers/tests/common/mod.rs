@@ -32,7 +32,10 @@ pub async fn fresh_sqlite() -> sqlx::SqlitePool {
 }
 
 /// A participant over a fresh PostgreSQL database with `migrator` applied.
-pub async fn pg_participant<H: Handler<sqlx::Postgres>>(migrator: &Migrator, handler: H) -> (Db, Arc<dyn CommandHandler>) {
+pub async fn pg_participant<H: Handler<sqlx::Postgres>>(
+    migrator: &Migrator,
+    handler: H,
+) -> (Db, Arc<dyn CommandHandler>) {
     let pool = fresh_pg().await;
     migrate(migrator, &pool).await.unwrap();
     let participant = PgParticipant::new(pool.clone(), handler);
@@ -41,7 +44,10 @@ pub async fn pg_participant<H: Handler<sqlx::Postgres>>(migrator: &Migrator, han
 }
 
 /// A participant over a fresh SQLite file with `migrator` applied.
-pub async fn sqlite_participant<H: Handler<sqlx::Sqlite>>(migrator: &Migrator, handler: H) -> (Db, Arc<dyn CommandHandler>) {
+pub async fn sqlite_participant<H: Handler<sqlx::Sqlite>>(
+    migrator: &Migrator,
+    handler: H,
+) -> (Db, Arc<dyn CommandHandler>) {
     let pool = fresh_sqlite().await;
     migrate(migrator, &pool).await.unwrap();
     let participant = SqliteParticipant::new(pool.clone(), handler);
@@ -50,7 +56,15 @@ pub async fn sqlite_participant<H: Handler<sqlx::Sqlite>>(migrator: &Migrator, h
 }
 
 /// A command of CrearCampaña's step `step` for `participant`.
-pub fn command(step: &str, participant: &str, kind: StepKind, attempt: u32, saga: SagaId, message_type: &str, body: serde_json::Value) -> Command {
+pub fn command(
+    step: &str,
+    participant: &str,
+    kind: StepKind,
+    attempt: u32,
+    saga: SagaId,
+    message_type: &str,
+    body: serde_json::Value,
+) -> Command {
     Command {
         correlation: Correlation {
             saga_id: saga,
