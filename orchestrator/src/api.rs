@@ -283,10 +283,8 @@ pub(crate) async fn abortar_saga(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let id = SagaId(parse_id(&id, "el id de saga")?);
+    // An abandoned saga reaches the campaign view through the projector, like every other end.
     let state = s.engine.abort(id, &nota(&body)?).await?;
-    if !state.status.is_active() {
-        crate::proyector::proyectar(&s.engine, s.vista.as_ref(), id).await;
-    }
     Ok(Json(json!({ "saga": state })))
 }
 
