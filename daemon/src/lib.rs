@@ -2,6 +2,7 @@
 //! (human by default, JSON with `ALPES_LOG_FORMAT=json`), secrets in configuration that never
 //! print, Ctrl-C/SIGTERM shutdown (a second Ctrl-C exits at once), and `GET /metrics`.
 
+pub mod configuracion;
 pub mod metricas;
 
 use std::fmt;

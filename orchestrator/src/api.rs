@@ -8,7 +8,7 @@
 //! | `GET /sagas?estado=&limite=&desde=` | sagas, newest first |
 //! | `GET /sagas/{id}` | a saga's state and its whole history, with times |
 //! | `POST /sagas/{id}/retry`, `POST /sagas/{id}/abort` | operator actions (body `{"nota": "..."}`, optional) |
-//! | `GET /health` | liveness, and readiness of the database |
+//! | `GET /health` | liveness, and readiness of the database and the broker |
 //!
 //! Errors are JSON `{"error": "..."}` (and `"errores": [...]` for field errors). Internal errors
 //! are logged and answered with a generic message: nothing internal leaks.
@@ -291,14 +291,22 @@ pub(crate) async fn abortar_saga(
 #[utoipa::path(get, path = "/health", tag = "operacion",
     responses((status = 200, description = "`{status: ok, database: ok}`"), (status = 503, description = "The saga log does not answer")))]
 pub(crate) async fn health(State(s): State<AppState>) -> Response {
-    match s.engine.store().stats().await {
-        Ok(_) => (StatusCode::OK, Json(json!({ "status": "ok", "database": "ok" }))).into_response(),
-        Err(e) => {
-            error!(error = %e, "health: saga log unreachable");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "degraded", "database": "unreachable" })))
-                .into_response()
-        }
+    let (database, broker) = tokio::join!(s.engine.store().stats(), s.engine.transport().ready());
+    if let Err(e) = &database {
+        error!(error = %e, "health: saga log unreachable");
     }
+    if let Err(e) = &broker {
+        error!(error = %e, "health: broker unreachable");
+    }
+    let word = |ok: bool| if ok { "ok" } else { "unreachable" };
+    let ready = database.is_ok() && broker.is_ok();
+    let body = Json(json!({
+        "status": if ready { "ok" } else { "degraded" },
+        "database": word(database.is_ok()),
+        "broker": word(broker.is_ok()),
+    }));
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, body).into_response()
 }
 
 async fn openapi() -> Json<utoipa::openapi::OpenApi> {

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use chrono::NaiveDateTime;
 use saga_core::definition::{BuildError, CommandBody, RetryPolicy, SagaDefinition, Step, StepCommands, StepContext};
+use schemas::wire::PASOS_CREAR_CAMPANA;
 use schemas::{
     AbrirTracking, AvroCodec, Centavos, CerrarTracking, Influencer, LiberarInfluencers, LiberarPresupuesto, Marca,
     ReservarInfluencers, ReservarPresupuesto,
@@ -27,11 +28,11 @@ pub const SAGA_TYPE: &str = "crear_campana";
 pub const VERSION: u32 = 1;
 
 /// Step 1's name.
-pub const RESERVAR_PRESUPUESTO: &str = "reservar_presupuesto";
+pub const RESERVAR_PRESUPUESTO: &str = PASOS_CREAR_CAMPANA[0].0;
 /// Step 2's name.
-pub const RESERVAR_INFLUENCERS: &str = "reservar_influencers";
+pub const RESERVAR_INFLUENCERS: &str = PASOS_CREAR_CAMPANA[1].0;
 /// Step 3's name.
-pub const ABRIR_TRACKING: &str = "abrir_tracking";
+pub const ABRIR_TRACKING: &str = PASOS_CREAR_CAMPANA[2].0;
 
 /// What a CrearCampaña saga starts with: the validated request, with the campaign's id.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,13 +102,10 @@ pub fn definition(topology: &Topology) -> SagaDefinition {
         .step(tune(Step::new(ABRIR_TRACKING, topology.tracking.clone(), Tracking)))
 }
 
-/// The Avro codec for this saga's topics, naming each action's output record.
+/// The Avro codec for this saga's topics, naming each action's output record (the step names
+/// and their records come from one table, `schemas::wire::PASOS_CREAR_CAMPANA`).
 pub fn codec() -> AvroCodec {
-    AvroCodec::new([
-        (RESERVAR_PRESUPUESTO, "PresupuestoReservado"),
-        (RESERVAR_INFLUENCERS, "InfluencersReservados"),
-        (ABRIR_TRACKING, "TrackingAbierto"),
-    ])
+    AvroCodec::crear_campana()
 }
 
 fn params(ctx: &StepContext<'_>) -> Result<CrearCampana, BuildError> {

@@ -1,6 +1,8 @@
 //! The distributed mode's orchestrator: its saga log and campaign view in PostgreSQL, commands
 //! and replies over a broker transport, the HTTP API, `/metrics`, the projector and the event
-//! relay. Configuration in layers: defaults, then a TOML file, then `ALPES__…` environment
+//! relay. Topic names are part of the message contract (each topic has one Avro schema, see
+//! `schemas/`): the tenant and namespace are configured, the topics inside them are not.
+//! Configuration in layers: defaults, then a TOML file, then `ALPES__…` environment
 //! variables (`ALPES__DATABASE_URL`, `ALPES__PULSAR__URL`, `ALPES__HTTP`, …); the database URL is
 //! a secret and never printed.
 
@@ -35,9 +37,7 @@ pub struct Config {
     /// The orchestrator's PostgreSQL database (saga log and campaign view).
     pub database_url: Secreto,
     /// The broker.
-    pub pulsar: PulsarConfig,
-    /// Topics.
-    pub topics: Topics,
+    pub pulsar: daemon::configuracion::Pulsar,
     /// Reply timeout of every step, in seconds.
     pub step_timeout_secs: u64,
     /// Attempts of a step (action or compensation) before giving up.
@@ -46,33 +46,11 @@ pub struct Config {
     pub initial_backoff_ms: u64,
 }
 
-/// Where the broker is.
-#[derive(Clone, Debug, Deserialize)]
-pub struct PulsarConfig {
-    /// Service URL, e.g. `pulsar://127.0.0.1:6650`.
-    pub url: String,
-    /// Tenant.
-    pub tenant: String,
-    /// Namespace.
-    pub namespace: String,
-}
+/// Keys without a default.
+pub const REQUIRED: [&str; 1] = ["database_url"];
 
-/// Topic names, inside the tenant and namespace.
-#[derive(Clone, Debug, Deserialize)]
-pub struct Topics {
-    /// marca's commands.
-    pub marca: String,
-    /// influencer's commands.
-    pub influencer: String,
-    /// tracking's commands.
-    pub tracking: String,
-    /// Replies to the orchestrator.
-    pub replies: String,
-    /// Integration events.
-    pub events: String,
-}
-
-const DEFAULTS: &str = r#"
+/// The defaults (TOML).
+pub const DEFAULTS: &str = r#"
 http = "127.0.0.1:8000"
 step_timeout_secs = 10
 max_attempts = 5
@@ -81,28 +59,19 @@ initial_backoff_ms = 200
 url = "pulsar://127.0.0.1:6650"
 tenant = "alpes"
 namespace = "afiliaciones"
-[topics]
-marca = "comandos.marca"
-influencer = "comandos.influencer"
-tracking = "comandos.tracking"
-replies = "respuestas.afiliaciones"
-events = "eventos.campanas"
+subscription = "orchestrator"
 "#;
 
 impl Config {
     /// Defaults, then `file` (TOML) if given, then `ALPES__…` environment variables.
     pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
-        let mut builder =
-            config::Config::builder().add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
-        if let Some(path) = file {
-            builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
-        }
-        builder
-            .add_source(config::Environment::with_prefix("ALPES").prefix_separator("__").separator("__"))
-            .build()
-            .context("reading the configuration")?
-            .try_deserialize()
-            .context("the configuration is incomplete or invalid (ALPES__DATABASE_URL is required)")
+        daemon::configuracion::cargar(DEFAULTS, file, &REQUIRED)
+    }
+
+    /// Every environment variable this configuration reads.
+    pub fn variables() -> Vec<String> {
+        // The defaults are a constant, parsed by a test.
+        daemon::configuracion::variables(DEFAULTS, &REQUIRED).unwrap_or_default()
     }
 
     /// The saga's topology from this configuration.
@@ -113,12 +82,10 @@ impl Config {
             ..RetryPolicy::default()
         };
         Topology {
-            marca: self.topics.marca.clone(),
-            influencer: self.topics.influencer.clone(),
-            tracking: self.topics.tracking.clone(),
             timeout: Duration::from_secs(self.step_timeout_secs),
             retry: retry.clone(),
             compensation_retry: retry,
+            ..Topology::default()
         }
     }
 }
@@ -151,14 +118,17 @@ pub async fn start(
     registry.register(definition(&config.topology())).context("registering CrearCampaña")?;
     let (aviso, fines) = AvisoFin::new(Some(Arc::new(MetricsObserver)));
     let engine = Engine::builder(Arc::new(store), Arc::new(registry), transport)
-        .config(EngineConfig { reply_to: config.topics.replies.clone(), ..EngineConfig::default() })
+        .config(EngineConfig {
+            reply_to: <schemas::RespuestaAfiliaciones as schemas::Envelope>::TOPIC.to_owned(),
+            ..EngineConfig::default()
+        })
         .observer(Arc::new(aviso))
         .build();
 
     let mut tareas = Tareas::new();
     tareas.lanzar_con_parada("engine", engine.clone().run(tareas.parada()));
     tareas.lanzar(proyector::run(engine.clone(), vista.clone(), fines));
-    tareas.lanzar(eventos::run(vista.clone(), publicador));
+    tareas.lanzar(eventos::run(vista.clone(), publicador, eventos::TOPICO.to_owned()));
     tareas.lanzar(saga_core::metrics::poll_store_gauges(engine.store().clone(), Duration::from_secs(5)));
 
     let listener = TcpListener::bind(config.http).await.with_context(|| format!("binding {}", config.http))?;

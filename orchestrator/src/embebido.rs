@@ -2,7 +2,7 @@
 //! in-process transport, each with its own SQLite file in one folder, serving the same HTTP API.
 //! Nothing to install: a newcomer runs the product with `cargo run`.
 //!
-//! Brands are seeded from a JSON file (default: the brands of `orchestrator/seed/marcas.json`,
+//! Brands are seeded from a JSON file (default: the brands of `workers/seed/marcas.json`,
 //! compiled in) on every start; existing brands get the file's values.
 
 use std::future::IntoFuture;
@@ -30,7 +30,7 @@ use crate::vista::SqliteVista;
 use daemon::{metricas, Tareas};
 
 /// The brands seeded when no file is given.
-pub const MARCAS_POR_DEFECTO: &str = include_str!("../seed/marcas.json");
+pub use workers::marca::MARCAS_POR_DEFECTO;
 
 /// How the embedded mode runs.
 #[derive(Clone, Debug)]
@@ -121,7 +121,11 @@ pub async fn start(config: Config, observer: Option<Arc<dyn EngineObserver>>) ->
         .faults(config.faults.clone())
         .build();
     tareas.lanzar_con_parada("engine", engine.clone().run(tareas.parada()));
-    tareas.lanzar(crate::eventos::run(vista.clone(), Arc::new(crate::eventos::AlRegistro)));
+    tareas.lanzar(crate::eventos::run(
+        vista.clone(),
+        Arc::new(crate::eventos::AlRegistro),
+        crate::eventos::TOPICO.to_owned(),
+    ));
     tareas.lanzar(proyector::run(engine.clone(), vista.clone(), fines));
     tareas.lanzar(saga_core::metrics::poll_store_gauges(engine.store().clone(), std::time::Duration::from_secs(5)));
 

@@ -23,7 +23,7 @@ use uuid::Uuid;
 use crate::crear_campana::{CrearCampana, ABRIR_TRACKING, RESERVAR_INFLUENCERS, RESERVAR_PRESUPUESTO};
 use crate::vista::Vista;
 
-/// The topic of campaign events.
+/// The default topic of campaign events (the distributed mode's `topics.events` may rename it).
 pub const TOPICO: &str = EventoCampana::TOPIC;
 
 fn output<T: serde::de::DeserializeOwned>(state: &SagaState, step: &str) -> Result<T, String> {
@@ -120,11 +120,38 @@ impl Publicador for AlRegistro {
     }
 }
 
+/// The distributed mode's publisher: the event, Avro-encoded, on the broker, with the
+/// `EventoCampana` schema attached (so the registry holds it and consumers can read it by it)
+/// and `id_evento`, `saga_id` and `message_type` in the message properties.
+#[cfg(feature = "pulsar")]
+pub struct AlBroker(pub saga_pulsar::PulsarTransport);
+
+#[cfg(feature = "pulsar")]
+#[async_trait]
+impl Publicador for AlBroker {
+    async fn publicar(&self, topico: &str, evento: &EventoCampana) -> Result<(), String> {
+        use saga_core::transport::codec::{SchemaKind, WireSchema};
+        let payload = schemas::encode(evento).map_err(|e| e.to_string())?;
+        let schema = WireSchema {
+            kind: SchemaKind::Avro,
+            definition: schemas::ParsedSchema::of::<EventoCampana>().json().to_owned(),
+        };
+        let properties = std::collections::HashMap::from([
+            ("id_evento".to_owned(), evento.id_evento.to_string()),
+            (saga_pulsar::property::SAGA_ID.to_owned(), evento.saga_id.to_string()),
+            (saga_pulsar::property::MESSAGE_TYPE.to_owned(), evento.message_type.clone()),
+        ]);
+        self.0.publish(topico, Some(&schema), payload, properties).await.map_err(|e| e.to_string())?;
+        info!(topico, id_evento = %evento.id_evento, tipo = %evento.message_type, "integration event published");
+        Ok(())
+    }
+}
+
 /// How often the relay looks at the outbox.
 pub const RELEVO: Duration = Duration::from_millis(500);
 
-/// One relay pass: publishes what the outbox holds unpublished, oldest first.
-pub async fn relevar(vista: &dyn Vista, publicador: &dyn Publicador) -> usize {
+/// One relay pass: publishes what the outbox holds unpublished to `topico`, oldest first.
+pub async fn relevar(vista: &dyn Vista, publicador: &dyn Publicador, topico: &str) -> usize {
     let pendientes = match vista.eventos_pendientes(100).await {
         Ok(p) => p,
         Err(e) => {
@@ -134,7 +161,7 @@ pub async fn relevar(vista: &dyn Vista, publicador: &dyn Publicador) -> usize {
     };
     let mut n = 0;
     for evento in pendientes {
-        match publicador.publicar(TOPICO, &evento).await {
+        match publicador.publicar(topico, &evento).await {
             Ok(()) => match vista.marcar_publicado(evento.id_evento, Utc::now()).await {
                 Ok(()) => n += 1,
                 Err(e) => warn!(error = %e, "event published but not marked; it will be published again"),
@@ -148,12 +175,12 @@ pub async fn relevar(vista: &dyn Vista, publicador: &dyn Publicador) -> usize {
     n
 }
 
-/// Runs the relay forever.
-pub async fn run(vista: Arc<dyn Vista>, publicador: Arc<dyn Publicador>) {
+/// Runs the relay forever, publishing to `topico`.
+pub async fn run(vista: Arc<dyn Vista>, publicador: Arc<dyn Publicador>, topico: String) {
     let mut tick = tokio::time::interval(RELEVO);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        relevar(vista.as_ref(), publicador.as_ref()).await;
+        relevar(vista.as_ref(), publicador.as_ref(), &topico).await;
     }
 }

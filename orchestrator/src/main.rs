@@ -1,6 +1,9 @@
-//! `orchestrator`: runs CrearCampaña. Today: the embedded mode (everything in one process,
-//! SQLite files, in-process transport). The distributed mode (PostgreSQL, Apache Pulsar) arrives
-//! with the Pulsar wiring.
+//! `orchestrator`: runs CrearCampaña.
+//!
+//! - `orchestrator embedded`: everything in one process, SQLite files, the in-process transport.
+//! - `orchestrator distributed`: the orchestrator alone, its log in PostgreSQL, commands and
+//!   replies over Apache Pulsar (built with the `pulsar` feature; the workers run as `worker`).
+//! - `orchestrator env`: the environment variables the distributed mode reads.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -28,7 +31,7 @@ enum Mode {
         /// Address of the HTTP API (loopback by default).
         #[arg(long, env = "ALPES_HTTP", default_value = "127.0.0.1:8000")]
         http: SocketAddr,
-        /// JSON file of brands to seed (default: orchestrator/seed/marcas.json, built in).
+        /// JSON file of brands to seed (default: workers/seed/marcas.json, built in).
         #[arg(long, env = "ALPES_MARCAS")]
         marcas: Option<PathBuf>,
         /// Drill: every action of this step fails as if refused (repeatable).
@@ -39,6 +42,16 @@ enum Mode {
         #[arg(long = "inject-fail-compensation", value_name = "STEP")]
         fail_compensations: Vec<String>,
     },
+    /// The orchestrator alone: saga log and campaign view in PostgreSQL, commands and replies
+    /// over Apache Pulsar. Configured by `--config FILE` (TOML) and `ALPES__…` variables.
+    #[cfg(feature = "pulsar")]
+    Distributed {
+        /// TOML configuration file (environment variables override it).
+        #[arg(long, env = "ALPES_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Prints every environment variable the distributed mode reads, one per line.
+    Env,
 }
 
 #[tokio::main]
@@ -66,6 +79,29 @@ async fn main() -> anyhow::Result<()> {
             println!("  POST http://{}/afiliaciones/campana   GET /afiliaciones/campanas   GET /sagas", running.addr);
             daemon::shutdown_signal().await;
             running.stop().await;
+            Ok(())
+        }
+        #[cfg(feature = "pulsar")]
+        Mode::Distributed { config } => {
+            use std::sync::Arc;
+
+            use orchestrator::distribuido;
+            use orchestrator::eventos::AlBroker;
+
+            let config = distribuido::Config::load(config.as_deref())?;
+            tracing::info!(?config, "configuration");
+            let transport = config.pulsar.transport(Arc::new(orchestrator::crear_campana::codec()));
+            let publicador = Arc::new(AlBroker(transport.clone()));
+            let running = distribuido::start(&config, Arc::new(transport), publicador).await?;
+            println!("Alpes Partners orchestrator listening on http://{}", running.addr);
+            daemon::shutdown_signal().await;
+            running.stop().await;
+            Ok(())
+        }
+        Mode::Env => {
+            for variable in orchestrator::distribuido::Config::variables() {
+                println!("{variable}");
+            }
             Ok(())
         }
     }

@@ -202,6 +202,11 @@ impl Engine {
         &self.store
     }
 
+    /// The transport this engine sends commands on.
+    pub fn transport(&self) -> &Arc<dyn Transport> {
+        &self.transport
+    }
+
     /// The configuration.
     pub fn config(&self) -> &EngineConfig {
         &self.config

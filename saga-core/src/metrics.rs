@@ -17,6 +17,12 @@
 //! | `sagas_stuck` | gauge | | sagas waiting for an operator |
 //! | `saga_oldest_unfinished_age_seconds` | gauge | | age of the oldest saga not in a final state |
 //! | `participant_commands_total` | counter | participant, kind, disposition, outcome | commands a participant handled |
+//! | `transport_messages_published_total` | counter | transport, topic | messages the broker (or queue) accepted |
+//! | `transport_messages_consumed_total` | counter | transport, topic | messages handed to the application |
+//! | `transport_messages_redelivered_total` | counter | transport, topic | of those, deliveries of a message seen before (after a nack, a crash, a lost ack) |
+//! | `transport_messages_dead_lettered_total` | counter | transport, topic | messages moved to the dead-letter topic (topic = where they came from) |
+//! | `transport_send_retries_total` | counter | transport, topic | send attempts after a failed or timed-out one |
+//! | `transport_send_failures_total` | counter | transport, topic | sends that gave up |
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -114,5 +120,44 @@ pub async fn poll_store_gauges(store: Arc<dyn SagaStore>, every: Duration) {
             }
             Err(e) => tracing::warn!(error = %e, "saga gauges not updated"),
         }
+    }
+}
+
+/// Transport metrics: both transports record the same names, labelled by transport (`pulsar`,
+/// `in_process`) and topic (for Pulsar the full topic name; for the in-process transport the
+/// address). Topics are a small fixed set per deployment.
+pub mod transport {
+    use metrics::counter;
+
+    /// A message the broker (or queue) accepted.
+    pub fn published(transport: &'static str, topic: &str) {
+        counter!("transport_messages_published_total", "transport" => transport, "topic" => topic.to_owned())
+            .increment(1);
+    }
+
+    /// A message handed to the application; `redelivered` when this receiver saw it before.
+    pub fn consumed(transport: &'static str, topic: &str, redelivered: bool) {
+        counter!("transport_messages_consumed_total", "transport" => transport, "topic" => topic.to_owned())
+            .increment(1);
+        if redelivered {
+            counter!("transport_messages_redelivered_total", "transport" => transport, "topic" => topic.to_owned())
+                .increment(1);
+        }
+    }
+
+    /// A message moved from `topic` to its dead-letter topic.
+    pub fn dead_lettered(transport: &'static str, topic: &str) {
+        counter!("transport_messages_dead_lettered_total", "transport" => transport, "topic" => topic.to_owned())
+            .increment(1);
+    }
+
+    /// A send attempt after a failed one.
+    pub fn send_retried(transport: &'static str, topic: &str) {
+        counter!("transport_send_retries_total", "transport" => transport, "topic" => topic.to_owned()).increment(1);
+    }
+
+    /// A send that gave up.
+    pub fn send_failed(transport: &'static str, topic: &str) {
+        counter!("transport_send_failures_total", "transport" => transport, "topic" => topic.to_owned()).increment(1);
     }
 }

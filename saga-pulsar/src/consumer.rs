@@ -71,6 +71,7 @@ impl Context {
         match published {
             Ok(()) => {
                 Counters::bump(&self.publisher.counters.dead_lettered);
+                saga_core::metrics::transport::dead_lettered(crate::TRANSPORT, &self.topic);
                 self.ops.send(Settle::Ack(id)).map_err(|_| TransportError::Closed)
             }
             Err(e) => {
@@ -320,6 +321,7 @@ impl<M: Send + 'static> Worker<M> {
         match (self.decode)(&payload) {
             Ok(decoded) => {
                 let redeliveries = self.redeliveries.get(&position(&id)).copied().unwrap_or(0);
+                saga_core::metrics::transport::consumed(crate::TRANSPORT, &self.context.topic, redeliveries > 0);
                 let acker = PulsarAck { id, payload, properties, context: self.context.clone(), settled: false };
                 Some(Delivery::new(decoded, redeliveries, Box::new(acker)))
             }

@@ -27,7 +27,9 @@ mod wire;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use saga_core::transport::codec::Codec;
+use std::collections::HashMap;
+
+use saga_core::transport::codec::{Codec, WireSchema};
 use saga_core::transport::{Command, Receiver, Reply, Transport, TransportError};
 
 pub use config::{Connections, PulsarConfig, DEAD_LETTER_SUBSCRIPTION, DEAD_LETTER_SUFFIX};
@@ -36,6 +38,12 @@ pub use wire::property;
 
 use publisher::Publisher;
 use stats::Counters;
+
+/// The `transport` label of this transport's metrics (saga_core::metrics::transport).
+pub(crate) const TRANSPORT: &str = "pulsar";
+
+/// How long [`Transport::ready`] waits for the broker's answer.
+const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Commands and replies over Apache Pulsar. Cheap to clone; clones share producers and counters.
 #[derive(Clone)]
@@ -60,6 +68,19 @@ impl PulsarTransport {
     /// dead letters).
     pub fn stats(&self) -> TransportStats {
         self.publisher.counters.snapshot()
+    }
+
+    /// Publishes a message that is neither a command nor a reply (an integration event) to
+    /// `address`, with `schema` attached when given, and the same guarantees as a command: it
+    /// returns once the broker has persisted it, resending the same bytes on failure.
+    pub async fn publish(
+        &self,
+        address: &str,
+        schema: Option<&WireSchema>,
+        payload: Vec<u8>,
+        properties: HashMap<String, String>,
+    ) -> Result<(), TransportError> {
+        self.publisher.publish(&self.config().topic(address), schema, payload, properties).await
     }
 }
 
@@ -93,5 +114,29 @@ impl Transport for PulsarTransport {
         let own = address.to_owned();
         let decode = Box::new(move |bytes: &[u8]| codec.decode_reply(&own, bytes).map_err(|e| e.0));
         consumer::subscribe(self.publisher.clone(), address, decode).await
+    }
+
+    /// Asks the broker for the topics of the configured namespace: it answers only if it is up
+    /// and the namespace exists.
+    async fn ready(&self) -> Result<(), TransportError> {
+        let namespace = format!("{}/{}", self.config().tenant, self.config().namespace);
+        let ask = async {
+            let client = self.publisher.client().await?;
+            client
+                .get_topics_of_namespace(
+                    namespace.clone(),
+                    pulsar::message::proto::command_get_topics_of_namespace::Mode::Persistent,
+                )
+                .await
+                .map_err(|e| TransportError::Unavailable(format!("namespace {namespace}: {e}")))
+        };
+        match tokio::time::timeout(READY_TIMEOUT, ask).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(TransportError::Unavailable(format!(
+                "no answer from {} within {READY_TIMEOUT:?}",
+                self.config().url
+            ))),
+        }
     }
 }

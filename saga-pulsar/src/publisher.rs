@@ -9,6 +9,7 @@ use std::time::Duration;
 use pulsar::consumer::InitialPosition;
 use pulsar::producer::Message;
 use pulsar::{ConsumerOptions, OperationRetryOptions, Producer, ProducerOptions, Pulsar, SubType, TokioExecutor};
+use saga_core::metrics::transport as transport_metrics;
 use saga_core::transport::codec::WireSchema;
 use saga_core::transport::TransportError;
 use tracing::{debug, warn};
@@ -17,6 +18,7 @@ use crate::config::PulsarConfig;
 use crate::config::DEAD_LETTER_SUBSCRIPTION;
 use crate::stats::Counters;
 use crate::wire::{pulsar_schema, Raw};
+use crate::TRANSPORT;
 
 type Client = Pulsar<TokioExecutor>;
 type Slot = Arc<CachedProducer>;
@@ -221,6 +223,7 @@ impl Publisher {
         for attempt in 0..attempts {
             if attempt > 0 {
                 Counters::bump(&self.counters.send_retries);
+                transport_metrics::send_retried(TRANSPORT, topic);
                 tokio::time::sleep(self.config.backoff(attempt)).await;
             }
             let message = Message { payload: payload.clone(), properties: properties.clone(), ..Message::default() };
@@ -230,10 +233,12 @@ impl Publisher {
             let error = match outcome {
                 Ok(Ok(())) => {
                     Counters::bump(&self.counters.published);
+                    transport_metrics::published(TRANSPORT, topic);
                     return Ok(());
                 }
                 Ok(Err(AttemptError::Permanent(e))) => {
                     Counters::bump(&self.counters.send_failures);
+                    transport_metrics::send_failed(TRANSPORT, topic);
                     return Err(e);
                 }
                 Ok(Err(AttemptError::Retry(e))) => e,
@@ -244,6 +249,7 @@ impl Publisher {
             last = error;
         }
         Counters::bump(&self.counters.send_failures);
+        transport_metrics::send_failed(TRANSPORT, topic);
         Err(TransportError::Unavailable(format!("{topic}: not sent after {attempts} attempts: {last}")))
     }
 }

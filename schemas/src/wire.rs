@@ -73,7 +73,21 @@ fn schema_of<T: AvroMessage>() -> WireSchema {
     WireSchema { kind: SchemaKind::Avro, definition: ParsedSchema::of::<T>().json().to_owned() }
 }
 
+/// CrearCampaña's steps, in order, with the record each action's success carries on
+/// `respuestas.afiliaciones`: part of the message contract, shared by the orchestrator (which
+/// names its steps by it) and the workers (which encode their replies by it).
+pub const PASOS_CREAR_CAMPANA: [(&str, &str); 3] = [
+    ("reservar_presupuesto", "PresupuestoReservado"),
+    ("reservar_influencers", "InfluencersReservados"),
+    ("abrir_tracking", "TrackingAbierto"),
+];
+
 impl AvroCodec {
+    /// The codec of CrearCampaña's topics.
+    pub fn crear_campana() -> Self {
+        Self::new(PASOS_CREAR_CAMPANA)
+    }
+
     /// A codec whose action outputs are named by `action_outputs`: (step name, output record),
     /// for example `("reservar_presupuesto", "PresupuestoReservado")`.
     pub fn new<S: Into<String>>(action_outputs: impl IntoIterator<Item = (S, &'static str)>) -> Self {

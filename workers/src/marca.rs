@@ -48,6 +48,9 @@ pub struct MarcaSeed {
     pub presupuesto_disponible_centavos: i64,
 }
 
+/// The brands seeded when no file is given: `workers/seed/marcas.json`.
+pub const MARCAS_POR_DEFECTO: &str = include_str!("../seed/marcas.json");
+
 /// The marca business rules.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Marca;
@@ -130,12 +133,13 @@ macro_rules! marca_for {
                 output(&CompensacionConfirmada { lapida: false })
             }
 
-            /// Inserts or updates brands (the seed file's content).
+            /// Inserts the brands not yet known (the seed file's content). A brand already in the
+            /// database keeps its state: re-seeding on every start must not undo reservations.
             pub async fn $seed(pool: &sqlx::Pool<$db>, marcas: &[MarcaSeed]) -> Result<(), sqlx::Error> {
                 for m in marcas {
                     sqlx::query(
                         "INSERT INTO marca (id_marca, nombre, activa, presupuesto_disponible_centavos) VALUES ($1, $2, $3, $4) \
-                         ON CONFLICT (id_marca) DO UPDATE SET nombre = $2, activa = $3, presupuesto_disponible_centavos = $4",
+                         ON CONFLICT (id_marca) DO NOTHING",
                     )
                     .bind(m.id_marca)
                     .bind(&m.nombre)

@@ -32,13 +32,83 @@ pub enum Servicio {
 }
 
 impl Servicio {
-    /// The default command topic.
+    /// The service's name, as the command line and the default subscription spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Servicio::Marca => "marca",
+            Servicio::Influencer => "influencer",
+            Servicio::Tracking => "tracking",
+        }
+    }
+
+    /// The command topic (part of the message contract: one Avro envelope per topic).
     pub fn topic(self) -> &'static str {
         match self {
             Servicio::Marca => "comandos.marca",
             Servicio::Influencer => "comandos.influencer",
             Servicio::Tracking => "comandos.tracking",
         }
+    }
+}
+
+/// A worker daemon's configuration: defaults (per service), then a TOML file, then `ALPES__…`
+/// environment variables (daemon::configuracion).
+#[derive(Clone, Debug, serde::Deserialize)]
+pub struct Config {
+    /// Where its HTTP server (`/health`, `/metrics`, tracking's event intake) listens.
+    pub http: SocketAddr,
+    /// Its own PostgreSQL database. A secret: never printed.
+    pub database_url: daemon::Secreto,
+    /// The broker.
+    pub pulsar: daemon::configuracion::Pulsar,
+    /// marca only: a JSON file of brands to seed (a list of [`MarcaSeed`]); without it, the
+    /// built-in `workers/seed/marcas.json`. Seeding adds missing brands and never changes one.
+    #[serde(default)]
+    pub marcas: Option<std::path::PathBuf>,
+}
+
+/// Keys without a default.
+pub const REQUIRED: [&str; 1] = ["database_url"];
+
+impl Config {
+    /// The defaults of a service: HTTP on 127.0.0.1:8001 (marca), 8002 (influencer), 8003
+    /// (tracking); the broker on 127.0.0.1:6650, tenant `alpes`, namespace `afiliaciones`, the
+    /// service's name as subscription.
+    pub fn defaults(servicio: Servicio) -> String {
+        let port = match servicio {
+            Servicio::Marca => 8001,
+            Servicio::Influencer => 8002,
+            Servicio::Tracking => 8003,
+        };
+        format!(
+            "http = \"127.0.0.1:{port}\"\n[pulsar]\nurl = \"pulsar://127.0.0.1:6650\"\ntenant = \"alpes\"\n\
+             namespace = \"afiliaciones\"\nsubscription = \"{}\"\n",
+            servicio.name()
+        )
+    }
+
+    /// Reads the configuration of `servicio`.
+    pub fn load(servicio: Servicio, file: Option<&std::path::Path>) -> anyhow::Result<Self> {
+        daemon::configuracion::cargar(&Self::defaults(servicio), file, &REQUIRED)
+    }
+
+    /// Every environment variable the daemon of `servicio` reads.
+    pub fn variables(servicio: Servicio) -> Vec<String> {
+        let mut keys = REQUIRED.to_vec();
+        if servicio == Servicio::Marca {
+            keys.push("marcas");
+        }
+        // The defaults are built here and parsed by a test.
+        daemon::configuracion::variables(&Self::defaults(servicio), &keys).unwrap_or_default()
+    }
+
+    /// The brands to seed: the file's, or the built-in ones.
+    pub fn marcas(&self) -> anyhow::Result<Vec<MarcaSeed>> {
+        let text = match &self.marcas {
+            Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+            None => marca::MARCAS_POR_DEFECTO.to_owned(),
+        };
+        serde_json::from_str(&text).context("the brands file is not a JSON list of brands")
     }
 }
 
@@ -90,21 +160,27 @@ pub async fn start(
         }
     };
     let mut tareas = Tareas::new();
-    tareas.lanzar_con_parada("participant", serve(handler, transport, topic.clone(), tareas.parada()));
+    tareas.lanzar_con_parada("participant", serve(handler, transport.clone(), topic.clone(), tareas.parada()));
     let health_pool = pool.clone();
+    let health_transport = transport.clone();
     let app = app
         .route(
             "/health",
             get(move || {
                 let pool = health_pool.clone();
+                let transport = health_transport.clone();
                 async move {
-                    match sqlx::query("SELECT 1").execute(&pool).await {
-                        Ok(_) => (axum::http::StatusCode::OK, Json(json!({ "status": "ok", "database": "ok" }))),
-                        Err(_) => (
-                            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                            Json(json!({ "status": "degraded", "database": "unreachable" })),
-                        ),
-                    }
+                    let (database, broker) = tokio::join!(sqlx::query("SELECT 1").execute(&pool), transport.ready());
+                    let word = |ok: bool| if ok { "ok" } else { "unreachable" };
+                    let ready = database.is_ok() && broker.is_ok();
+                    let status =
+                        if ready { axum::http::StatusCode::OK } else { axum::http::StatusCode::SERVICE_UNAVAILABLE };
+                    let body = json!({
+                        "status": if ready { "ok" } else { "degraded" },
+                        "database": word(database.is_ok()),
+                        "broker": word(broker.is_ok()),
+                    });
+                    (status, Json(body))
                 }
             }),
         )
@@ -117,4 +193,35 @@ pub async fn start(
     );
     info!(?servicio, %addr, topic, "worker ready");
     Ok(Running { addr, tareas })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_service_lists_its_variables() {
+        for servicio in [Servicio::Marca, Servicio::Influencer, Servicio::Tracking] {
+            let vars = Config::variables(servicio);
+            for v in ["ALPES__DATABASE_URL", "ALPES__HTTP", "ALPES__PULSAR__URL", "ALPES__PULSAR__SUBSCRIPTION"] {
+                assert!(vars.iter().any(|x| x == v), "{servicio:?} lacks {v}: {vars:?}");
+            }
+            assert_eq!(vars.iter().any(|x| x == "ALPES__MARCAS"), servicio == Servicio::Marca);
+        }
+        let seeds = Config {
+            http: "127.0.0.1:1".parse().unwrap(),
+            database_url: daemon::Secreto::new("x"),
+            pulsar: daemon::configuracion::Pulsar {
+                url: "u".into(),
+                tenant: "t".into(),
+                namespace: "n".into(),
+                subscription: "s".into(),
+            },
+            marcas: None,
+        }
+        .marcas()
+        .unwrap();
+        assert!(seeds.len() >= 2, "{seeds:?}");
+    }
 }

@@ -24,6 +24,7 @@ pub struct DeadLetter<M> {
 }
 
 struct Queue<M> {
+    address: String,
     state: Mutex<QueueState<M>>,
     notify: Notify,
 }
@@ -35,8 +36,9 @@ struct QueueState<M> {
 }
 
 impl<M> Queue<M> {
-    fn new() -> Self {
+    fn new(address: &str) -> Self {
         Self {
+            address: address.to_owned(),
             state: Mutex::new(QueueState { ready: VecDeque::new(), dead: Vec::new(), closed: false }),
             notify: Notify::new(),
         }
@@ -49,6 +51,7 @@ impl<M> Queue<M> {
 
     fn push_back(&self, message: M) {
         self.lock().ready.push_back((message, 0));
+        crate::metrics::transport::published(TRANSPORT, &self.address);
         self.notify.notify_one();
     }
 
@@ -57,6 +60,9 @@ impl<M> Queue<M> {
         self.notify.notify_one();
     }
 }
+
+/// The `transport` label of this transport's metrics.
+const TRANSPORT: &str = "in_process";
 
 type Queues<M> = Mutex<HashMap<String, Arc<Queue<M>>>>;
 
@@ -74,7 +80,7 @@ struct Inner {
 
 fn queue<M>(queues: &Queues<M>, address: &str) -> Arc<Queue<M>> {
     let mut map = queues.lock().unwrap_or_else(|e| e.into_inner());
-    map.entry(address.to_owned()).or_insert_with(|| Arc::new(Queue::new())).clone()
+    map.entry(address.to_owned()).or_insert_with(|| Arc::new(Queue::new(address))).clone()
 }
 
 impl InProcessTransport {
@@ -145,6 +151,7 @@ impl<M: Clone + Send + 'static> Receiver<M> for QueueReceiver<M> {
             {
                 let mut state = self.queue.lock();
                 if let Some((message, redeliveries)) = state.ready.pop_front() {
+                    crate::metrics::transport::consumed(TRANSPORT, &self.queue.address, redeliveries > 0);
                     let acker = QueueAck { queue: self.queue.clone(), message: Some(message.clone()), redeliveries };
                     return Ok(Delivery::new(message, redeliveries, Box::new(acker)));
                 }
@@ -181,6 +188,7 @@ impl<M: Send + 'static> Acknowledge for QueueAck<M> {
     async fn dead_letter(mut self: Box<Self>, reason: &str) -> Result<(), TransportError> {
         if let Some(message) = self.message.take() {
             self.queue.lock().dead.push(DeadLetter { message, reason: reason.to_owned() });
+            crate::metrics::transport::dead_lettered(TRANSPORT, &self.queue.address);
         }
         Ok(())
     }

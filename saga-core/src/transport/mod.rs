@@ -180,4 +180,9 @@ pub trait Transport: Send + Sync + 'static {
     async fn commands(&self, participant: &str) -> Result<Box<dyn Receiver<Command>>, TransportError>;
     /// Subscribes to the replies sent to `address`.
     async fn replies(&self, address: &str) -> Result<Box<dyn Receiver<Reply>>, TransportError>;
+    /// Whether the transport can reach its broker now (for a readiness probe). An in-process
+    /// transport always can.
+    async fn ready(&self) -> Result<(), TransportError> {
+        Ok(())
+    }
 }
