@@ -264,6 +264,10 @@ setup_namespace() {
   expect_status "set isAllowAutoUpdateSchema on $ns" 204
   http POST "$base/schemaValidationEnforced" "$SCHEMA_VALIDATION_ENFORCED"
   expect_status "set schemaValidationEnforced on $ns" 204
+  # Keep messages without a subscription for a while (as docker-compose's pulsar-init does), so
+  # commands published before a worker first subscribes wait for it.
+  http POST "$base/retention" '{"retentionTimeInMinutes":60,"retentionSizeInMB":512}'
+  expect_status "set retention on $ns" 204
   # Read back what the broker holds.
   http GET "$base/schemaCompatibilityStrategy"
   [[ "$HTTP_BODY" == *"$SCHEMA_COMPAT"* ]] || die "namespace $ns: schemaCompatibilityStrategy is '$HTTP_BODY'"

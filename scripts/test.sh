@@ -9,7 +9,10 @@
 # - installs protoc (Debian) and the Python test clients (PyPI) if missing, fetches and starts a
 #   real Apache Pulsar standalone on 127.0.0.1 (scripts/pulsar.sh, jars cached in
 #   ~/.cache/alpes), runs its smoke test; stops it at the end if it started it;
-# - runs clippy (warnings are errors) when clippy is installed, then `cargo test --workspace`.
+# - builds every binary with every feature (the distributed daemons need `pulsar`), validates
+#   docker-compose.yml against them (scripts/compose_check.sh: installs docker-compose from
+#   Debian if missing), runs clippy (warnings are errors) when clippy is installed, then
+#   `cargo test --workspace --all-features` (the end-to-end tests run the daemons as processes).
 # Tests that need PostgreSQL read SAGA_TEST_DATABASE_URL, set here; without it they fail with a
 # message saying so (they are never skipped).
 set -euo pipefail
@@ -20,7 +23,7 @@ cd "$ROOT"
 log() { echo "[test] $*" >&2; }
 
 if ! command -v cargo >/dev/null 2>&1; then
-    log "cargo is not installed: install a Rust toolchain (1.88 or newer) first"
+    log "cargo is not installed: install a Rust toolchain (1.89 or newer) first"
     exit 1
 fi
 
@@ -87,15 +90,21 @@ fi
 
 if cargo clippy --version >/dev/null 2>&1; then
     log "clippy"
-    cargo clippy --workspace --all-targets --locked -- -D warnings
+    cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 else
     log "clippy is not installed: lint step not run"
 fi
 
+log "build: every binary, every feature (the end-to-end tests start orchestrator and worker)"
+cargo build --workspace --all-features --bins --locked
+
+log "docker-compose.yml against the binaries"
+ORCHESTRATOR_BIN="$ROOT/target/debug/orchestrator" WORKER_BIN="$ROOT/target/debug/worker" scripts/compose_check.sh
+
 log "cargo test"
 out="$(mktemp)"
 status=0
-cargo test --workspace --locked "$@" 2>&1 | tee "$out" || status=$?
+cargo test --workspace --all-features --locked "$@" 2>&1 | tee "$out" || status=$?
 # One closing line over every test binary (cargo prints one per binary, the last being doc-tests).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "%d passed, %d failed\n", p, f }' "$out"

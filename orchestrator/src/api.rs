@@ -125,7 +125,7 @@ fn aceptada(c: &Campana) -> Value {
         (status = 202, description = "Accepted: the saga started", body = crate::openapi::Aceptada),
         (status = 400, description = "Not JSON, or a bad Idempotency-Key", body = crate::openapi::Error),
         (status = 413, description = "Body over 256 KiB"),
-        (status = 422, description = "Every field error", body = crate::openapi::Errores),
+        (status = 422, description = "Every field error; or the Idempotency-Key was used with another request", body = crate::openapi::Errores),
         (status = 503, description = "The database does not answer", body = crate::openapi::Error)))]
 pub(crate) async fn crear_campana(
     State(s): State<AppState>,
@@ -154,7 +154,22 @@ pub(crate) async fn crear_campana(
     let creada =
         s.vista.crear(&campana, saga_id, clave.as_deref()).await.map_err(|e| ApiError::internal("campaign view", e))?;
     let campana = match creada {
-        Creada::Existente(c) => *c,
+        Creada::Existente(c) => {
+            // A retry carries the same request; the same key on another request is a client
+            // bug that must not silently answer for a campaign the client did not ask for.
+            let mut pedida = campana.clone();
+            pedida.id_campana = c.solicitud.id_campana;
+            if pedida != c.solicitud {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    format!(
+                        "la Idempotency-Key ya se usó con otra solicitud (campaña {}); use otra clave",
+                        c.id_campana
+                    ),
+                ));
+            }
+            *c
+        }
         Creada::Nueva(c) => {
             // If this fails, the campaign stays `pendiente` and the projector's catch-up starts
             // its saga (start is idempotent on the saga id).

@@ -225,6 +225,14 @@ async fn the_same_post_with_the_same_idempotency_key_starts_one_saga() {
     let (s3, third) = api.post("/afiliaciones/campana", &ejemplo(), Some("pedido-43")).await;
     assert_eq!(s3, StatusCode::ACCEPTED);
     assert_ne!(third["id_campana"], first["id_campana"]);
+    // The same key on another request is refused, and starts nothing.
+    let mut otra = ejemplo();
+    otra["presupuesto"] = json!(16000);
+    let (s4, refused) = api.post("/afiliaciones/campana", &otra, Some("pedido-42")).await;
+    assert_eq!(s4, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    assert!(refused["error"].as_str().unwrap().contains("Idempotency-Key"), "{refused}");
+    let (_, sagas) = api.get("/sagas").await;
+    assert_eq!(sagas["sagas"].as_array().unwrap().len(), 2);
     running.stop().await;
 }
 

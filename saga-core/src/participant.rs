@@ -387,12 +387,17 @@ pub async fn serve(
                 }
             };
             let command = delivery.message.clone();
+            // The saga's ids came in the message (properties and envelope): this span continues
+            // the orchestrator's saga/step/attempt in this process's logs.
             let span = tracing::info_span!("command", saga_id = %command.correlation.saga_id,
-                step = %command.correlation.step_name, attempt = command.correlation.attempt);
+                step = %command.correlation.step_name, attempt = command.correlation.attempt,
+                message_id = %command.correlation.message_id);
             let settled = async {
                 match handler.handle(&command).await {
                     Ok(handled) => {
                         crate::metrics::record_handled(&command, &handled);
+                        info!(kind = command.correlation.kind.as_str(), disposition = ?handled.disposition,
+                            outcome = handled.reply.outcome.label(), "command handled");
                         match transport.send_reply(&command.reply_to, &handled.reply).await {
                             Ok(()) => delivery.ack().await,
                             Err(e) => {
