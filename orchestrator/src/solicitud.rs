@@ -3,7 +3,7 @@
 //! request in one round trip; a valid request becomes the saga's [`CrearCampana`] parameters.
 
 use chrono::NaiveDateTime;
-use schemas::{Centavos, Influencer, Marca};
+use schemas::{Centavos, ImporteInvalido, Influencer, Marca};
 use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
@@ -105,18 +105,17 @@ pub fn validar(body: &Value, id_campana: Uuid) -> Result<CrearCampana, Vec<Error
                 c.fail("presupuesto", "debe ser mayor que cero");
                 None
             }
-            Some(v) => {
-                let centavos = (v * 100.0).round();
-                if (v * 100.0 - centavos).abs() > 1e-6 {
-                    c.fail("presupuesto", "admite a lo sumo dos decimales");
-                    None
-                } else if centavos > MAX_PRESUPUESTO_CENTAVOS as f64 {
+            Some(v) => match Centavos::from_decimal(v) {
+                Ok(centavos) if centavos.0 <= MAX_PRESUPUESTO_CENTAVOS => Some(centavos),
+                Ok(_) | Err(ImporteInvalido::FueraDeRango) => {
                     c.fail("presupuesto", "es demasiado grande");
                     None
-                } else {
-                    Some(Centavos(centavos as i64))
                 }
-            }
+                Err(ImporteInvalido::DemasiadosDecimales) => {
+                    c.fail("presupuesto", "admite a lo sumo dos decimales");
+                    None
+                }
+            },
             None => {
                 c.fail("presupuesto", "debe ser un número");
                 None

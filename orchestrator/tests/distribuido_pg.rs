@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use orchestrator::distribuido::{self, Config};
 use orchestrator::eventos::AlRegistro;
-use saga_core::log::sql::pg_pool;
+use saga_core::log::sql::{create_database, pg_pool};
 use saga_core::transport::in_process::InProcessTransport;
 use saga_core::transport::Transport;
 use serde_json::{json, Value};
@@ -21,10 +21,7 @@ use workers::servidor::{self, Servicio};
 async fn fresh_database(name: &str) -> String {
     let admin = std::env::var("SAGA_TEST_DATABASE_URL")
         .expect("SAGA_TEST_DATABASE_URL is not set: run scripts/test.sh, which installs and starts PostgreSQL");
-    let db = format!("worker_test_{name}_{}", uuid::Uuid::new_v4().simple());
-    let pool = pg_pool(&admin, 1).await.expect("reach PostgreSQL");
-    sqlx::query(&format!("CREATE DATABASE {db}")).execute(&pool).await.unwrap();
-    format!("{}/{db}", admin.rsplit_once('/').unwrap().0)
+    create_database(&admin, &format!("worker_test_{name}")).await.expect("create a database on PostgreSQL")
 }
 
 fn ejemplo(id_marca: &str) -> Value {

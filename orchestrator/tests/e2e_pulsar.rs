@@ -17,7 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use saga_core::log::sql::pg_pool;
+use saga_core::log::sql::{create_database, pg_pool};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -46,10 +46,7 @@ fn free_port() -> u16 {
 
 async fn fresh_database(name: &str) -> String {
     let admin = env("SAGA_TEST_DATABASE_URL");
-    let db = format!("saga_test_e2e_{name}_{}", Uuid::new_v4().simple());
-    let pool = pg_pool(&admin, 1).await.expect("reach PostgreSQL");
-    sqlx::query(&format!("CREATE DATABASE {db}")).execute(&pool).await.unwrap();
-    format!("{}/{db}", admin.rsplit_once('/').unwrap().0)
+    create_database(&admin, &format!("saga_test_e2e_{name}")).await.expect("create a database on PostgreSQL")
 }
 
 /// A namespace of its own under the `alpes` tenant, keeping messages an hour even without a
@@ -598,4 +595,37 @@ async fn the_same_post_with_the_same_idempotency_key_starts_one_saga() {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
     let (_, sagas) = stack.get("/sagas").await;
     assert_eq!(sagas["sagas"].as_array().unwrap().len(), 1, "{sagas}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_on_a_command_topic_is_dead_lettered_and_the_worker_goes_on() {
+    let stack = Stack::start().await;
+    let config = saga_pulsar::PulsarConfig::new(env("SAGA_TEST_PULSAR_URL"), "alpes", &stack.namespace, "e2e");
+    let raw = saga_pulsar::PulsarTransport::new(config, std::sync::Arc::new(schemas::AvroCodec::crear_campana()));
+    let properties = HashMap::from([("saga_id".to_owned(), "00000000-0000-0000-0000-000000000042".to_owned())]);
+    raw.publish("comandos.marca", None, b"\x00\x01not avro".to_vec(), properties).await.unwrap();
+
+    // marca keeps serving: a campaign completes after the poison.
+    let (_, accepted) = stack.post(&ejemplo(15000), None).await;
+    let c = stack.settled(accepted["id_campana"].as_str().unwrap()).await;
+    assert_eq!(c["estado"], "activa", "{c}");
+
+    // The poison is on comandos.marca.dlq, byte for byte, with the reason.
+    let admin = env("SAGA_TEST_PULSAR_ADMIN_URL");
+    let url = format!(
+        "{admin}/admin/v2/persistent/alpes/{}/comandos.marca.dlq/examinemessage?initialPosition=earliest&messagePosition=1",
+        stack.namespace
+    );
+    let res = stack.http.get(url).send().await.unwrap();
+    assert!(res.status().is_success(), "nothing on comandos.marca.dlq: {}", res.status());
+    let reason = res.headers()["X-Pulsar-PROPERTY-dead_letter_reason"].to_str().unwrap().to_owned();
+    assert!(reason.starts_with("undecodable"), "{reason}");
+    assert_eq!(res.bytes().await.unwrap().as_ref(), b"\x00\x01not avro");
+    let metrics = reqwest::get(format!("{}/metrics", stack.marca.url())).await.unwrap().text().await.unwrap();
+    let topic = format!("persistent://alpes/{}/comandos.marca", stack.namespace);
+    assert!(
+        metrics
+            .contains(&format!("transport_messages_dead_lettered_total{{transport=\"pulsar\",topic=\"{topic}\"}} 1")),
+        "{metrics}"
+    );
 }

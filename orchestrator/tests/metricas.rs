@@ -79,5 +79,16 @@ async fn counters_move_by_exactly_the_sagas_run() {
     assert_eq!(delta("participant_commands_total", &["participant=\"comandos.marca\"", "kind=\"action\""]), 3.0);
     assert_eq!(delta("participant_commands_total", &["participant=\"comandos.tracking\""]), 2.0);
     assert_eq!(delta("saga_timeouts_total", &[]), 0.0);
+    // The transport, by topic: 3 + 2 + 2 commands sent and consumed, 7 replies; nothing
+    // redelivered or dead-lettered.
+    let transport = |name: &str, topic: &str| delta(name, &["transport=\"in_process\"", &format!("topic=\"{topic}\"")]);
+    assert_eq!(transport("transport_messages_published_total", "comandos.marca"), 3.0, "{after}");
+    assert_eq!(transport("transport_messages_consumed_total", "comandos.marca"), 3.0);
+    assert_eq!(transport("transport_messages_published_total", "comandos.influencer"), 2.0);
+    assert_eq!(transport("transport_messages_published_total", "comandos.tracking"), 2.0);
+    assert_eq!(transport("transport_messages_published_total", "respuestas.afiliaciones"), 7.0);
+    assert_eq!(transport("transport_messages_consumed_total", "respuestas.afiliaciones"), 7.0);
+    assert_eq!(delta("transport_messages_redelivered_total", &[]), 0.0);
+    assert_eq!(delta("transport_messages_dead_lettered_total", &[]), 0.0);
     running.stop().await;
 }

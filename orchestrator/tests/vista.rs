@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use orchestrator::crear_campana::CrearCampana;
 use orchestrator::vista::{Creada, Estado, Final, PgVista, SqliteVista, Vista};
-use saga_core::log::sql::{pg_pool, sqlite_pool};
+use saga_core::log::sql::{create_database, pg_pool, sqlite_pool};
 use saga_core::SagaId;
 use schemas::{Centavos, Evento, EventoCampana, Marca};
 use serde_json::json;
@@ -17,10 +17,8 @@ use uuid::Uuid;
 async fn postgres() -> Arc<dyn Vista> {
     let admin = std::env::var("SAGA_TEST_DATABASE_URL")
         .expect("SAGA_TEST_DATABASE_URL is not set: run scripts/test.sh, which installs and starts PostgreSQL");
-    let name = format!("vista_test_{}", Uuid::new_v4().simple());
-    let admin_pool = pg_pool(&admin, 1).await.expect("reach PostgreSQL");
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin_pool).await.unwrap();
-    let pool = pg_pool(&format!("{}/{name}", admin.rsplit_once('/').unwrap().0), 5).await.unwrap();
+    let url = create_database(&admin, "vista_test").await.expect("create a database on PostgreSQL");
+    let pool = pg_pool(&url, 5).await.unwrap();
     Arc::new(PgVista::new(pool).await.unwrap())
 }
 

@@ -157,12 +157,12 @@ fn main() {
         let admin = std::env::var("SAGA_BENCH_DATABASE_URL").or_else(|_| std::env::var("SAGA_TEST_DATABASE_URL"));
         match admin {
             Ok(admin) => {
-                let name = format!("saga_bench_{}", uuid::Uuid::new_v4().simple());
-                let pool = saga_core::log::sql::pg_pool(&admin, 1).await.expect("postgres admin");
-                sqlx::query(&format!("CREATE DATABASE {name}")).execute(&pool).await.expect("create database");
-                let url = format!("{}/{name}", admin.rsplit_once('/').expect("url with database").0);
+                let url = saga_core::log::sql::create_database(&admin, "saga_bench").await.expect("create database");
                 let pg = PgStore::connect(&url).await.expect("postgres");
                 measure("postgres", Arc::new(pg), sagas, concurrency).await;
+                let options: sqlx::postgres::PgConnectOptions = url.parse().expect("database URL");
+                let name = options.get_database().expect("database name");
+                let pool = saga_core::log::sql::pg_pool(&admin, 1).await.expect("postgres admin");
                 sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)")).execute(&pool).await.expect("drop database");
             }
             Err(_) => println!("postgres    not measured: set SAGA_BENCH_DATABASE_URL (scripts/postgres.sh url)"),

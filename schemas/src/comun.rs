@@ -14,6 +14,43 @@ use crate::codec::avro_message;
 #[serde(transparent)]
 pub struct Centavos(pub i64);
 
+impl Centavos {
+    /// The amount `value`, in currency units with at most two decimals (a JSON number such as
+    /// `15000`, `99.99` or `-5.5`), in centavos: `15000.10` is `Centavos(1_500_010)`.
+    ///
+    /// The decimals counted are those of the shortest decimal that reads back as `value`, the
+    /// number as a JSON text wrote it: `15000.10` has one (`15000.1`) even though the binary
+    /// float is not exactly that, and the result is exact, never a product rounded in floating
+    /// point. `10.005` has three and is refused, as is `0.1 + 0.2` (`0.30000000000000004`).
+    /// The sign is kept; callers that want a positive or bounded amount check it on the result.
+    pub fn from_decimal(value: f64) -> Result<Centavos, ImporteInvalido> {
+        if !value.is_finite() {
+            return Err(ImporteInvalido::FueraDeRango);
+        }
+        // `Display` of an `f64` is the shortest round-trip decimal, without exponent.
+        let text = value.abs().to_string();
+        let (units, fraction) = text.split_once('.').unwrap_or((&text, ""));
+        if fraction.len() > 2 {
+            return Err(ImporteInvalido::DemasiadosDecimales);
+        }
+        let units: i64 = units.parse().map_err(|_| ImporteInvalido::FueraDeRango)?;
+        let cents: i64 = format!("{fraction:0<2}").parse().map_err(|_| ImporteInvalido::FueraDeRango)?;
+        let total = units.checked_mul(100).and_then(|c| c.checked_add(cents)).ok_or(ImporteInvalido::FueraDeRango)?;
+        Ok(Centavos(if value < 0.0 { -total } else { total }))
+    }
+}
+
+/// Why [`Centavos::from_decimal`] refused an amount.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ImporteInvalido {
+    /// More than two decimals: not a whole number of centavos.
+    #[error("the amount has more than two decimals")]
+    DemasiadosDecimales,
+    /// Not finite, or too large for an `i64` of centavos.
+    #[error("the amount does not fit in 64-bit centavos")]
+    FueraDeRango,
+}
+
 /// Whether a command runs a step's action or its compensation (`TipoPaso.avsc`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -70,3 +107,64 @@ pub struct Influencer {
 }
 
 avro_message!(TipoPaso, Correlacion, Marca, Influencer);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_with_at_most_two_decimals_become_centavos() {
+        let ok = |v: f64| Centavos::from_decimal(v).map(|c| c.0);
+        assert_eq!(ok(15000.0), Ok(1_500_000));
+        assert_eq!(ok(0.0), Ok(0));
+        assert_eq!(ok(-0.0), Ok(0));
+        assert_eq!(ok(99.99), Ok(9_999));
+        assert_eq!(ok(0.01), Ok(1));
+        assert_eq!(ok(49.9), Ok(4_990));
+        // Binary floats that are not exactly their decimal: 0.29 * 100.0 is 28.999999999999996.
+        assert_eq!(ok(15000.10), Ok(1_500_010));
+        assert_eq!(ok(1.15), Ok(115));
+        assert_eq!(ok(0.29), Ok(29));
+        // Large amounts with cents, where `(v * 100.0).round()` would miss by more than a rounding
+        // tolerance such as 1e-6: 134_244_431.02 * 100.0 is 13424443102.000002.
+        assert_eq!(ok(134_244_431.02), Ok(13_424_443_102));
+        assert_eq!(ok(9_999_999_999.99), Ok(999_999_999_999));
+        assert_eq!(ok(-5.25), Ok(-525));
+        assert_eq!(ok(-0.01), Ok(-1));
+        // The largest i64 of centavos that an f64 of whole units reaches exactly.
+        assert_eq!(ok(2f64.powi(53)), Ok(2i64.pow(53) * 100));
+    }
+
+    #[test]
+    fn more_decimals_and_overflows_are_refused() {
+        let err = |v: f64| Centavos::from_decimal(v).expect_err("refused");
+        assert_eq!(err(10.005), ImporteInvalido::DemasiadosDecimales);
+        assert_eq!(err(0.001), ImporteInvalido::DemasiadosDecimales);
+        assert_eq!(err(-1.234), ImporteInvalido::DemasiadosDecimales);
+        assert_eq!(err(0.1 + 0.2), ImporteInvalido::DemasiadosDecimales);
+        assert_eq!(err(1e-7), ImporteInvalido::DemasiadosDecimales);
+        // i64::MAX centavos is about 9.2e16 units.
+        assert_eq!(err(1e17), ImporteInvalido::FueraDeRango);
+        assert_eq!(err(-1e17), ImporteInvalido::FueraDeRango);
+        assert_eq!(err(1e300), ImporteInvalido::FueraDeRango);
+        assert_eq!(err(f64::MAX), ImporteInvalido::FueraDeRango);
+        assert_eq!(err(f64::INFINITY), ImporteInvalido::FueraDeRango);
+        assert_eq!(err(f64::NEG_INFINITY), ImporteInvalido::FueraDeRango);
+        assert_eq!(err(f64::NAN), ImporteInvalido::FueraDeRango);
+    }
+
+    #[test]
+    fn json_numbers_convert_as_written() {
+        let from_json = |text: &str| {
+            let v: serde_json::Value = serde_json::from_str(text).expect("JSON");
+            Centavos::from_decimal(v.as_f64().expect("number"))
+        };
+        assert_eq!(from_json("15000"), Ok(Centavos(1_500_000)));
+        assert_eq!(from_json("15000.10"), Ok(Centavos(1_500_010)));
+        assert_eq!(from_json("15000.100"), Ok(Centavos(1_500_010)));
+        assert_eq!(from_json("1.5e2"), Ok(Centavos(15_000)));
+        assert_eq!(from_json("-7"), Ok(Centavos(-700)));
+        assert_eq!(from_json("10.005"), Err(ImporteInvalido::DemasiadosDecimales));
+        assert_eq!(from_json("100000000000000000000"), Err(ImporteInvalido::FueraDeRango));
+    }
+}

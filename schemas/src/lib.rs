@@ -30,7 +30,7 @@ pub use comandos::{
     AbrirTracking, CerrarTracking, ComandoInfluencer, ComandoMarca, ComandoTracking, CuerpoInfluencer, CuerpoMarca,
     CuerpoTracking, LiberarInfluencers, LiberarPresupuesto, ReservarInfluencers, ReservarPresupuesto,
 };
-pub use comun::{Centavos, Correlacion, Influencer, Marca, TipoPaso};
+pub use comun::{Centavos, Correlacion, ImporteInvalido, Influencer, Marca, TipoPaso};
 pub use error::SchemaError;
 pub use eventos::{CampanaCreada, CampanaRechazada, Evento, EventoCampana, InfluencerContratado, SolicitudCampana};
 pub use registry::ParsedSchema;

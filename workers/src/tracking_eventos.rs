@@ -12,10 +12,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
+use schemas::Centavos;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sqlx::{PgPool, SqlitePool};
 use uuid::Uuid;
+
+/// A conversion's value is below this many centavos (ten billion in the currency).
+pub const MAX_VALOR_CENTAVOS: i64 = 1_000_000_000_000;
 
 /// The kinds of event tracking counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -227,10 +231,8 @@ pub fn validar(body: &Value) -> Result<Evento, Vec<Value>> {
     };
     let valor_centavos = match body.get("valor") {
         None | Some(Value::Null) => None,
-        Some(Value::Number(n)) => match n.as_f64() {
-            Some(v) if v > 0.0 && v < 1e10 && ((v * 100.0).round() - v * 100.0).abs() < 1e-6 => {
-                Some((v * 100.0).round() as i64)
-            }
+        Some(Value::Number(n)) => match n.as_f64().map(Centavos::from_decimal) {
+            Some(Ok(Centavos(c))) if c > 0 && c < MAX_VALOR_CENTAVOS => Some(c),
             _ => {
                 fail("valor", "debe ser un número positivo con a lo sumo dos decimales");
                 None

@@ -166,6 +166,29 @@ async fn concurrent_campaigns_never_overdraw(w: World) {
     assert_eq!(w.available(w.activa).await, 0);
 }
 
+/// A daemon re-seeds at every start: brands already known keep their state (here, a
+/// reservation's effect on the budget), new brands are added.
+async fn seeding_again_never_undoes_reservations(w: World) {
+    w.send(&w.command(SagaId::new(), StepKind::Action, 1, Uuid::now_v7(), w.activa, 600_000)).await;
+    assert_eq!(w.available(w.activa).await, 400_000);
+    let mut again = vec![
+        MarcaSeed { id_marca: w.activa, nombre: "Nike".into(), activa: true, presupuesto_disponible_centavos: BUDGET },
+        MarcaSeed {
+            id_marca: Uuid::now_v7(),
+            nombre: "Nueva".into(),
+            activa: true,
+            presupuesto_disponible_centavos: 7,
+        },
+    ];
+    match &w.db {
+        Db::Pg(pool) => Marca::seed_postgres(pool, &again).await.unwrap(),
+        Db::Lite(pool) => Marca::seed_sqlite(pool, &again).await.unwrap(),
+    }
+    assert_eq!(w.available(w.activa).await, 400_000, "the seed's budget does not overwrite the live one");
+    let nueva = again.pop().unwrap();
+    assert_eq!(w.available(nueva.id_marca).await, 7, "a new brand is added");
+}
+
 macro_rules! suite {
     ($db:ident) => {
         mod $db {
@@ -186,6 +209,10 @@ macro_rules! suite {
             #[tokio::test]
             async fn a_release_before_the_reservation_leaves_a_tombstone() {
                 super::a_release_before_the_reservation_leaves_a_tombstone($db().await).await
+            }
+            #[tokio::test]
+            async fn seeding_again_never_undoes_reservations() {
+                super::seeding_again_never_undoes_reservations($db().await).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn concurrent_campaigns_never_overdraw() {

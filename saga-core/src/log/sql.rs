@@ -63,6 +63,59 @@ pub async fn pg_pool(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Er
     PgPoolOptions::new().max_connections(max_connections).acquire_timeout(Duration::from_secs(10)).connect(url).await
 }
 
+/// Longest prefix [`create_database`] takes: with `_` and the 32 hex digits of a UUID, the name
+/// fills PostgreSQL's 63-byte identifiers.
+pub const MAX_DATABASE_PREFIX: usize = 30;
+
+/// Creates a database with a unique name, `<prefix>_<uuid>`, on the PostgreSQL server of
+/// `server_url` (connecting with that URL, so its user needs the `CREATEDB` privilege), and
+/// returns the new database's URL: `server_url` with its database name replaced, everything
+/// else (user, host, query parameters) kept. For throwaway databases: tests, benchmarks, trials.
+///
+/// `prefix` is lowercase ASCII letters, digits and `_`, starts with a letter and has at most
+/// [`MAX_DATABASE_PREFIX`] bytes; anything else is refused (`sqlx::Error::Configuration`) before
+/// connecting, as is a URL that is not `scheme://...`.
+pub async fn create_database(server_url: &str, prefix: &str) -> Result<String, sqlx::Error> {
+    let valid = prefix.len() <= MAX_DATABASE_PREFIX
+        && prefix.starts_with(|c: char| c.is_ascii_lowercase())
+        && prefix.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if !valid {
+        return Err(sqlx::Error::Configuration(
+            format!(
+                "database prefix {prefix:?} must be lowercase ASCII letters, digits and _, start with a letter \
+                 and have at most {MAX_DATABASE_PREFIX} bytes"
+            )
+            .into(),
+        ));
+    }
+    let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
+    let url = with_database(server_url, &name)?;
+    let pool = pg_pool(server_url, 1).await?;
+    let created = sqlx::query(&format!("CREATE DATABASE {name}")).execute(&pool).await;
+    pool.close().await;
+    created?;
+    Ok(url)
+}
+
+/// `url` naming the database `name` instead of its own: the path after the authority is replaced,
+/// the query kept. Checked by parsing the result, so a `dbname` query parameter (which would
+/// override the path) is refused rather than silently pointing elsewhere.
+fn with_database(url: &str, name: &str) -> Result<String, sqlx::Error> {
+    let bad = |why: &str| sqlx::Error::Configuration(format!("cannot name a database in the URL: {why}").into());
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| bad("expected scheme://host/database"))?;
+    let (location, query) = match rest.find(['?', '#']) {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let authority = location.split_once('/').map_or(location, |(authority, _)| authority);
+    let new = format!("{scheme}://{authority}/{name}{query}");
+    let options = sqlx::postgres::PgConnectOptions::from_str(&new)?;
+    if options.get_database() != Some(name) {
+        return Err(bad("its query parameters name another database"));
+    }
+    Ok(new)
+}
+
 /// Opens a SQLite pool on a file (created if missing), in WAL mode with `synchronous=FULL` so a
 /// committed transition survives a power cut, and a busy timeout so writers queue instead of
 /// failing. An in-memory URL gets a single connection, since each connection would otherwise
@@ -307,5 +360,38 @@ impl SqliteStore {
         let store = Self::new(sqlite_pool(url).await.map_err(|e| map_err(None, e))?);
         store.migrate().await.map_err(|e| StoreError::Unavailable(e.to_string()))?;
         Ok(store)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_database_name_replaces_the_urls_own() {
+        let with = |url| with_database(url, "saga_test_x").expect("valid URL");
+        assert_eq!(
+            with("postgres://postgres@127.0.0.1:55432/postgres"),
+            "postgres://postgres@127.0.0.1:55432/saga_test_x"
+        );
+        assert_eq!(with("postgres://u:p@db:5432"), "postgres://u:p@db:5432/saga_test_x");
+        assert_eq!(with("postgres://u@db/"), "postgres://u@db/saga_test_x");
+        assert_eq!(with("postgresql://u@db/app?sslmode=disable"), "postgresql://u@db/saga_test_x?sslmode=disable");
+        assert_eq!(
+            with("postgres:///app?host=/var/run/postgresql"),
+            "postgres:///saga_test_x?host=/var/run/postgresql"
+        );
+        assert!(with_database("127.0.0.1:5432/app", "saga_test_x").is_err());
+        assert!(with_database("postgres://u@db/app?dbname=other", "saga_test_x").is_err());
+    }
+
+    #[tokio::test]
+    async fn only_plain_prefixes_are_taken() {
+        let long = "a".repeat(MAX_DATABASE_PREFIX + 1);
+        for prefix in ["", "Saga_test", "saga-test", "1saga", "saga;drop", "saga test", "sagä", long.as_str()] {
+            // Refused before connecting: the URL points nowhere.
+            let e = create_database("postgres://nobody@invalid.invalid/x", prefix).await.expect_err(prefix);
+            assert!(matches!(e, sqlx::Error::Configuration(_)), "{prefix:?}: {e}");
+        }
     }
 }

@@ -423,16 +423,9 @@ pub async fn fresh_pg() -> (PgPool, String) {
              postgres://postgres@127.0.0.1:55432/postgres"
         )
     });
-    let name = format!("saga_test_{}", uuid::Uuid::new_v4().simple());
-    let admin_pool = saga_core::log::sql::pg_pool(&admin, 1)
+    let url = saga_core::log::sql::create_database(&admin, "saga_test")
         .await
-        .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at SAGA_TEST_DATABASE_URL ({admin}): {e}"));
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin_pool).await.expect("create test database");
-    admin_pool.close().await;
-    let url = match admin.rsplit_once('/') {
-        Some((base, _)) => format!("{base}/{name}"),
-        None => panic!("SAGA_TEST_DATABASE_URL must end with a database name"),
-    };
+        .unwrap_or_else(|e| panic!("cannot create a database on PostgreSQL at SAGA_TEST_DATABASE_URL ({admin}): {e}"));
     let pool = saga_core::log::sql::pg_pool(&url, 20).await.expect("connect to test database");
     (pool, url)
 }

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use saga_core::log::sql::{migrate, pg_pool, sqlite_pool};
+use saga_core::log::sql::{create_database, migrate, pg_pool, sqlite_pool};
 use saga_core::participant::{CommandHandler, Handler, PgParticipant, SqliteParticipant};
 use saga_core::transport::{Command, Correlation, Outcome};
 use saga_core::{MessageId, SagaId, StepKind};
@@ -20,10 +20,8 @@ pub enum Db {
 pub async fn fresh_pg() -> sqlx::PgPool {
     let admin = std::env::var("SAGA_TEST_DATABASE_URL")
         .expect("SAGA_TEST_DATABASE_URL is not set: run scripts/test.sh, which installs and starts PostgreSQL");
-    let name = format!("worker_test_{}", Uuid::new_v4().simple());
-    let admin_pool = pg_pool(&admin, 1).await.expect("reach PostgreSQL at SAGA_TEST_DATABASE_URL");
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin_pool).await.unwrap();
-    pg_pool(&format!("{}/{name}", admin.rsplit_once('/').unwrap().0), 20).await.unwrap()
+    let url = create_database(&admin, "worker_test").await.expect("create a database at SAGA_TEST_DATABASE_URL");
+    pg_pool(&url, 20).await.unwrap()
 }
 
 pub async fn fresh_sqlite() -> sqlx::SqlitePool {
