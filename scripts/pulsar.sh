@@ -264,8 +264,9 @@ setup_namespace() {
   expect_status "set isAllowAutoUpdateSchema on $ns" 204
   http POST "$base/schemaValidationEnforced" "$SCHEMA_VALIDATION_ENFORCED"
   expect_status "set schemaValidationEnforced on $ns" 204
-  # Keep messages without a subscription for a while (as docker-compose's pulsar-init does), so
-  # commands published before a worker first subscribes wait for it.
+  # Keep messages for a while even once acknowledged or without a subscription (as docker-compose's
+  # pulsar-init does): the integration events on eventos.campanas, which no daemon subscribes to,
+  # stay readable by a consumer that subscribes later, and by an operator.
   http POST "$base/retention" '{"retentionTimeInMinutes":60,"retentionSizeInMB":512}'
   expect_status "set retention on $ns" 204
   # Read back what the broker holds.

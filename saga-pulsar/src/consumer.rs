@@ -250,10 +250,14 @@ impl<M: Send + 'static> Worker<M> {
             Connections::Separate => connect(config, CONSUMER_OPERATION_TIMEOUT).await?,
             Connections::Shared => publisher.client().await?,
         };
-        // Earliest: a subscription made for the first time reads what the topic still holds,
-        // rather than only what comes after it.
+        // Latest: a subscription made for the first time starts at the end of the topic. With
+        // Earliest, a new deployment (fresh databases) on a namespace with retention replays the
+        // commands of sagas it has never heard of and applies their effects, which nothing then
+        // compensates (seen here). A command sent before its worker first subscribed is resent
+        // by the orchestrator's step timeout instead. An existing subscription resumes where it
+        // left off either way.
         let options = ConsumerOptions::default()
-            .with_initial_position(InitialPosition::Earliest)
+            .with_initial_position(InitialPosition::Latest)
             .with_receiver_queue_size(config.prefetch.max(1));
         client
             .consumer()

@@ -1,0 +1,96 @@
+//! CrearCampaña in the distributed mode, measured: the `orchestrator` and three `worker`
+//! processes, each with its own PostgreSQL database, over a real Apache Pulsar (the same stack
+//! as the end-to-end tests). Starts `SAGAS` campaigns (default 400) through the HTTP API from
+//! `CONCURRENCY` clients (default 16), waits until every one has ended, and prints throughput
+//! and the start-to-end duration of the sagas, as the saga log recorded them.
+//!
+//! ```sh
+//! scripts/postgres.sh start && scripts/pulsar.sh start
+//! SAGA_TEST_DATABASE_URL=$(scripts/postgres.sh url) SAGA_TEST_PULSAR_URL=pulsar://127.0.0.1:6650 \
+//!   SAGA_TEST_PULSAR_ADMIN_URL=http://127.0.0.1:8080 cargo bench -p orchestrator --features pulsar --bench distribuido
+//! ```
+
+#![allow(clippy::unwrap_used)]
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use common::{ejemplo, Stack};
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let sagas = env_or("SAGAS", 400);
+    let concurrency = env_or("CONCURRENCY", 16);
+    let stack = Arc::new(Stack::start().await);
+    // Warm-up: producers, consumers and connection pools exist before the clock starts.
+    for _ in 0..5 {
+        let (_, a) = stack.post(&ejemplo(1), None).await;
+        stack.settled(a["id_campana"].as_str().unwrap()).await;
+    }
+
+    let next = Arc::new(AtomicUsize::new(0));
+    let wall = Instant::now();
+    let mut clients = Vec::new();
+    for _ in 0..concurrency {
+        let (stack, next) = (stack.clone(), next.clone());
+        clients.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            while next.fetch_add(1, Ordering::Relaxed) < sagas {
+                let (status, a) = stack.post(&ejemplo(1), None).await;
+                assert!(status.is_success(), "{a}");
+                mine.push((a["id_campana"].as_str().unwrap().to_owned(), a["saga_id"].as_str().unwrap().to_owned()));
+            }
+            mine
+        }));
+    }
+    let mut started = Vec::new();
+    for c in clients {
+        started.extend(c.await.unwrap());
+    }
+    let posted = wall.elapsed();
+    for (id, _) in &started {
+        stack.settled(id).await;
+    }
+    let mut durations = Vec::new();
+    let (mut first, mut last): (Option<DateTime<Utc>>, Option<DateTime<Utc>>) = (None, None);
+    let mut completed = 0;
+    for (_, saga) in &started {
+        let (_, s) = stack.get(&format!("/sagas/{saga}")).await;
+        let s = &s["saga"];
+        completed += usize::from(s["status"] == "completed");
+        let created: DateTime<Utc> = s["created_at"].as_str().unwrap().parse().unwrap();
+        let updated: DateTime<Utc> = s["updated_at"].as_str().unwrap().parse().unwrap();
+        durations.push((updated - created).num_microseconds().unwrap() as f64 / 1000.0);
+        first = Some(first.map_or(created, |f| f.min(created)));
+        last = Some(last.map_or(updated, |l| l.max(updated)));
+    }
+    durations.sort_by(f64::total_cmp);
+    let span = (last.unwrap() - first.unwrap()).num_microseconds().unwrap() as f64 / 1e6;
+    println!("distributed CrearCampaña: {sagas} sagas, {concurrency} concurrent clients, {completed} completed");
+    println!(
+        "  POSTs answered in {:.2} s ({:.0} requests/s)",
+        posted.as_secs_f64(),
+        sagas as f64 / posted.as_secs_f64()
+    );
+    println!("  first start to last end: {span:.2} s, {:.0} sagas/s", sagas as f64 / span);
+    println!(
+        "  saga duration (log: start to final state) ms: p50 {:.1}  p90 {:.1}  p99 {:.1}  max {:.1}",
+        percentile(&durations, 0.5),
+        percentile(&durations, 0.9),
+        percentile(&durations, 0.99),
+        durations[durations.len() - 1]
+    );
+}

@@ -1,0 +1,371 @@
+//! What the end-to-end tests and the distributed benchmark share: the deployment (the
+//! `orchestrator` and `worker` binaries as separate processes, each with its own PostgreSQL
+//! database, over a real Apache Pulsar, in a namespace of their own) and its HTTP API.
+
+// Each user (tests, bench) uses a different part of this module.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use saga_core::log::sql::{create_database, pg_pool};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+pub const NIKE: &str = "123e4567-e89b-12d3-a456-426614174000";
+pub const NIKE_BUDGET: i64 = 10_000_000;
+
+pub fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: these tests need PostgreSQL and Apache Pulsar. Run scripts/test.sh, which installs and starts both")
+    })
+}
+
+pub fn worker_bin() -> PathBuf {
+    let path = Path::new(env!("CARGO_BIN_EXE_orchestrator")).with_file_name("worker");
+    assert!(
+        path.exists(),
+        "{} is missing: build it with `cargo build -p workers --features pulsar --bins` (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub async fn fresh_database(name: &str) -> String {
+    let admin = env("SAGA_TEST_DATABASE_URL");
+    create_database(&admin, &format!("saga_test_e2e_{name}")).await.expect("create a database on PostgreSQL")
+}
+
+/// A namespace of its own under the `alpes` tenant, keeping messages an hour even without a
+/// subscription (as the deployment's namespace does: see docker-compose.yml).
+pub async fn fresh_namespace() -> String {
+    let admin = env("SAGA_TEST_PULSAR_ADMIN_URL");
+    let ns = format!("e2e-{}", &Uuid::new_v4().simple().to_string()[..12]);
+    let http = reqwest::Client::new();
+    let base = format!("{admin}/admin/v2/namespaces/alpes/{ns}");
+    let res = http.put(&base).json(&json!({})).send().await.unwrap();
+    assert!(res.status().is_success(), "creating namespace alpes/{ns}: {}", res.status());
+    let res = http
+        .post(format!("{base}/retention"))
+        .json(&json!({ "retentionTimeInMinutes": 60, "retentionSizeInMB": 100 }))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "retention of alpes/{ns}: {}", res.status());
+    ns
+}
+
+/// One daemon process, killed (SIGKILL) when dropped.
+pub struct Daemon {
+    pub name: String,
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    pub env: HashMap<String, String>,
+    pub port: u16,
+    pub log: PathBuf,
+    pub child: Option<Child>,
+}
+
+impl Daemon {
+    pub fn new(
+        name: &str,
+        program: PathBuf,
+        args: &[&str],
+        env: HashMap<String, String>,
+        port: u16,
+        dir: &Path,
+    ) -> Self {
+        Self {
+            name: name.to_owned(),
+            program,
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            env,
+            port,
+            log: dir.join(format!("{name}.log")),
+            child: None,
+        }
+    }
+
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let child = Command::new(&self.program)
+            .args(&self.args)
+            .envs(&self.env)
+            .env("ALPES_LOG_FORMAT", "json")
+            .env("RUST_LOG", "info,sqlx=warn")
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", self.program.display()));
+        self.child = Some(child);
+    }
+
+    /// Sends a signal (`STOP` freezes the process with its connections open, `CONT` resumes it).
+    pub fn signal(&self, name: &str) {
+        let pid = self.child.as_ref().unwrap().id().to_string();
+        let status = Command::new("kill").args([&format!("-{name}"), &pid]).status().unwrap();
+        assert!(status.success(), "kill -{name} {pid}");
+    }
+
+    /// `kill -9`: no shutdown code runs.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until `/health` answers 200 (database and broker reachable).
+    pub async fn ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("{} exited with {status}; its log:\n{}", self.name, self.logs());
+            }
+            if let Ok(res) = reqwest::get(format!("{}/health", self.url())).await {
+                if res.status() == StatusCode::OK {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "{} not ready in 60 s; its log:\n{}", self.name, self.logs());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The deployment: three workers and the orchestrator, in their own namespace and databases.
+pub struct Stack {
+    pub namespace: String,
+    pub dbs: HashMap<&'static str, String>,
+    pub marca: Daemon,
+    pub influencer: Daemon,
+    pub tracking: Daemon,
+    pub orchestrator: Daemon,
+    pub http: reqwest::Client,
+}
+
+impl Stack {
+    pub async fn start() -> Self {
+        let namespace = fresh_namespace().await;
+        let dir = std::env::temp_dir().join(format!("alpes-e2e-{namespace}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut dbs = HashMap::new();
+        for s in ["orchestrator", "marca", "influencer", "tracking"] {
+            dbs.insert(s, fresh_database(s).await);
+        }
+        let common = |db: &str, port: u16| {
+            HashMap::from([
+                ("ALPES__DATABASE_URL".to_owned(), db.to_owned()),
+                ("ALPES__HTTP".to_owned(), format!("127.0.0.1:{port}")),
+                ("ALPES__PULSAR__URL".to_owned(), env("SAGA_TEST_PULSAR_URL")),
+                ("ALPES__PULSAR__NAMESPACE".to_owned(), namespace.clone()),
+            ])
+        };
+        let worker = |name: &str| {
+            let port = free_port();
+            Daemon::new(name, worker_bin(), &["run", name], common(&dbs[name], port), port, &dir)
+        };
+        let (mut marca, mut influencer, mut tracking) = (worker("marca"), worker("influencer"), worker("tracking"));
+        let port = free_port();
+        let mut orchestrator_env = common(&dbs["orchestrator"], port);
+        // Short step timeouts, so a command lost with a killed worker is resent soon.
+        orchestrator_env.insert("ALPES__STEP_TIMEOUT_SECS".to_owned(), "3".to_owned());
+        let mut orchestrator = Daemon::new(
+            "orchestrator",
+            PathBuf::from(env!("CARGO_BIN_EXE_orchestrator")),
+            &["distributed"],
+            orchestrator_env,
+            port,
+            &dir,
+        );
+        for d in [&mut marca, &mut influencer, &mut tracking, &mut orchestrator] {
+            d.spawn();
+        }
+        for d in [&mut marca, &mut influencer, &mut tracking, &mut orchestrator] {
+            d.ready().await;
+        }
+        Self { namespace, dbs, marca, influencer, tracking, orchestrator, http: reqwest::Client::new() }
+    }
+
+    pub async fn post(&self, body: &Value, key: Option<&str>) -> (StatusCode, Value) {
+        let mut req = self.http.post(format!("{}/afiliaciones/campana", self.orchestrator.url())).json(body);
+        if let Some(k) = key {
+            req = req.header("Idempotency-Key", k);
+        }
+        let res = req.send().await.unwrap();
+        (res.status(), res.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let res = self.http.get(format!("{}{path}", self.orchestrator.url())).send().await.unwrap();
+        (res.status(), res.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Polls a campaign until it leaves `pendiente`.
+    pub async fn settled(&self, id: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let (status, c) = self.get(&format!("/afiliaciones/campana/{id}")).await;
+            if status == StatusCode::OK && c["estado"] != "pendiente" {
+                return c;
+            }
+            assert!(Instant::now() < deadline, "campaign {id} still pending after 90 s: {c}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The (step, kind) of every command the saga sent, in order, without retries.
+    pub async fn commands(&self, saga: &str) -> Vec<(String, String)> {
+        let (status, s) = self.get(&format!("/sagas/{saga}")).await;
+        assert_eq!(status, StatusCode::OK);
+        let mut out: Vec<(String, String)> = Vec::new();
+        for e in s["historia"].as_array().unwrap() {
+            if e["event"]["type"] == "command_sent" {
+                let c = &e["event"]["command"]["correlation"];
+                let key = (c["step_name"].as_str().unwrap().to_owned(), c["kind"].as_str().unwrap().to_owned());
+                if !out.contains(&key) {
+                    out.push(key);
+                }
+            }
+        }
+        out
+    }
+
+    pub async fn db(&self, service: &str) -> sqlx::PgPool {
+        pg_pool(&self.dbs[service], 2).await.unwrap()
+    }
+
+    /// Every integration event on `eventos.campanas`, read from the broker (the admin API's
+    /// examine-message, oldest first), decoded with the v1 Avro schema.
+    pub async fn events(&self) -> Vec<schemas::EventoCampana> {
+        let admin = env("SAGA_TEST_PULSAR_ADMIN_URL");
+        let mut out = Vec::new();
+        let mut last = None;
+        for position in 1.. {
+            let url = format!(
+                "{admin}/admin/v2/persistent/alpes/{}/eventos.campanas/examinemessage?initialPosition=earliest&messagePosition={position}",
+                self.namespace
+            );
+            let res = self.http.get(url).send().await.unwrap();
+            if !res.status().is_success() {
+                break;
+            }
+            // Past the end, the broker answers with the last message again.
+            let id = res.headers().get("X-Pulsar-Message-ID").map(|v| v.to_str().unwrap().to_owned());
+            if id.is_none() || id == last {
+                break;
+            }
+            last = id;
+            let bytes = res.bytes().await.unwrap();
+            out.push(schemas::decode::<schemas::EventoCampana>(&bytes).expect("an EventoCampana in Avro"));
+        }
+        out
+    }
+
+    /// Waits until the saga's event is on the topic.
+    pub async fn event_of(&self, saga: &str) -> schemas::EventoCampana {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(e) = self.events().await.into_iter().find(|e| e.saga_id.to_string() == saga) {
+                return e;
+            }
+            assert!(Instant::now() < deadline, "no event of saga {saga} on eventos.campanas after 30 s");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// What the three services hold, for a list of campaigns, checked against the campaigns'
+    /// final states: the budget of each active campaign reserved once, the rest released;
+    /// bookings and tracking likewise; Nike's available budget is the seed minus what is held.
+    pub async fn check_effects(&self, campaigns: &[(String, Value, i64, usize)]) {
+        let marca = self.db("marca").await;
+        let influencer = self.db("influencer").await;
+        let tracking = self.db("tracking").await;
+        let mut held = 0;
+        for (id, c, amount, influencers) in campaigns {
+            let id: Uuid = id.parse().unwrap();
+            let active = c["estado"] == "activa";
+            let budget: Vec<(String, i64)> =
+                sqlx::query_as("SELECT estado, monto_centavos FROM reserva_presupuesto WHERE id_campana = $1")
+                    .bind(id)
+                    .fetch_all(&marca)
+                    .await
+                    .unwrap();
+            let bookings: Vec<(String,)> =
+                sqlx::query_as("SELECT estado FROM reserva_influencer WHERE id_campana = $1")
+                    .bind(id)
+                    .fetch_all(&influencer)
+                    .await
+                    .unwrap();
+            let contexts: Vec<(String,)> = sqlx::query_as("SELECT estado FROM contexto_tracking WHERE id_campana = $1")
+                .bind(id)
+                .fetch_all(&tracking)
+                .await
+                .unwrap();
+            if active {
+                assert_eq!(budget, vec![("reservada".to_owned(), *amount)], "campaign {id}");
+                assert_eq!(bookings.len(), *influencers, "campaign {id}");
+                assert!(bookings.iter().all(|(e,)| e == "reservada"), "campaign {id}: {bookings:?}");
+                assert_eq!(contexts, vec![("abierto".to_owned(),)], "campaign {id}");
+                held += amount;
+            } else {
+                assert!(budget.iter().all(|(e, _)| e == "liberada") && budget.len() <= 1, "campaign {id}: {budget:?}");
+                assert!(bookings.iter().all(|(e,)| e == "liberada"), "campaign {id}: {bookings:?}");
+                assert!(contexts.iter().all(|(e,)| e == "cerrado"), "campaign {id}: {contexts:?}");
+            }
+        }
+        let (available,): (i64,) =
+            sqlx::query_as("SELECT presupuesto_disponible_centavos FROM marca WHERE id_marca = $1")
+                .bind(Uuid::parse_str(NIKE).unwrap())
+                .fetch_one(&marca)
+                .await
+                .unwrap();
+        assert_eq!(available, NIKE_BUDGET - held, "Nike's budget: seed minus the active campaigns' reservations");
+    }
+}
+
+/// Polls `check` until it holds.
+pub async fn wait_for<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !check().await {
+        assert!(Instant::now() < deadline, "not within {limit:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The request of DESIGN.md, with influencers of their own so campaigns never overlap.
+pub fn ejemplo(presupuesto: i64) -> Value {
+    json!({ "nombre": "Campaña de Verano 2024", "descripcion": "Promoción de productos de verano con influencers",
+      "tipo": "influencer", "fecha_inicio": "2025-01-01T00:00:00", "fecha_fin": "2025-12-31T23:59:59",
+      "presupuesto": presupuesto, "marca": { "id_marca": NIKE, "nombre_marca": "Nike" },
+      "influencers": [ { "nombre": format!("Ana {}", Uuid::new_v4()), "plataforma": "Instagram", "seguidores": 150000, "categoria": "Fitness" },
+                       { "nombre": format!("Carlos {}", Uuid::new_v4()), "plataforma": "TikTok", "seguidores": 300000, "categoria": "Lifestyle" } ] })
+}
