@@ -328,3 +328,32 @@ async fn an_unreachable_broker_is_unavailable_within_the_budget() {
     assert!(matches!(subscribed, Err(TransportError::Unavailable(_))), "{:?}", subscribed.err());
     assert!(started.elapsed() < Duration::from_secs(4), "gave up after {:?}", started.elapsed());
 }
+
+/// A subscription made for the first time starts at the end of its topic, even when the
+/// namespace retains older messages: a new deployment must not replay (and apply) the commands
+/// of another deployment's sagas. What comes after the subscription is delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_subscription_does_not_replay_what_the_topic_retains() {
+    // Retention on the test namespace (scripts/pulsar.sh sets the same), so the old message is
+    // still held by the broker when the subscription comes.
+    let url = format!("{}/admin/v2/namespaces/{}/{}/retention", common::admin_url(), common::TENANT, common::NAMESPACE);
+    let res = reqwest::Client::new()
+        .post(url)
+        .json(&json!({ "retentionTimeInMinutes": 60, "retentionSizeInMB": 512 }))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "setting retention: {}", res.status());
+    let addr = address("reciente");
+    let t = pulsar("antigua");
+    t.send_command(&command(&addr, 1)).await.unwrap();
+    // Another deployment subscribes afterwards.
+    let nueva = pulsar("nueva");
+    let mut r = nueva.commands(&addr).await.unwrap();
+    nothing(&mut r, Duration::from_secs(2)).await;
+    let after = command(&addr, 2);
+    t.send_command(&after).await.unwrap();
+    let got = next(&mut r).await;
+    assert_eq!(got.message, after);
+    got.ack().await.unwrap();
+}
