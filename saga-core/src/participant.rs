@@ -363,20 +363,49 @@ sql_participant!(
     "BEGIN IMMEDIATE"
 );
 
-/// Consumes `participant`'s commands until `shutdown`: handles each, publishes the reply, and
-/// only then acknowledges it. A database outage leaves the command unacknowledged (paced, so a
-/// down database is not hammered); a poison message goes to the dead-letter queue, linked to its
-/// saga in the log, and the loop goes on.
+/// How many commands [`serve`] handles at once. Each holds a database connection for its
+/// transaction: keep it under the participant's pool size (the worker daemons have 10).
+pub const DEFAULT_CONCURRENCY: usize = 8;
+
+/// Consumes `participant`'s commands until `shutdown`, [`DEFAULT_CONCURRENCY`] at a time: see
+/// [`serve_with`].
 pub async fn serve(
     handler: Arc<dyn CommandHandler>,
     transport: Arc<dyn Transport>,
     participant: String,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), TransportError> {
+    serve_with(handler, transport, participant, DEFAULT_CONCURRENCY, shutdown).await
+}
+
+/// Consumes `participant`'s commands until `shutdown`, up to `concurrency` at once: handles
+/// each, publishes the reply, and only then acknowledges it. A database outage leaves the command
+/// unacknowledged (paced, so a down database is not hammered); a poison message goes to the
+/// dead-letter queue, linked to its saga in the log, and the loop goes on.
+///
+/// Handling commands concurrently is safe because the handler is: the engine sends one command
+/// per saga at a time, and what can still overlap (a resent attempt while the first is queued, a
+/// compensation overtaking its action) is what the dedup and tombstone rules settle, tested with
+/// racing attempts. On shutdown, commands being handled are dropped unacknowledged: their
+/// transactions roll back and the broker redelivers them.
+pub async fn serve_with(
+    handler: Arc<dyn CommandHandler>,
+    transport: Arc<dyn Transport>,
+    participant: String,
+    concurrency: usize,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), TransportError> {
     let mut commands = transport.commands(&participant).await?;
-    info!(participant = %participant, "participant serving");
+    info!(participant = %participant, concurrency, "participant serving");
+    let permits = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+    // Dropping the set (on shutdown) aborts the commands being handled.
+    let mut handling = tokio::task::JoinSet::new();
     let work = async {
         loop {
+            // A free slot first, so no delivery waits in this process while a sibling instance
+            // on the same subscription could take it.
+            let Ok(permit) = permits.clone().acquire_owned().await else { return Ok(()) };
+            while handling.try_join_next().is_some() {}
             let delivery = match commands.recv().await {
                 Ok(d) => d,
                 Err(TransportError::Closed) => return Ok(()),
@@ -392,8 +421,9 @@ pub async fn serve(
             let span = tracing::info_span!("command", saga_id = %command.correlation.saga_id,
                 step = %command.correlation.step_name, attempt = command.correlation.attempt,
                 message_id = %command.correlation.message_id);
-            let settled = async {
-                match handler.handle(&command).await {
+            let (handler, transport) = (handler.clone(), transport.clone());
+            let settle = async move {
+                let settled = match handler.handle(&command).await {
                     Ok(handled) => {
                         crate::metrics::record_handled(&command, &handled);
                         info!(kind = command.correlation.kind.as_str(), disposition = ?handled.disposition,
@@ -417,13 +447,13 @@ pub async fn serve(
                         error!(reason = %why, "poison command dead-lettered");
                         delivery.dead_letter(&why).await
                     }
+                };
+                if let Err(e) = settled {
+                    warn!(error = %e, "could not settle a command delivery");
                 }
-            }
-            .instrument(span)
-            .await;
-            if let Err(e) = settled {
-                warn!(error = %e, "could not settle a command delivery");
-            }
+                drop(permit);
+            };
+            handling.spawn(settle.instrument(span));
         }
     };
     tokio::select! {
