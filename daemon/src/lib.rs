@@ -1,6 +1,8 @@
 //! What every Alpes daemon (the orchestrator, the three workers) does the same way: logging
-//! (human by default, JSON with `ALPES_LOG_FORMAT=json`), secrets in configuration that never
-//! print, Ctrl-C/SIGTERM shutdown (a second Ctrl-C exits at once), and `GET /metrics`.
+//! (human by default, JSON with `ALPES_LOG_FORMAT=json`), layered configuration
+//! ([`configuracion`]: defaults, TOML file, `ALPES__…` variables, and the list of variables read),
+//! secrets in configuration that never print, Ctrl-C/SIGTERM shutdown (a second Ctrl-C exits at
+//! once), and `GET /metrics`.
 
 pub mod configuracion;
 pub mod metricas;

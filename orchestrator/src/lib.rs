@@ -1,8 +1,8 @@
-//! The CrearCampaña orchestrator.
-//!
-//! Built so far: the saga definition ([`crear_campana`]): its parameters, its three steps and
-//! their compensations, and the Avro codec that names their outputs. The daemon, its HTTP API
-//! and the query side arrive with the CrearCampaña issue.
+//! The CrearCampaña orchestrator: the saga definition ([`crear_campana`]), request validation
+//! ([`solicitud`]), the HTTP API ([`api`]), the campaign view and its projector ([`vista`],
+//! [`proyector`]), integration events through an outbox ([`eventos`]), and the two ways to run
+//! it: [`embebido`] (one process, SQLite, in-process transport) and [`distribuido`] (PostgreSQL,
+//! Apache Pulsar with the `pulsar` feature; the workers run as the `worker` binary).
 
 pub mod api;
 pub mod crear_campana;

@@ -3,9 +3,10 @@
 //! embedded mode); saga-core's participant module wraps it with deduplication, stored replies and
 //! tombstones, so a handler only states its business rules.
 //!
-//! Built so far: the business rules of [`marca`], [`influencer`] and [`tracking`] with their
-//! migrations. The worker daemons (consuming their topics) and tracking's HTTP endpoints arrive
-//! with the CrearCampaña issue.
+//! Here: the business rules of [`marca`], [`influencer`] and [`tracking`] with their migrations,
+//! tracking's event intake ([`tracking_eventos`]), and the worker daemon ([`servidor`]: its
+//! configuration, `/health`, `/metrics`), which the `worker` binary (orchestrator package, `pulsar`
+//! feature) runs over Apache Pulsar.
 
 pub mod influencer;
 pub mod marca;
