@@ -13,6 +13,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[path = "../tests/casos/mod.rs"]
+mod casos;
 #[path = "../tests/common/mod.rs"]
 mod common;
 

@@ -11,19 +11,17 @@
 // Tests unwrap: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
 
+mod casos;
 mod common;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use casos::pair;
 use common::{ejemplo, env, wait_for, Stack};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use uuid::Uuid;
-
-fn pair(step: &str, kind: &str) -> (String, String) {
-    (step.to_owned(), kind.to_owned())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_campaign_completes_across_processes_and_campana_creada_is_on_the_topic() {
@@ -87,30 +85,11 @@ async fn a_campaign_completes_across_processes_and_campana_creada_is_on_the_topi
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_business_failure_compensates_exactly_the_steps_done_in_reverse() {
     let stack = Stack::start().await;
-    let mut inactive_brand = ejemplo(15000);
-    inactive_brand["marca"]["id_marca"] = json!("323e4567-e89b-12d3-a456-426614174000");
-    let mut small_audience = ejemplo(15000);
-    small_audience["influencers"][1]["seguidores"] = json!(10);
-    let mut long_window = ejemplo(15000);
-    long_window["fecha_fin"] = json!("2028-01-01T00:00:00");
-    let cases = [
-        (inactive_brand, "reservar_presupuesto", "MARCA_INACTIVA", vec![]),
-        (
-            small_audience,
-            "reservar_influencers",
-            "AUDIENCIA_INSUFICIENTE",
-            vec![pair("reservar_presupuesto", "compensation")],
-        ),
-        (
-            long_window,
-            "abrir_tracking",
-            "FECHAS_INVALIDAS",
-            vec![pair("reservar_influencers", "compensation"), pair("reservar_presupuesto", "compensation")],
-        ),
-    ];
     let mut effects = Vec::new();
-    for (body, step, code, compensations) in cases {
-        let (status, accepted) = stack.post(&body, None).await;
+    for casos::Fallo { solicitud, paso: step, codigo: code, compensaciones: compensations } in
+        casos::fallos(|| ejemplo(15000))
+    {
+        let (status, accepted) = stack.post(&solicitud, None).await;
         assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
         let id = accepted["id_campana"].as_str().unwrap().to_owned();
         let saga = accepted["saga_id"].as_str().unwrap().to_owned();

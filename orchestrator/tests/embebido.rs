@@ -6,8 +6,11 @@
 // Tests unwrap: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
 
+mod casos;
+
 use std::time::Duration;
 
+use casos::pair;
 use orchestrator::crear_campana::Topology;
 use orchestrator::embebido::{self, Running, MARCAS_POR_DEFECTO};
 use reqwest::StatusCode;
@@ -83,22 +86,8 @@ impl Api {
     async fn commands(&self, saga: &str) -> Vec<(String, String)> {
         let (status, s) = self.get(&format!("/sagas/{saga}")).await;
         assert_eq!(status, StatusCode::OK);
-        let mut out: Vec<(String, String)> = Vec::new();
-        for e in s["historia"].as_array().unwrap() {
-            if e["event"]["type"] == "command_sent" {
-                let c = &e["event"]["command"]["correlation"];
-                let key = (c["step_name"].as_str().unwrap().to_owned(), c["kind"].as_str().unwrap().to_owned());
-                if !out.contains(&key) {
-                    out.push(key);
-                }
-            }
-        }
-        out
+        casos::comandos(&s)
     }
-}
-
-fn pair(step: &str, kind: &str) -> (String, String) {
-    (step.to_owned(), kind.to_owned())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -161,28 +150,9 @@ async fn published(running: &Running, saga: &str) -> schemas::EventoCampana {
 async fn each_business_failure_compensates_exactly_the_steps_done_in_reverse() {
     let running = start(&data_dir()).await;
     let api = Api::new(&running);
-    let mut unknown_brand = ejemplo();
-    unknown_brand["marca"]["id_marca"] = json!("999e4567-e89b-12d3-a456-426614174000");
-    let mut small_audience = ejemplo();
-    small_audience["influencers"][1]["seguidores"] = json!(10);
-    let mut long_window = ejemplo();
-    long_window["fecha_fin"] = json!("2028-01-01T00:00:00");
-    let cases = [
-        (unknown_brand, "reservar_presupuesto", "MARCA_DESCONOCIDA", vec![]),
-        (
-            small_audience,
-            "reservar_influencers",
-            "AUDIENCIA_INSUFICIENTE",
-            vec![pair("reservar_presupuesto", "compensation")],
-        ),
-        (
-            long_window,
-            "abrir_tracking",
-            "FECHAS_INVALIDAS",
-            vec![pair("reservar_influencers", "compensation"), pair("reservar_presupuesto", "compensation")],
-        ),
-    ];
-    for (body, step, code, compensations) in cases {
+    for casos::Fallo { solicitud: body, paso: step, codigo: code, compensaciones: compensations } in
+        casos::fallos(ejemplo)
+    {
         let (status, accepted) = api.post("/afiliaciones/campana", &body, None).await;
         assert_eq!(status, StatusCode::ACCEPTED);
         let c = api.settled(accepted["id_campana"].as_str().unwrap()).await;

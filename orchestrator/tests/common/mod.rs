@@ -236,17 +236,7 @@ impl Stack {
     pub async fn commands(&self, saga: &str) -> Vec<(String, String)> {
         let (status, s) = self.get(&format!("/sagas/{saga}")).await;
         assert_eq!(status, StatusCode::OK);
-        let mut out: Vec<(String, String)> = Vec::new();
-        for e in s["historia"].as_array().unwrap() {
-            if e["event"]["type"] == "command_sent" {
-                let c = &e["event"]["command"]["correlation"];
-                let key = (c["step_name"].as_str().unwrap().to_owned(), c["kind"].as_str().unwrap().to_owned());
-                if !out.contains(&key) {
-                    out.push(key);
-                }
-            }
-        }
-        out
+        crate::casos::comandos(&s)
     }
 
     pub async fn db(&self, service: &str) -> sqlx::PgPool {

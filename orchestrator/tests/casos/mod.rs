@@ -1,0 +1,75 @@
+//! The saga cases the embedded and the distributed end-to-end tests both run, so the two modes
+//! are held to the same expectations.
+
+// Each test binary uses a different part of this module.
+#![allow(dead_code)]
+
+use serde_json::{json, Value};
+
+/// A business failure: the request, the step that refuses it, the code, and the compensations
+/// the saga must send, in order.
+pub struct Fallo {
+    pub solicitud: Value,
+    pub paso: &'static str,
+    pub codigo: &'static str,
+    pub compensaciones: Vec<(String, String)>,
+}
+
+pub fn pair(step: &str, kind: &str) -> (String, String) {
+    (step.to_owned(), kind.to_owned())
+}
+
+/// Each business failure in turn, built from `ejemplo` (a valid request for Nike with two
+/// influencers): a refusal at step n compensates steps n-1 … 1.
+pub fn fallos(ejemplo: impl Fn() -> Value) -> Vec<Fallo> {
+    let with = |edit: &dyn Fn(&mut Value)| {
+        let mut body = ejemplo();
+        edit(&mut body);
+        body
+    };
+    vec![
+        Fallo {
+            solicitud: with(&|b| b["marca"]["id_marca"] = json!("999e4567-e89b-12d3-a456-426614174000")),
+            paso: "reservar_presupuesto",
+            codigo: "MARCA_DESCONOCIDA",
+            compensaciones: vec![],
+        },
+        Fallo {
+            solicitud: with(&|b| b["marca"]["id_marca"] = json!("323e4567-e89b-12d3-a456-426614174000")),
+            paso: "reservar_presupuesto",
+            codigo: "MARCA_INACTIVA",
+            compensaciones: vec![],
+        },
+        Fallo {
+            solicitud: with(&|b| b["influencers"][1]["seguidores"] = json!(10)),
+            paso: "reservar_influencers",
+            codigo: "AUDIENCIA_INSUFICIENTE",
+            compensaciones: vec![pair("reservar_presupuesto", "compensation")],
+        },
+        Fallo {
+            solicitud: with(&|b| b["fecha_fin"] = json!("2028-01-01T00:00:00")),
+            paso: "abrir_tracking",
+            codigo: "FECHAS_INVALIDAS",
+            compensaciones: vec![
+                pair("reservar_influencers", "compensation"),
+                pair("reservar_presupuesto", "compensation"),
+            ],
+        },
+    ]
+}
+
+/// The (step, kind) of every command a saga sent, in order, without retries, from the answer of
+/// `GET /sagas/{id}`.
+pub fn comandos(saga: &Value) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for e in saga["historia"].as_array().expect("a history") {
+        if e["event"]["type"] == "command_sent" {
+            let c = &e["event"]["command"]["correlation"];
+            let key = (c["step_name"].as_str().unwrap_or("?").to_owned(), c["kind"].as_str().unwrap_or("?").to_owned());
+            if !out.contains(&key) {
+                out.push(key);
+            }
+        }
+    }
+    out
+}
