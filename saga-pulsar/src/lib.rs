@@ -116,19 +116,16 @@ impl Transport for PulsarTransport {
         consumer::subscribe(self.publisher.clone(), address, decode).await
     }
 
-    /// Asks the broker for the topics of the configured namespace: it answers only if it is up
-    /// and the namespace exists.
+    /// Asks the broker which broker serves a topic of the configured namespace (a lookup; it
+    /// creates nothing): it answers only if it is up and the namespace exists.
     async fn ready(&self) -> Result<(), TransportError> {
-        let namespace = format!("{}/{}", self.config().tenant, self.config().namespace);
+        let topic = self.config().topic("health");
         let ask = async {
             let client = self.publisher.client().await?;
             client
-                .get_topics_of_namespace(
-                    namespace.clone(),
-                    pulsar::message::proto::command_get_topics_of_namespace::Mode::Persistent,
-                )
+                .lookup_topic(topic.clone())
                 .await
-                .map_err(|e| TransportError::Unavailable(format!("namespace {namespace}: {e}")))
+                .map_err(|e| TransportError::Unavailable(format!("looking up {topic}: {e}")))
         };
         match tokio::time::timeout(READY_TIMEOUT, ask).await {
             Ok(Ok(_)) => Ok(()),

@@ -327,6 +327,16 @@ async fn an_unreachable_broker_is_unavailable_within_the_budget() {
     let subscribed = t.commands("nadie").await;
     assert!(matches!(subscribed, Err(TransportError::Unavailable(_))), "{:?}", subscribed.err());
     assert!(started.elapsed() < Duration::from_secs(4), "gave up after {:?}", started.elapsed());
+    // The readiness probe says so too, within its 3 s budget; against the real broker it is ready.
+    let started = Instant::now();
+    let ready = t.ready().await;
+    assert!(matches!(ready, Err(TransportError::Unavailable(_))), "{ready:?}");
+    assert!(started.elapsed() < Duration::from_secs(4), "answered after {:?}", started.elapsed());
+    pulsar("listo").ready().await.expect("the test broker is ready");
+    let mut elsewhere = common::config("listo");
+    elsewhere.namespace = "no-existe".into();
+    let missing = PulsarTransport::new(elsewhere, Arc::new(JsonCodec)).ready().await;
+    assert!(missing.is_err(), "a namespace that does not exist is not ready: {missing:?}");
 }
 
 /// A subscription made for the first time starts at the end of its topic, even when the
