@@ -16,15 +16,33 @@ pub const PREFIJO: &str = "ALPES";
 pub const VARIABLES_DE_REGISTRO: [&str; 2] = ["ALPES_LOG_FORMAT", "RUST_LOG"];
 
 /// Reads a configuration: `defaults`, then `file` if given, then the environment. `required`
-/// names the keys without a default, for the error message.
+/// names the keys without a default, for the error message. An empty variable counts as unset;
+/// a key the configuration does not have (a typo such as `ALPES__PULSAR_URL`) is an error if the
+/// configuration type says `deny_unknown_fields`, as the daemons' do.
 pub fn cargar<T: DeserializeOwned>(defaults: &str, file: Option<&Path>, required: &[&str]) -> anyhow::Result<T> {
+    cargar_de(defaults, file, required, None)
+}
+
+/// [`cargar`] with the variables given instead of the process's (tests).
+fn cargar_de<T: DeserializeOwned>(
+    defaults: &str,
+    file: Option<&Path>,
+    required: &[&str],
+    variables: Option<config::Map<String, String>>,
+) -> anyhow::Result<T> {
     let mut builder = config::Config::builder().add_source(config::File::from_str(defaults, config::FileFormat::Toml));
     if let Some(path) = file {
         builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
     }
     let needed: Vec<String> = required.iter().map(|k| variable(k)).collect();
     builder
-        .add_source(config::Environment::with_prefix(PREFIJO).prefix_separator("__").separator("__"))
+        .add_source(
+            config::Environment::with_prefix(PREFIJO)
+                .prefix_separator("__")
+                .separator("__")
+                .ignore_empty(true)
+                .source(variables),
+        )
         .build()
         .context("reading the configuration")?
         .try_deserialize()
@@ -61,6 +79,7 @@ fn aplanar(prefix: &str, table: &toml::Table, out: &mut Vec<String>) {
 
 /// Where the broker is: the `[pulsar]` section of a daemon's configuration.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
 pub struct Pulsar {
     /// Service URL, e.g. `pulsar://127.0.0.1:6650`.
     pub url: String,
@@ -106,6 +125,53 @@ mod tests {
         );
     }
 
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Nested {
+        http: String,
+        step_timeout_secs: u64,
+        database_url: String,
+        pulsar: Pulsar,
+    }
+
+    const NESTED: &str = "http = \"127.0.0.1:1\"\nstep_timeout_secs = 10\n[pulsar]\nurl = \"pulsar://d:1\"\n\
+                          tenant = \"t\"\nnamespace = \"n\"\nsubscription = \"s\"\n";
+
+    fn vars(pairs: &[(&str, &str)]) -> Option<config::Map<String, String>> {
+        Some(pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect())
+    }
+
+    #[test]
+    fn variables_override_nested_keys_and_typos_and_empties_are_refused() {
+        let c: Nested = cargar_de(
+            NESTED,
+            None,
+            &["database_url"],
+            vars(&[
+                ("ALPES__DATABASE_URL", "postgres://x"),
+                ("ALPES__STEP_TIMEOUT_SECS", "3"),
+                ("ALPES__PULSAR__URL", "pulsar://b:6650"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            (c.step_timeout_secs, c.pulsar.url.as_str(), c.http.as_str()),
+            (3, "pulsar://b:6650", "127.0.0.1:1")
+        );
+        assert_eq!(c.database_url, "postgres://x");
+        // A typo (one underscore) is a key the configuration does not have.
+        let typo = cargar_de::<Nested>(
+            NESTED,
+            None,
+            &["database_url"],
+            vars(&[("ALPES__DATABASE_URL", "postgres://x"), ("ALPES__PULSAR_URL", "pulsar://typo:1")]),
+        );
+        assert!(format!("{:#}", typo.unwrap_err()).contains("pulsar_url"));
+        // An empty required variable is missing, and named.
+        let empty = cargar_de::<Nested>(NESTED, None, &["database_url"], vars(&[("ALPES__DATABASE_URL", "")]));
+        assert!(format!("{:#}", empty.unwrap_err()).contains("ALPES__DATABASE_URL"));
+    }
+
     #[test]
     fn environment_overrides_and_missing_keys_are_named() {
         #[derive(Deserialize)]
@@ -113,15 +179,14 @@ mod tests {
             http: String,
             database_url: String,
         }
-        // Only this test sets this variable name.
         let defaults = "http = \"127.0.0.1:1\"\n";
-        let err = cargar::<C>(defaults, None, &["database_url"]).err().unwrap();
+        let err = cargar_de::<C>(defaults, None, &["database_url"], vars(&[])).err().unwrap();
         assert!(format!("{err:#}").contains("ALPES__DATABASE_URL"), "{err:#}");
         let dir = std::env::temp_dir().join(format!("alpes-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("c.toml");
         std::fs::write(&file, "database_url = \"postgres://f\"\nhttp = \"127.0.0.1:2\"\n").unwrap();
-        let c: C = cargar(defaults, Some(&file), &["database_url"]).unwrap();
+        let c: C = cargar_de(defaults, Some(&file), &["database_url"], vars(&[])).unwrap();
         assert_eq!((c.http.as_str(), c.database_url.as_str()), ("127.0.0.1:2", "postgres://f"));
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -31,6 +31,7 @@ use crate::vista::PgVista;
 
 /// The orchestrator's configuration.
 #[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Config {
     /// Where the HTTP API listens.
     pub http: SocketAddr,
@@ -126,7 +127,10 @@ pub async fn start(
         .build();
 
     let mut tareas = Tareas::new();
-    tareas.lanzar_con_parada("engine", engine.clone().run(tareas.parada()));
+    // Subscribed before the API answers, so the reply to any command it sends has a subscription
+    // to land on.
+    let replies = engine.subscribe().await.context("subscribing to the replies")?;
+    tareas.lanzar_con_parada("engine", engine.clone().run_on(replies, tareas.parada()));
     tareas.lanzar(proyector::run(engine.clone(), vista.clone(), fines));
     tareas.lanzar(eventos::run(vista.clone(), publicador, eventos::TOPICO.to_owned()));
     tareas.lanzar(saga_core::metrics::poll_store_gauges(engine.store().clone(), Duration::from_secs(5)));

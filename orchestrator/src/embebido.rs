@@ -3,7 +3,7 @@
 //! Nothing to install: a newcomer runs the product with `cargo run`.
 //!
 //! Brands are seeded from a JSON file (default: the brands of `workers/seed/marcas.json`,
-//! compiled in) on every start; existing brands get the file's values.
+//! compiled in) on every start: brands not yet known are added, known ones keep their state.
 
 use std::future::IntoFuture;
 use std::net::SocketAddr;

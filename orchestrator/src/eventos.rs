@@ -23,7 +23,7 @@ use uuid::Uuid;
 use crate::crear_campana::{CrearCampana, ABRIR_TRACKING, RESERVAR_INFLUENCERS, RESERVAR_PRESUPUESTO};
 use crate::vista::Vista;
 
-/// The default topic of campaign events (the distributed mode's `topics.events` may rename it).
+/// The topic of campaign events (part of the message contract, like every topic name).
 pub const TOPICO: &str = EventoCampana::TOPIC;
 
 fn output<T: serde::de::DeserializeOwned>(state: &SagaState, step: &str) -> Result<T, String> {

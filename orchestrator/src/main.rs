@@ -50,7 +50,8 @@ enum Mode {
         #[arg(long, env = "ALPES_CONFIG")]
         config: Option<PathBuf>,
     },
-    /// Prints every environment variable the distributed mode reads, one per line.
+    /// Prints every configuration variable the distributed mode reads, one per line (besides
+    /// `ALPES_CONFIG`, the `--config` file).
     Env,
 }
 

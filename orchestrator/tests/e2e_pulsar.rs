@@ -189,15 +189,29 @@ async fn the_orchestrator_killed_mid_sagas_and_restarted_ends_every_saga() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_and_restarted_applies_no_effect_twice() {
     let mut stack = Stack::start().await;
+    // marca is frozen while it works through a stream of commands (maybe inside a transaction,
+    // maybe between its commit and its reply), then killed: what it held unacknowledged comes
+    // back to the new process.
     let first = start_many(&stack, 12).await;
-    // marca dies with commands in flight (received, maybe applied, maybe replied).
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    stack.marca.kill9();
+    stack.marca.signal("STOP");
     let second = start_many(&stack, 6).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The second batch's first step is marca's: those sagas wait on it, so commands were sent to
+    // marca and not answered when it dies.
+    wait_for(Duration::from_secs(30), "sagas waiting on marca", || async {
+        for (_, saga) in &second {
+            let (_, s) = stack.get(&format!("/sagas/{saga}")).await;
+            if s["saga"]["in_flight"]["command"]["participant"] != "comandos.marca" {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    stack.marca.kill9();
+    let third = start_many(&stack, 6).await;
     stack.marca.spawn();
     stack.marca.ready().await;
-    let started: Vec<_> = first.into_iter().chain(second).collect();
+    let started: Vec<_> = first.into_iter().chain(second).chain(third).collect();
     let effects = settle_all(&stack, &started).await;
     // One reservation per campaign and the brand's budget moved once per active campaign.
     stack.check_effects(&effects).await;

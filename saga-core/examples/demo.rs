@@ -5,8 +5,8 @@
 //!
 //!     cargo run -p saga-core --example demo
 //!
-//! Data goes to `.data/demo/` (delete it to start over). This shows saga-core, not CrearCampaña:
-//! the orchestrator and workers arrive with their own issue.
+//! Data goes to `.data/demo/` (delete it to start over). This shows saga-core alone, not
+//! CrearCampaña (for that: `cargo run -p orchestrator -- embedded`).
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -20,7 +20,7 @@ use crate::id::{SagaId, StepKind};
 use crate::inject::{FaultPlan, INJECTED_CODE};
 use crate::log::{Created, ListQuery, SagaStore, SagaSummary, StoreError};
 use crate::saga::{self, Decide, Input, LogEntry, SagaEvent, SagaState, SagaStatus};
-use crate::transport::{Command, Outcome, Reply, Transport, TransportError};
+use crate::transport::{Command, Outcome, Receiver, Reply, Transport, TransportError};
 
 /// Errors the engine returns to its callers.
 #[derive(Debug, thiserror::Error)]
@@ -378,11 +378,10 @@ impl Engine {
         Ok(self.with_store_retry(|| self.store.list(query)).await?)
     }
 
-    /// Runs the engine until `shutdown` completes: recovery, then the reply consumer and the
-    /// timer loop. A reply is acknowledged only after its effect is in the log; when the log
-    /// cannot be written it is negatively acknowledged and comes back.
+    /// Runs the engine until `shutdown` completes: subscribes to replies (retrying until the
+    /// transport lets it), then [`Engine::run_on`].
     pub async fn run(self: Arc<Self>, shutdown: impl Future<Output = ()> + Send) -> Result<(), EngineError> {
-        let mut replies = loop {
+        let replies = loop {
             match self.transport.replies(&self.config.reply_to).await {
                 Ok(r) => break r,
                 Err(e) => {
@@ -391,7 +390,34 @@ impl Engine {
                 }
             }
         };
-        self.recover().await?;
+        self.run_on(replies, shutdown).await
+    }
+
+    /// Subscribes to this engine's replies, once. A daemon calls it before it answers requests,
+    /// so no command it sends can have its reply published before the subscription exists.
+    pub async fn subscribe(&self) -> Result<Box<dyn Receiver<Reply>>, TransportError> {
+        self.transport.replies(&self.config.reply_to).await
+    }
+
+    /// Runs the engine on `replies` until `shutdown` completes: recovery (retried while the log
+    /// is unavailable), then the reply consumer and the timer loop. A reply is acknowledged only
+    /// after its effect is in the log; when the log cannot be written it is negatively
+    /// acknowledged and comes back. A reply whose handling panics (a bug) is dead-lettered, so it
+    /// cannot come back in a loop; its saga's step timeout resends the command.
+    pub async fn run_on(
+        self: Arc<Self>,
+        mut replies: Box<dyn Receiver<Reply>>,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), EngineError> {
+        loop {
+            match self.recover().await {
+                Ok(_) => break,
+                Err(e) => {
+                    warn!(error = %e, "recovery pass failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
         let timer = {
             let engine = self.clone();
             async move {
@@ -427,7 +453,19 @@ impl Engine {
                     let span = tracing::info_span!("reply", saga_id = %delivery.message.correlation.saga_id);
                     let engine = engine.clone();
                     let apply = async move {
-                        let result = engine.handle_reply(&delivery.message).await;
+                        let reply = delivery.message.clone();
+                        let handled =
+                            tokio::spawn(async move { engine.handle_reply(&reply).await }.in_current_span()).await;
+                        let result = match handled {
+                            Ok(result) => result,
+                            Err(e) => {
+                                error!(error = %e, "applying a reply panicked; dead-lettering it");
+                                if let Err(e) = delivery.dead_letter(&format!("applying it panicked: {e}")).await {
+                                    warn!(error = %e, "could not dead-letter a reply");
+                                }
+                                return;
+                            }
+                        };
                         let settled = match result {
                             Ok(_) => delivery.ack().await,
                             Err(EngineError::Store(e)) if e.is_transient() => {

@@ -22,7 +22,7 @@ use tracing::{debug, error, info, warn, Instrument};
 
 use crate::id::StepKind;
 use crate::log::sql::migrate;
-use crate::transport::{Command, Outcome, Reply, Transport, TransportError};
+use crate::transport::{Command, Outcome, Receiver, Reply, Transport, TransportError};
 
 /// Migrations of the participant tables on PostgreSQL (`migrations/participant/postgres`).
 pub static PG_MIGRATOR: Migrator = sqlx::migrate!("../migrations/participant/postgres");
@@ -395,15 +395,43 @@ pub async fn serve_with(
     concurrency: usize,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), TransportError> {
-    let mut commands = transport.commands(&participant).await?;
+    let subscribe = async {
+        loop {
+            match transport.commands(&participant).await {
+                Ok(r) => return r,
+                Err(e) => {
+                    warn!(participant = %participant, error = %e, "cannot subscribe to commands yet; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    };
+    let mut shutdown = std::pin::pin!(shutdown);
+    let commands = tokio::select! {
+        r = subscribe => r,
+        _ = &mut shutdown => return Ok(()),
+    };
     info!(participant = %participant, concurrency, "participant serving");
+    serve_on(handler, transport, commands, concurrency, shutdown).await
+}
+
+/// [`serve_with`] on a subscription the caller made (a daemon subscribes before it reports
+/// itself ready, so nothing sent to it afterwards is missed). A command whose handling panics (a
+/// bug) is dead-lettered rather than redelivered in a loop.
+pub async fn serve_on(
+    handler: Arc<dyn CommandHandler>,
+    transport: Arc<dyn Transport>,
+    mut commands: Box<dyn Receiver<Command>>,
+    concurrency: usize,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), TransportError> {
     let permits = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
     // Dropping the set (on shutdown) aborts the commands being handled.
     let mut handling = tokio::task::JoinSet::new();
     let work = async {
         loop {
-            // A free slot first, so no delivery waits in this process while a sibling instance
-            // on the same subscription could take it.
+            // A free slot first: a delivery is taken from the transport only when it can be
+            // handled at once (the transport's own prefetch still holds a few more).
             let Ok(permit) = permits.clone().acquire_owned().await else { return Ok(()) };
             while handling.try_join_next().is_some() {}
             let delivery = match commands.recv().await {
@@ -423,7 +451,22 @@ pub async fn serve_with(
                 message_id = %command.correlation.message_id);
             let (handler, transport) = (handler.clone(), transport.clone());
             let settle = async move {
-                let settled = match handler.handle(&command).await {
+                let handling = {
+                    let command = command.clone();
+                    tokio::spawn(async move { handler.handle(&command).await }.in_current_span())
+                };
+                let handled = match handling.await {
+                    Ok(handled) => handled,
+                    Err(e) => {
+                        error!(error = %e, "handling a command panicked; dead-lettering it");
+                        if let Err(e) = delivery.dead_letter(&format!("handling it panicked: {e}")).await {
+                            warn!(error = %e, "could not dead-letter a command");
+                        }
+                        drop(permit);
+                        return;
+                    }
+                };
+                let settled = match handled {
                     Ok(handled) => {
                         crate::metrics::record_handled(&command, &handled);
                         info!(kind = command.correlation.kind.as_str(), disposition = ?handled.disposition,

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-use saga_core::participant::{serve, CommandHandler, Disposition, COMPENSATED_FIRST};
+use saga_core::participant::{serve, CommandHandler, Disposition, ParticipantError, COMPENSATED_FIRST};
 use saga_core::transport::in_process::InProcessTransport;
 use saga_core::transport::{Command, Correlation, Outcome, Transport};
 use saga_core::{MessageId, SagaId, StepKind};
@@ -226,6 +226,47 @@ async fn the_serving_loop_dead_letters_poison_and_keeps_serving() {
     assert_eq!(dead[0].message.correlation, poison.correlation);
     assert!(dead[0].reason.contains("scripted poison"));
     assert_eq!(f.effects(good_saga, "action").await, 1);
+    stop_tx.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}
+
+/// A handler that panics on a command (a bug): the command is dead-lettered with the panic as
+/// its reason, not redelivered in a loop, and the next command is served.
+struct PanicsOnSecondStep(Arc<dyn CommandHandler>);
+
+#[async_trait::async_trait]
+impl CommandHandler for PanicsOnSecondStep {
+    async fn handle(&self, command: &Command) -> Result<saga_core::participant::Handled, ParticipantError> {
+        if command.correlation.attempt == 7 {
+            panic!("a bug in the handler");
+        }
+        self.0.handle(command).await
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_handler_dead_letters_its_command_and_keeps_serving() {
+    let f = Fixture::new(sqlite_file().await).await;
+    let transport = InProcessTransport::new();
+    let handler: Arc<dyn CommandHandler> = Arc::new(PanicsOnSecondStep(f.handler.clone()));
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(handler, Arc::new(transport.clone()), participant_of("uno"), async {
+        let _ = stop_rx.await;
+    }));
+    let mut replies = transport.replies(REPLY_TO).await.unwrap();
+    let bug = f.command(SagaId::new(), StepKind::Action, 7, Behavior::Succeed);
+    let good_saga = SagaId::new();
+    let good = f.command(good_saga, StepKind::Action, 1, Behavior::Succeed);
+    transport.send_command(&bug).await.unwrap();
+    transport.send_command(&good).await.unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(5), replies.recv()).await.expect("a reply").unwrap();
+    assert_eq!(reply.message.correlation, good.correlation, "the command after the panic is served");
+    reply.ack().await.unwrap();
+    let dead = transport.dead_commands(&participant_of("uno"));
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].message.correlation, bug.correlation);
+    assert!(dead[0].reason.contains("panicked"), "{}", dead[0].reason);
+    assert_eq!(transport.pending_commands(&participant_of("uno")), 0, "nothing left to redeliver");
     stop_tx.send(()).unwrap();
     server.await.unwrap().unwrap();
 }

@@ -11,7 +11,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use daemon::{metricas, Tareas};
 use saga_core::log::sql::{migrate, pg_pool};
-use saga_core::participant::{serve, CommandHandler, PgParticipant};
+use saga_core::participant::{serve_on, CommandHandler, PgParticipant, DEFAULT_CONCURRENCY};
 use saga_core::transport::Transport;
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -54,6 +54,7 @@ impl Servicio {
 /// A worker daemon's configuration: defaults (per service), then a TOML file, then `ALPES__…`
 /// environment variables (daemon::configuracion).
 #[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Config {
     /// Where its HTTP server (`/health`, `/metrics`, tracking's event intake) listens.
     pub http: SocketAddr,
@@ -160,7 +161,14 @@ pub async fn start(
         }
     };
     let mut tareas = Tareas::new();
-    tareas.lanzar_con_parada("participant", serve(handler, transport.clone(), topic.clone(), tareas.parada()));
+    // Subscribed before the HTTP server answers: a worker that reports itself healthy receives
+    // every command sent from then on (a first subscription starts at the end of the topic).
+    let commands = transport.commands(&topic).await.with_context(|| format!("subscribing to {topic}"))?;
+    info!(participant = %topic, concurrency = DEFAULT_CONCURRENCY, "participant serving");
+    tareas.lanzar_con_parada(
+        "participant",
+        serve_on(handler, transport.clone(), commands, DEFAULT_CONCURRENCY, tareas.parada()),
+    );
     let health_pool = pool.clone();
     let health_transport = transport.clone();
     let app = app

@@ -29,7 +29,8 @@ enum Command {
         #[arg(long, env = "ALPES_CONFIG")]
         config: Option<PathBuf>,
     },
-    /// Prints every environment variable the participant reads, one per line.
+    /// Prints every configuration variable the participant reads, one per line (besides
+    /// `ALPES_CONFIG`, the `--config` file).
     Env {
         /// Which participant.
         servicio: Nombre,
