@@ -160,13 +160,15 @@ pub(crate) async fn crear_campana(
             let mut pedida = campana.clone();
             pedida.id_campana = c.solicitud.id_campana;
             if pedida != c.solicitud {
-                return Err(ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    format!(
-                        "la Idempotency-Key ya se usó con otra solicitud (campaña {}); use otra clave",
-                        c.id_campana
-                    ),
-                ));
+                let error = format!(
+                    "la Idempotency-Key ya se usó con otra solicitud (campaña {}); use otra clave",
+                    c.id_campana
+                );
+                // The same shape as the field errors (`Errores`), the header being the field.
+                return Err(ApiError {
+                    status: StatusCode::UNPROCESSABLE_ENTITY,
+                    body: json!({ "error": error, "errores": [{ "campo": "Idempotency-Key", "error": error }] }),
+                });
             }
             *c
         }

@@ -201,6 +201,7 @@ async fn the_same_post_with_the_same_idempotency_key_starts_one_saga() {
     let (s4, refused) = api.post("/afiliaciones/campana", &otra, Some("pedido-42")).await;
     assert_eq!(s4, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
     assert!(refused["error"].as_str().unwrap().contains("Idempotency-Key"), "{refused}");
+    assert_eq!(refused["errores"][0]["campo"], "Idempotency-Key", "{refused}");
     let (_, sagas) = api.get("/sagas").await;
     assert_eq!(sagas["sagas"].as_array().unwrap().len(), 2);
     running.stop().await;
