@@ -127,6 +127,50 @@ impl Tareas {
     }
 }
 
+/// A running daemon: where its HTTP server listens, and its tasks.
+pub struct Running {
+    /// Where the HTTP server listens.
+    pub addr: std::net::SocketAddr,
+    tareas: Tareas,
+}
+
+impl Running {
+    /// A daemon serving on `addr` with `tareas`.
+    pub fn new(addr: std::net::SocketAddr, tareas: Tareas) -> Self {
+        Self { addr, tareas }
+    }
+
+    /// Stops every task and waits for them.
+    pub async fn stop(self) {
+        self.tareas.parar().await;
+    }
+}
+
+/// The answer of a daemon's `GET /health`: 200 when its database and its broker both answered,
+/// else 503, with which one did not (`{"status", "database", "broker"}`).
+pub fn salud<A, B>(
+    database: &Result<A, impl fmt::Display>,
+    broker: &Result<B, impl fmt::Display>,
+) -> axum::response::Response {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    if let Err(e) = database {
+        tracing::error!(error = %e, "health: database unreachable");
+    }
+    if let Err(e) = broker {
+        tracing::error!(error = %e, "health: broker unreachable");
+    }
+    let word = |ok: bool| if ok { "ok" } else { "unreachable" };
+    let ready = database.is_ok() && broker.is_ok();
+    let body = serde_json::json!({
+        "status": if ready { "ok" } else { "degraded" },
+        "database": word(database.is_ok()),
+        "broker": word(broker.is_ok()),
+    });
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, axum::Json(body)).into_response()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -309,21 +309,7 @@ pub(crate) async fn abortar_saga(
     responses((status = 200, description = "`{status: ok, database: ok}`"), (status = 503, description = "The saga log does not answer")))]
 pub(crate) async fn health(State(s): State<AppState>) -> Response {
     let (database, broker) = tokio::join!(s.engine.store().stats(), s.engine.transport().ready());
-    if let Err(e) = &database {
-        error!(error = %e, "health: saga log unreachable");
-    }
-    if let Err(e) = &broker {
-        error!(error = %e, "health: broker unreachable");
-    }
-    let word = |ok: bool| if ok { "ok" } else { "unreachable" };
-    let ready = database.is_ok() && broker.is_ok();
-    let body = Json(json!({
-        "status": if ready { "ok" } else { "degraded" },
-        "database": word(database.is_ok()),
-        "broker": word(broker.is_ok()),
-    }));
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, body).into_response()
+    daemon::salud(&database, &broker)
 }
 
 async fn openapi() -> Json<utoipa::openapi::OpenApi> {

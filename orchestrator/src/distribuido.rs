@@ -92,18 +92,7 @@ impl Config {
 }
 
 /// A running orchestrator.
-pub struct Running {
-    /// Where the HTTP API listens.
-    pub addr: SocketAddr,
-    tareas: Tareas,
-}
-
-impl Running {
-    /// Stops every task and waits for them.
-    pub async fn stop(self) {
-        self.tareas.parar().await;
-    }
-}
+pub use daemon::Running;
 
 /// Starts the orchestrator over `transport` (and `publicador` for integration events).
 pub async fn start(
@@ -143,5 +132,5 @@ pub async fn start(
         axum::serve(listener, app).with_graceful_shutdown(tareas.parada()).into_future(),
     );
     info!(%addr, "orchestrator ready");
-    Ok(Running { addr, tareas })
+    Ok(Running::new(addr, tareas))
 }

@@ -8,12 +8,11 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
 use daemon::{metricas, Tareas};
 use saga_core::log::sql::{migrate, pg_pool};
 use saga_core::participant::{serve_on, CommandHandler, PgParticipant, DEFAULT_CONCURRENCY};
 use saga_core::transport::Transport;
-use serde_json::json;
 use tokio::net::TcpListener;
 use tracing::info;
 
@@ -114,18 +113,7 @@ impl Config {
 }
 
 /// A running worker.
-pub struct Running {
-    /// Where its HTTP server listens.
-    pub addr: SocketAddr,
-    tareas: Tareas,
-}
-
-impl Running {
-    /// Stops every task and waits for them.
-    pub async fn stop(self) {
-        self.tareas.parar().await;
-    }
-}
+pub use daemon::Running;
 
 /// Starts a worker: migrates its database (and seeds brands, for marca), consumes `topic`.
 pub async fn start(
@@ -179,16 +167,7 @@ pub async fn start(
                 let transport = health_transport.clone();
                 async move {
                     let (database, broker) = tokio::join!(sqlx::query("SELECT 1").execute(&pool), transport.ready());
-                    let word = |ok: bool| if ok { "ok" } else { "unreachable" };
-                    let ready = database.is_ok() && broker.is_ok();
-                    let status =
-                        if ready { axum::http::StatusCode::OK } else { axum::http::StatusCode::SERVICE_UNAVAILABLE };
-                    let body = json!({
-                        "status": if ready { "ok" } else { "degraded" },
-                        "database": word(database.is_ok()),
-                        "broker": word(broker.is_ok()),
-                    });
-                    (status, Json(body))
+                    daemon::salud(&database, &broker)
                 }
             }),
         )
@@ -200,7 +179,7 @@ pub async fn start(
         axum::serve(listener, app).with_graceful_shutdown(tareas.parada()).into_future(),
     );
     info!(?servicio, %addr, topic, "worker ready");
-    Ok(Running { addr, tareas })
+    Ok(Running::new(addr, tareas))
 }
 
 #[cfg(test)]
