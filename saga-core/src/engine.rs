@@ -12,7 +12,7 @@ use chrono::Utc;
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 use serde_json::Value;
-use tracing::{debug, error, info, warn, Instrument};
+use tracing::{debug, error, info, warn};
 
 use crate::clock::{Clock, SystemClock};
 use crate::definition::{Registry, RetryPolicy};
@@ -406,7 +406,7 @@ impl Engine {
     /// cannot come back in a loop; its saga's step timeout resends the command.
     pub async fn run_on(
         self: Arc<Self>,
-        mut replies: Box<dyn Receiver<Reply>>,
+        replies: Box<dyn Receiver<Reply>>,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), EngineError> {
         loop {
@@ -431,69 +431,40 @@ impl Engine {
                 }
             }
         };
+        // Dropped at shutdown: replies being applied are abandoned unacknowledged (a commit
+        // either happened or not) and come back.
         let consumer = {
             let engine = self.clone();
-            async move {
-                let permits = Arc::new(tokio::sync::Semaphore::new(engine.config.reply_concurrency.max(1)));
-                // Dropped with this future at shutdown: replies being applied are abandoned
-                // unacknowledged (a commit either happened or not) and come back.
-                let mut applying = tokio::task::JoinSet::new();
-                loop {
-                    let Ok(permit) = permits.clone().acquire_owned().await else { return };
-                    while applying.try_join_next().is_some() {}
-                    let delivery = match replies.recv().await {
-                        Ok(d) => d,
-                        Err(TransportError::Closed) => return,
-                        Err(e) => {
-                            warn!(error = %e, "reply stream failed; retrying");
-                            tokio::time::sleep(Duration::from_millis(200)).await;
-                            continue;
-                        }
-                    };
-                    let span = tracing::info_span!("reply", saga_id = %delivery.message.correlation.saga_id);
+            crate::transport::serve_concurrently(
+                replies,
+                self.config.reply_concurrency,
+                |reply: &Reply| tracing::info_span!("reply", saga_id = %reply.correlation.saga_id),
+                move |reply: Reply| {
                     let engine = engine.clone();
-                    let apply = async move {
-                        let reply = delivery.message.clone();
-                        let handled =
-                            tokio::spawn(async move { engine.handle_reply(&reply).await }.in_current_span()).await;
-                        let result = match handled {
-                            Ok(result) => result,
-                            Err(e) => {
-                                error!(error = %e, "applying a reply panicked; dead-lettering it");
-                                if let Err(e) = delivery.dead_letter(&format!("applying it panicked: {e}")).await {
-                                    warn!(error = %e, "could not dead-letter a reply");
-                                }
-                                return;
-                            }
-                        };
-                        let settled = match result {
-                            Ok(_) => delivery.ack().await,
-                            Err(EngineError::Store(e)) if e.is_transient() => {
-                                warn!(error = %e, "saga log unavailable; reply will be redelivered");
-                                tokio::time::sleep(Duration::from_millis(500)).await;
-                                delivery.nack().await
-                            }
-                            // A replica without this definition (a rolling deploy): another
-                            // replica may have it, and the step's timeout covers the case where
-                            // none does.
-                            Err(e @ EngineError::UnknownSagaType(_)) => {
-                                warn!(error = %e, "reply for a saga type this engine does not know; redelivering");
-                                tokio::time::sleep(Duration::from_millis(500)).await;
-                                delivery.nack().await
-                            }
-                            Err(e) => {
-                                error!(error = %e, "reply cannot be applied; dead-lettering it");
-                                delivery.dead_letter(&e.to_string()).await
-                            }
-                        };
-                        if let Err(e) = settled {
-                            warn!(error = %e, "could not settle a reply delivery");
+                    async move { engine.handle_reply(&reply).await }
+                },
+                |delivery: crate::transport::Delivery<Reply>, result: Result<ReplyDisposition, EngineError>| async move {
+                    match result {
+                        Ok(_) => delivery.ack().await,
+                        Err(EngineError::Store(e)) if e.is_transient() => {
+                            warn!(error = %e, "saga log unavailable; reply will be redelivered");
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                            delivery.nack().await
                         }
-                        drop(permit);
-                    };
-                    applying.spawn(apply.instrument(span));
-                }
-            }
+                        // A replica without this definition (a rolling deploy): another replica
+                        // may have it, and the step's timeout covers the case where none does.
+                        Err(e @ EngineError::UnknownSagaType(_)) => {
+                            warn!(error = %e, "reply for a saga type this engine does not know; redelivering");
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                            delivery.nack().await
+                        }
+                        Err(e) => {
+                            error!(error = %e, "reply cannot be applied; dead-lettering it");
+                            delivery.dead_letter(&e.to_string()).await
+                        }
+                    }
+                },
+            )
         };
         tokio::select! {
             _ = shutdown => info!("engine shutting down"),

@@ -18,7 +18,7 @@ use serde_json::json;
 use sqlx::migrate::Migrator;
 use sqlx::types::Json;
 use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
-use tracing::{debug, error, info, warn, Instrument};
+use tracing::{debug, error, info, warn};
 
 use crate::id::StepKind;
 use crate::log::sql::migrate;
@@ -421,54 +421,31 @@ pub async fn serve_with(
 pub async fn serve_on(
     handler: Arc<dyn CommandHandler>,
     transport: Arc<dyn Transport>,
-    mut commands: Box<dyn Receiver<Command>>,
+    commands: Box<dyn Receiver<Command>>,
     concurrency: usize,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), TransportError> {
-    let permits = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
-    // Dropping the set (on shutdown) aborts the commands being handled.
-    let mut handling = tokio::task::JoinSet::new();
-    let work = async {
-        loop {
-            // A free slot first: a delivery is taken from the transport only when it can be
-            // handled at once (the transport's own prefetch still holds a few more).
-            let Ok(permit) = permits.clone().acquire_owned().await else { return Ok(()) };
-            while handling.try_join_next().is_some() {}
-            let delivery = match commands.recv().await {
-                Ok(d) => d,
-                Err(TransportError::Closed) => return Ok(()),
-                Err(e) => {
-                    warn!(error = %e, "command stream failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    continue;
-                }
-            };
-            let command = delivery.message.clone();
-            // The saga's ids came in the message (properties and envelope): this span continues
-            // the orchestrator's saga/step/attempt in this process's logs.
-            let span = tracing::info_span!("command", saga_id = %command.correlation.saga_id,
+    let work = crate::transport::serve_concurrently(
+        commands,
+        concurrency,
+        // The saga's ids came in the message (properties and envelope): this span continues
+        // the orchestrator's saga/step/attempt in this process's logs.
+        |command: &Command| {
+            tracing::info_span!("command", saga_id = %command.correlation.saga_id,
                 step = %command.correlation.step_name, attempt = command.correlation.attempt,
-                message_id = %command.correlation.message_id);
-            let (handler, transport) = (handler.clone(), transport.clone());
-            let settle = async move {
-                let handling = {
-                    let command = command.clone();
-                    tokio::spawn(async move { handler.handle(&command).await }.in_current_span())
-                };
-                let handled = match handling.await {
-                    Ok(handled) => handled,
-                    Err(e) => {
-                        error!(error = %e, "handling a command panicked; dead-lettering it");
-                        if let Err(e) = delivery.dead_letter(&format!("handling it panicked: {e}")).await {
-                            warn!(error = %e, "could not dead-letter a command");
-                        }
-                        drop(permit);
-                        return;
-                    }
-                };
-                let settled = match handled {
+                message_id = %command.correlation.message_id)
+        },
+        move |command: Command| {
+            let handler = handler.clone();
+            async move { handler.handle(&command).await }
+        },
+        move |delivery: crate::transport::Delivery<Command>, handled: Result<Handled, ParticipantError>| {
+            let transport = transport.clone();
+            async move {
+                match handled {
                     Ok(handled) => {
-                        crate::metrics::record_handled(&command, &handled);
+                        let command = &delivery.message;
+                        crate::metrics::record_handled(command, &handled);
                         info!(kind = command.correlation.kind.as_str(), disposition = ?handled.disposition,
                             outcome = handled.reply.outcome.label(), "command handled");
                         match transport.send_reply(&command.reply_to, &handled.reply).await {
@@ -490,17 +467,12 @@ pub async fn serve_on(
                         error!(reason = %why, "poison command dead-lettered");
                         delivery.dead_letter(&why).await
                     }
-                };
-                if let Err(e) = settled {
-                    warn!(error = %e, "could not settle a command delivery");
                 }
-                drop(permit);
-            };
-            handling.spawn(settle.instrument(span));
-        }
-    };
+            }
+        },
+    );
     tokio::select! {
-        r = work => r,
+        _ = work => Ok(()),
         _ = shutdown => Ok(()),
     }
 }

@@ -186,3 +186,60 @@ pub trait Transport: Send + Sync + 'static {
         Ok(())
     }
 }
+
+/// Serves `receiver` until it closes, up to `concurrency` deliveries at once: for each, `work`
+/// computes a result from the message (in a task of its own, inside `span(message)`), then
+/// `settle` acknowledges, nacks or dead-letters the delivery from it. A `work` that panics (a
+/// bug) has its delivery dead-lettered with the panic as the reason, so it cannot come back in a
+/// loop. A delivery is taken only when a slot is free (the transport's own prefetch holds a few
+/// more). Dropping the returned future (at shutdown) abandons the deliveries in progress
+/// unsettled: the transport redelivers them.
+pub async fn serve_concurrently<M, T, W, WF, S, SF>(
+    mut receiver: Box<dyn Receiver<M>>,
+    concurrency: usize,
+    span: impl Fn(&M) -> tracing::Span,
+    work: W,
+    settle: S,
+) where
+    M: Clone + Send + 'static,
+    T: Send + 'static,
+    W: Fn(M) -> WF,
+    WF: std::future::Future<Output = T> + Send + 'static,
+    S: Fn(Delivery<M>, T) -> SF + Clone + Send + 'static,
+    SF: std::future::Future<Output = Result<(), TransportError>> + Send + 'static,
+{
+    use tracing::Instrument;
+
+    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+    let mut running = tokio::task::JoinSet::new();
+    loop {
+        let Ok(permit) = permits.clone().acquire_owned().await else { return };
+        while running.try_join_next().is_some() {}
+        let delivery = match receiver.recv().await {
+            Ok(d) => d,
+            Err(TransportError::Closed) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "receiving failed; retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        let span = span(&delivery.message);
+        let computed = tokio::spawn(work(delivery.message.clone()).instrument(span.clone()));
+        let settle = settle.clone();
+        let settled = async move {
+            let result = match computed.await {
+                Ok(value) => settle(delivery, value).await,
+                Err(e) => {
+                    tracing::error!(error = %e, "handling a message panicked; dead-lettering it");
+                    delivery.dead_letter(&format!("handling it panicked: {e}")).await
+                }
+            };
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "could not settle a delivery");
+            }
+            drop(permit);
+        };
+        running.spawn(settled.instrument(span));
+    }
+}
