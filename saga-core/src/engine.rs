@@ -15,7 +15,7 @@ use serde_json::Value;
 use tracing::{debug, error, info, warn};
 
 use crate::clock::{Clock, SystemClock};
-use crate::definition::{Registry, RetryPolicy};
+use crate::definition::{Registry, RetryPolicy, SagaType};
 use crate::id::{SagaId, StepKind};
 use crate::inject::{FaultPlan, INJECTED_CODE};
 use crate::log::{Created, ListQuery, SagaStore, SagaSummary, StoreError};
@@ -47,6 +47,14 @@ pub enum EngineError {
     /// The saga log failed (after retries).
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The parameters could not be written as JSON.
+    #[error("invalid parameters for {saga_type}: {reason}")]
+    InvalidParams {
+        /// The saga type.
+        saga_type: String,
+        /// What serde said.
+        reason: String,
+    },
     /// The log holds something the engine cannot fold.
     #[error(transparent)]
     Replay(#[from] saga::ReplayError),
@@ -232,7 +240,7 @@ impl Engine {
             event: SagaEvent::Started {
                 saga_type: definition.name.clone(),
                 version: definition.version,
-                steps: definition.steps.iter().map(|s| s.name.clone()).collect(),
+                steps: definition.step_names(),
                 params: params.clone(),
             },
         };
@@ -262,6 +270,13 @@ impl Engine {
                 Ok(Started { state, created: true })
             }
         }
+    }
+
+    /// Starts a saga of type `S` with typed parameters: see [`Engine::start`].
+    pub async fn start_saga<S: SagaType>(&self, id: SagaId, params: &S::Params) -> Result<Started, EngineError> {
+        let params = serde_json::to_value(params)
+            .map_err(|e| EngineError::InvalidParams { saga_type: S::NAME.to_owned(), reason: e.to_string() })?;
+        self.start(S::NAME, id, params).await
     }
 
     /// Applies a reply. Returns once the reply's effect is in the log: the caller may then
@@ -562,18 +577,36 @@ impl Engine {
         }
     }
 
-    /// Acts on entries just written: sends the command they put in flight. An injected fault
-    /// answers the command instead, through the same path a participant's reply takes.
+    /// Acts on entries just written: sends every command they put in flight (several when
+    /// parallel steps became ready together). An injected fault answers a command instead,
+    /// through the same path a participant's reply takes.
     async fn settle(&self, state: SagaState, entries: &[LogEntry]) -> Result<SagaState, EngineError> {
-        let sends =
-            entries.iter().any(|e| matches!(e.event, SagaEvent::CommandSent { .. } | SagaEvent::CommandResent { .. }));
-        let Some(in_flight) = state.in_flight.as_ref().filter(|_| sends) else {
+        let commands: Vec<Command> = entries
+            .iter()
+            .filter_map(|e| match &e.event {
+                SagaEvent::CommandSent { command, .. } => Some(command.correlation.message_id),
+                SagaEvent::CommandResent { message_id } => Some(*message_id),
+                _ => None,
+            })
+            .filter_map(|id| state.in_flight.iter().find(|f| f.command.correlation.message_id == id))
+            .map(|f| f.command.clone())
+            .collect();
+        if commands.is_empty() {
             return Ok(state);
-        };
-        let command = in_flight.command.clone();
-        let c = &command.correlation;
-        if self.faults.fails(&c.step_name, c.kind) {
-            let outcome = match c.kind {
+        }
+        let (injected, sent): (Vec<Command>, Vec<Command>) =
+            commands.into_iter().partition(|c| self.faults.fails(&c.correlation.step_name, c.correlation.kind));
+        for command in &sent {
+            self.send(command).await;
+            if self.faults.duplicate_commands {
+                self.send(command).await;
+            }
+        }
+        if injected.is_empty() {
+            return Ok(state);
+        }
+        for command in injected {
+            let outcome = match command.correlation.kind {
                 StepKind::Action => {
                     Outcome::BusinessFailure { code: INJECTED_CODE.into(), reason: "injected failure".into() }
                 }
@@ -582,13 +615,8 @@ impl Engine {
             let reply = Reply { correlation: command.correlation.clone(), outcome };
             // Boxed: settle → handle_reply → transition → settle is recursive.
             Box::pin(self.handle_reply(&reply)).await?;
-            return Ok(self.get(state.id).await?.unwrap_or(state));
         }
-        self.send(&command).await;
-        if self.faults.duplicate_commands {
-            self.send(&command).await;
-        }
-        Ok(state)
+        Ok(self.get(state.id).await?.unwrap_or(state))
     }
 
     /// Hands a command to the transport, retrying briefly. If it still fails, the step's

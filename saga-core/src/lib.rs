@@ -1,6 +1,7 @@
 //! saga-core: a generic saga orchestration engine.
 //!
-//! A saga is a named, versioned list of steps ([`definition`]); each step has an action and a
+//! A saga is a named, versioned graph of steps ([`definition`]), written as a type ([`SagaType`],
+//! [`StepType`]); each step has an action and a
 //! compensation carried out by a participant over a [`transport`]. The [`engine`] drives sagas
 //! through the pure state machine of [`saga`], persisting every transition in a [`log`] before
 //! acting on it, so that after a crash every saga is driven on to exactly one resting state:
@@ -18,7 +19,10 @@ pub mod participant;
 pub mod saga;
 pub mod transport;
 
-pub use definition::{CommandBody, Registry, RetryPolicy, SagaDefinition, Step, StepCommands, StepContext};
+pub use definition::{
+    ActionMessage, BuildError, CommandBody, CommandMessage, Message, Registry, RetryPolicy, SagaDefinition, SagaType,
+    Step, StepCommands, StepContext, StepCx, StepType,
+};
 pub use engine::{Engine, EngineConfig, EngineError, ReplyDisposition};
 pub use id::{MessageId, SagaId, StepKind};
 pub use saga::{LogEntry, SagaEvent, SagaState, SagaStatus};

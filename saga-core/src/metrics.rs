@@ -48,8 +48,11 @@ impl EngineObserver for MetricsObserver {
         }
         for entry in entries {
             match &entry.event {
-                SagaEvent::ReplyAccepted { outcome, .. } => {
-                    if let Some(f) = before.and_then(|b| b.in_flight.as_ref()) {
+                SagaEvent::ReplyAccepted { step, kind, outcome, .. } => {
+                    let name = step_name(step);
+                    let sent =
+                        before.and_then(|b| b.in_flight_for(&name)).filter(|f| f.command.correlation.kind == *kind);
+                    if let Some(f) = sent {
                         let c = &f.command.correlation;
                         let secs = (entry.at - f.sent_at).to_std().unwrap_or_default().as_secs_f64();
                         histogram!("saga_step_duration_seconds", "saga" => saga.clone(), "step" => c.step_name.clone(),

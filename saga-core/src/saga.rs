@@ -191,8 +191,9 @@ pub enum SagaEvent {
     Compensated,
     /// A compensation gave up; an operator must act.
     Stuck {
-        /// The step whose compensation gave up.
-        step: u32,
+        /// The step whose compensation gave up; none when the saga cannot be driven at all (its
+        /// definition changed under the same version).
+        step: Option<u32>,
         /// Why.
         reason: String,
     },
@@ -317,7 +318,7 @@ impl StepState {
     }
 }
 
-/// The command a saga waits on.
+/// A command a saga waits on.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct InFlight {
     /// The command, as sent.
@@ -360,10 +361,10 @@ pub struct SagaState {
     pub steps: Vec<StepState>,
     /// Outputs of succeeded actions, by step name.
     pub outputs: BTreeMap<String, Value>,
-    /// The command awaiting its reply, if any.
-    pub in_flight: Option<InFlight>,
-    /// An attempt waiting for its backoff delay, if any.
-    pub retry: Option<PendingRetry>,
+    /// The commands awaiting their replies, at most one per step, in step order.
+    pub in_flight: Vec<InFlight>,
+    /// Attempts waiting for their backoff delay, at most one per step, in step order.
+    pub retries: Vec<PendingRetry>,
     /// Why it compensates, if it does.
     pub failure: Option<Failure>,
     /// Why it is stuck, if it is.
@@ -405,8 +406,8 @@ impl SagaState {
                 .map(|name| StepState { name: name.clone(), action: Phase::default(), compensation: Phase::default() })
                 .collect(),
             outputs: BTreeMap::new(),
-            in_flight: None,
-            retry: None,
+            in_flight: Vec::new(),
+            retries: Vec::new(),
             failure: None,
             stuck_reason: None,
             created_at: entry.at,
@@ -425,17 +426,27 @@ impl SagaState {
         Ok(state)
     }
 
-    /// When the engine must look at this saga again without any message arriving: the deadline
-    /// of the command in flight or the time of the pending retry.
+    /// When the engine must look at this saga again without any message arriving: the earliest
+    /// deadline of a command in flight or time of a pending retry.
     pub fn wake_at(&self) -> Option<DateTime<Utc>> {
         if !self.status.is_active() {
             return None;
         }
-        match (&self.in_flight, &self.retry) {
-            (Some(f), _) => Some(f.deadline),
-            (None, Some(r)) => Some(r.at),
-            (None, None) => None,
-        }
+        self.in_flight.iter().map(|f| f.deadline).chain(self.retries.iter().map(|r| r.at)).min()
+    }
+
+    /// The command in flight for step `step`, if any.
+    pub fn in_flight_for(&self, step: &str) -> Option<&InFlight> {
+        self.in_flight.iter().find(|f| f.command.correlation.step_name == step)
+    }
+
+    /// The pending retry of step index `step`, if any.
+    pub fn retry_for(&self, step: u32) -> Option<&PendingRetry> {
+        self.retries.iter().find(|r| r.step == step)
+    }
+
+    fn clear_in_flight(&mut self, step: &str) {
+        self.in_flight.retain(|f| f.command.correlation.step_name != step);
     }
 
     /// The index of the step named `name`.
@@ -472,13 +483,18 @@ impl SagaState {
                 let phase = self.step_mut(step)?.phase_mut(c.kind);
                 phase.attempts = c.attempt;
                 phase.status = PhaseStatus::InProgress;
-                self.in_flight = Some(InFlight { command: command.clone(), sent_at: entry.at, deadline: *deadline });
-                self.retry = None;
+                self.clear_in_flight(&c.step_name);
+                let at = self
+                    .in_flight
+                    .partition_point(|f| self.step_index(&f.command.correlation.step_name).unwrap_or(0) < step);
+                self.in_flight
+                    .insert(at, InFlight { command: command.clone(), sent_at: entry.at, deadline: *deadline });
+                self.retries.retain(|r| r.step != step);
             }
             SagaEvent::CommandResent { .. } | SagaEvent::ReplyIgnored { .. } | SagaEvent::OperatorAborted { .. } => {}
             SagaEvent::ReplyAccepted { step, kind, outcome, .. } => {
-                self.in_flight = None;
                 let name = self.step_mut(*step)?.name.clone();
+                self.clear_in_flight(&name);
                 let phase = self.step_mut(*step)?.phase_mut(*kind);
                 match outcome {
                     Outcome::Success { output } => {
@@ -502,7 +518,8 @@ impl SagaState {
                 }
             }
             SagaEvent::TimedOut { step, kind, .. } => {
-                self.in_flight = None;
+                let name = self.step_mut(*step)?.name.clone();
+                self.clear_in_flight(&name);
                 let phase = self.step_mut(*step)?.phase_mut(*kind);
                 phase.uncertain = true;
                 phase.last_error = Some("timed out".into());
@@ -516,7 +533,10 @@ impl SagaState {
                 };
             }
             SagaEvent::RetryScheduled { step, kind, attempt, at } => {
-                self.retry = Some(PendingRetry { step: *step, kind: *kind, attempt: *attempt, at: *at });
+                self.step_mut(*step)?;
+                self.retries.retain(|r| r.step != *step);
+                let i = self.retries.partition_point(|r| r.step < *step);
+                self.retries.insert(i, PendingRetry { step: *step, kind: *kind, attempt: *attempt, at: *at });
             }
             SagaEvent::GaveUp { step, kind, .. } => {
                 self.step_mut(*step)?.phase_mut(*kind).status = PhaseStatus::GaveUp;
@@ -524,15 +544,10 @@ impl SagaState {
             SagaEvent::CompensationStarted { failure } => {
                 self.status = SagaStatus::Compensating;
                 self.failure = Some(failure.clone());
-                self.retry = None;
-                // An action still in flight may run: it is compensated like any other.
-                if let Some(in_flight) = self.in_flight.take() {
-                    let c = in_flight.command.correlation;
-                    if c.kind == StepKind::Action {
-                        let step = self.step_index(&c.step_name)?;
-                        self.step_mut(step)?.action.uncertain = true;
-                    }
-                }
+                // No action is tried again. An action still waiting for its retry ran at least
+                // once without a definite answer: it is uncertain, so it is compensated. Actions
+                // in flight stay in flight: their reply (or timeout) says whether to compensate.
+                self.retries.retain(|r| r.kind != StepKind::Action);
             }
             SagaEvent::Completed => self.status = SagaStatus::Completed,
             SagaEvent::Compensated => self.status = SagaStatus::Compensated,
@@ -577,26 +592,26 @@ pub enum Input<'a> {
 pub fn observe(state: &SagaState, input: &Input<'_>, now: DateTime<Utc>) -> Vec<SagaEvent> {
     match input {
         Input::Nothing => Vec::new(),
-        Input::Resend => match &state.in_flight {
-            Some(f) if state.status.is_active() => {
-                vec![SagaEvent::CommandResent { message_id: f.command.correlation.message_id }]
-            }
-            _ => Vec::new(),
-        },
-        Input::Deadline => match &state.in_flight {
-            Some(f) if state.status.is_active() && f.deadline <= now => {
+        Input::Resend if state.status.is_active() => state
+            .in_flight
+            .iter()
+            .map(|f| SagaEvent::CommandResent { message_id: f.command.correlation.message_id })
+            .collect(),
+        Input::Resend => Vec::new(),
+        Input::Deadline if state.status.is_active() => state
+            .in_flight
+            .iter()
+            .filter(|f| f.deadline <= now)
+            .filter_map(|f| {
                 let c = &f.command.correlation;
-                match state.step_index(&c.step_name) {
-                    Ok(step) => vec![SagaEvent::TimedOut { step, kind: c.kind, attempt: c.attempt }],
-                    Err(_) => Vec::new(),
-                }
-            }
-            _ => Vec::new(),
-        },
+                let step = state.step_index(&c.step_name).ok()?;
+                Some(SagaEvent::TimedOut { step, kind: c.kind, attempt: c.attempt })
+            })
+            .collect(),
+        Input::Deadline => Vec::new(),
         Input::Reply(reply) => {
             let c = &reply.correlation;
-            let matches =
-                state.status.is_active() && state.in_flight.as_ref().is_some_and(|f| f.command.correlation == *c);
+            let matches = state.status.is_active() && state.in_flight.iter().any(|f| f.command.correlation == *c);
             let step = state.step_index(&c.step_name);
             if let (true, Ok(step)) = (matches, step) {
                 vec![SagaEvent::ReplyAccepted {
@@ -606,13 +621,22 @@ pub fn observe(state: &SagaState, input: &Input<'_>, now: DateTime<Utc>) -> Vec<
                     outcome: reply.outcome.clone(),
                 }]
             } else {
-                let why = match &state.in_flight {
-                    _ if !state.status.is_active() => format!("saga is {}", state.status),
-                    None => "no command in flight".to_owned(),
-                    Some(f) => {
-                        let w = &f.command.correlation;
-                        format!("waiting for step {} {} attempt {}", w.step_name, w.kind, w.attempt)
+                let why = if state.status.is_active() {
+                    let waiting: Vec<String> = state
+                        .in_flight
+                        .iter()
+                        .map(|f| {
+                            let w = &f.command.correlation;
+                            format!("step {} {} attempt {}", w.step_name, w.kind, w.attempt)
+                        })
+                        .collect();
+                    if waiting.is_empty() {
+                        "no command in flight".to_owned()
+                    } else {
+                        format!("waiting for {}", waiting.join(", "))
                     }
+                } else {
+                    format!("saga is {}", state.status)
                 };
                 vec![SagaEvent::ReplyIgnored { correlation: c.clone(), outcome: reply.outcome.label().to_owned(), why }]
             }
@@ -632,77 +656,149 @@ pub struct Decide<'a, R: Rng> {
     pub rng: &'a mut R,
 }
 
-/// The next event that moves `state` on, or `None` when it rests (waiting for a reply, a timer,
-/// an operator, or finished). Apply it and call again until `None`.
+/// Why a logged saga cannot be driven by `definition`: its `started` entry names other steps.
+/// A definition changed without a new version would otherwise send the wrong commands, or none.
+pub fn definition_mismatch(state: &SagaState, definition: &SagaDefinition) -> Option<String> {
+    let logged: Vec<&str> = state.steps.iter().map(|s| s.name.as_str()).collect();
+    let defined: Vec<&str> = definition.steps.iter().map(|s| s.name.as_str()).collect();
+    (logged != defined).then(|| {
+        format!(
+            "definition {} v{} changed under the same version: the saga started with steps {logged:?}, \
+             the registered definition has {defined:?}; register the old definition again, or abort",
+            definition.name, definition.version
+        )
+    })
+}
+
+/// The next event that moves `state` on, or `None` when it rests (waiting for replies, timers,
+/// an operator, or finished). Apply it and call again until `None`: one call may put one
+/// command in flight, the next call another (every step whose dependencies succeeded is sent).
 pub fn next_event<R: Rng>(state: &SagaState, d: &mut Decide<'_, R>) -> Option<SagaEvent> {
-    if !state.status.is_active() || state.in_flight.is_some() {
+    if !state.status.is_active() {
         return None;
     }
-    if let Some(retry) = &state.retry {
-        return (retry.at <= d.now).then(|| send(state, d, retry.step, retry.kind, retry.attempt));
+    if let Some(reason) = definition_mismatch(state, d.definition) {
+        return Some(SagaEvent::Stuck { step: None, reason });
     }
     match state.status {
-        SagaStatus::Running => {
-            let Some((i, step)) =
-                state.steps.iter().enumerate().find(|(_, s)| s.action.status != PhaseStatus::Succeeded)
-            else {
-                return Some(SagaEvent::Completed);
-            };
-            let i = i as u32;
-            match &step.action.status {
-                PhaseStatus::NotStarted => Some(send(state, d, i, StepKind::Action, 1)),
-                PhaseStatus::InProgress => Some(retry_or_give_up(state, d, i, StepKind::Action)),
-                PhaseStatus::Failed { code, reason } => Some(SagaEvent::CompensationStarted {
-                    failure: Failure { step: Some(step.name.clone()), code: code.clone(), reason: reason.clone() },
-                }),
-                PhaseStatus::GaveUp => Some(SagaEvent::CompensationStarted {
-                    failure: Failure {
-                        step: Some(step.name.clone()),
-                        code: "gave_up".into(),
-                        reason: format!(
-                            "no definite answer after {} attempts ({})",
-                            step.action.attempts,
-                            step.action.last_error.as_deref().unwrap_or("unknown")
-                        ),
-                    },
-                }),
-                PhaseStatus::Succeeded => None,
-            }
-        }
-        SagaStatus::Compensating => {
-            let Some((i, step)) = state
-                .steps
-                .iter()
-                .enumerate()
-                .rev()
-                .find(|(_, s)| s.needs_compensation() && s.compensation.status != PhaseStatus::Succeeded)
-            else {
-                return Some(SagaEvent::Compensated);
-            };
-            let i = i as u32;
-            match &step.compensation.status {
-                PhaseStatus::NotStarted => Some(send(state, d, i, StepKind::Compensation, 1)),
-                PhaseStatus::InProgress | PhaseStatus::Failed { .. } => {
-                    Some(retry_or_give_up(state, d, i, StepKind::Compensation))
-                }
-                PhaseStatus::GaveUp => Some(SagaEvent::Stuck {
-                    step: i,
-                    reason: format!(
-                        "compensation of {} failed after {} attempts: {}",
-                        step.name,
-                        step.compensation.attempts,
-                        step.compensation.last_error.as_deref().unwrap_or("unknown")
-                    ),
-                }),
-                PhaseStatus::Succeeded => None,
-            }
-        }
+        SagaStatus::Running => next_forward(state, d),
+        SagaStatus::Compensating => next_backward(state, d),
         _ => None,
     }
 }
 
+/// Where a step's action is while the saga runs forward.
+fn waiting(state: &SagaState, i: u32, kind: StepKind) -> bool {
+    let step = &state.steps[i as usize];
+    state.in_flight_for(&step.name).is_some_and(|f| f.command.correlation.kind == kind)
+        || state.retry_for(i).is_some_and(|r| r.kind == kind)
+}
+
+fn next_forward<R: Rng>(state: &SagaState, d: &mut Decide<'_, R>) -> Option<SagaEvent> {
+    // A definite failure anywhere turns the saga around, whatever else is in flight.
+    for step in &state.steps {
+        let failure = match &step.action.status {
+            PhaseStatus::Failed { code, reason } => {
+                Failure { step: Some(step.name.clone()), code: code.clone(), reason: reason.clone() }
+            }
+            PhaseStatus::GaveUp => Failure {
+                step: Some(step.name.clone()),
+                code: "gave_up".into(),
+                reason: format!(
+                    "no definite answer after {} attempts ({})",
+                    step.action.attempts,
+                    step.action.last_error.as_deref().unwrap_or("unknown")
+                ),
+            },
+            _ => continue,
+        };
+        return Some(SagaEvent::CompensationStarted { failure });
+    }
+    if let Some(retry) = state.retries.iter().find(|r| r.kind == StepKind::Action && r.at <= d.now) {
+        return Some(send(state, d, retry.step, StepKind::Action, retry.attempt));
+    }
+    for (i, step) in state.steps.iter().enumerate() {
+        let i = i as u32;
+        match step.action.status {
+            PhaseStatus::NotStarted => {
+                let ready = d
+                    .definition
+                    .deps(i as usize)
+                    .iter()
+                    .all(|&dep| state.steps.get(dep).is_some_and(|s| s.action.status == PhaseStatus::Succeeded));
+                if ready {
+                    return Some(send(state, d, i, StepKind::Action, 1));
+                }
+            }
+            // An attempt ended without a definite answer (a timeout, a transient reply).
+            PhaseStatus::InProgress if !waiting(state, i, StepKind::Action) => {
+                return Some(retry_or_give_up(state, d, i, StepKind::Action));
+            }
+            _ => {}
+        }
+    }
+    state.steps.iter().all(|s| s.action.status == PhaseStatus::Succeeded).then_some(SagaEvent::Completed)
+}
+
+/// True when step `i` needs nothing more before the steps it depends on are compensated: its
+/// action is not in flight, and it either needs no compensation or its compensation succeeded.
+fn settled_backward(state: &SagaState, i: usize) -> bool {
+    let step = &state.steps[i];
+    let action_in_flight =
+        state.in_flight_for(&step.name).is_some_and(|f| f.command.correlation.kind == StepKind::Action);
+    !action_in_flight && (!step.needs_compensation() || step.compensation.status == PhaseStatus::Succeeded)
+}
+
+fn next_backward<R: Rng>(state: &SagaState, d: &mut Decide<'_, R>) -> Option<SagaEvent> {
+    if let Some(retry) = state.retries.iter().find(|r| r.kind == StepKind::Compensation && r.at <= d.now) {
+        return Some(send(state, d, retry.step, StepKind::Compensation, retry.attempt));
+    }
+    let mut gave_up = None;
+    // Reverse declaration order is a reverse topological order; a step is compensated only once
+    // every step that depends on it is settled.
+    for (i, step) in state.steps.iter().enumerate().rev() {
+        if settled_backward(state, i) || !step.needs_compensation() {
+            continue;
+        }
+        let action_in_flight =
+            state.in_flight_for(&step.name).is_some_and(|f| f.command.correlation.kind == StepKind::Action);
+        let blocked = action_in_flight || d.definition.dependents(i).any(|j| !settled_backward(state, j));
+        if blocked {
+            continue;
+        }
+        let i = i as u32;
+        match &step.compensation.status {
+            PhaseStatus::NotStarted => return Some(send(state, d, i, StepKind::Compensation, 1)),
+            PhaseStatus::InProgress | PhaseStatus::Failed { .. } if !waiting(state, i, StepKind::Compensation) => {
+                return Some(retry_or_give_up(state, d, i, StepKind::Compensation));
+            }
+            PhaseStatus::GaveUp => gave_up = gave_up.or(Some((i, step))),
+            _ => {}
+        }
+    }
+    if state.in_flight.is_empty() && state.retries.is_empty() {
+        if let Some((i, step)) = gave_up {
+            return Some(SagaEvent::Stuck {
+                step: Some(i),
+                reason: format!(
+                    "compensation of {} failed after {} attempts: {}",
+                    step.name,
+                    step.compensation.attempts,
+                    step.compensation.last_error.as_deref().unwrap_or("unknown")
+                ),
+            });
+        }
+        if (0..state.steps.len()).all(|i| settled_backward(state, i)) {
+            return Some(SagaEvent::Compensated);
+        }
+    }
+    None
+}
+
 fn retry_or_give_up<R: Rng>(state: &SagaState, d: &mut Decide<'_, R>, step: u32, kind: StepKind) -> SagaEvent {
-    let def = &d.definition.steps[step as usize];
+    let Some(def) = d.definition.steps.get(step as usize) else {
+        return SagaEvent::Stuck { step: Some(step), reason: format!("step {step} is not in the definition") };
+    };
     let policy = match kind {
         StepKind::Action => &def.retry,
         StepKind::Compensation => &def.compensation_retry,
@@ -720,8 +816,16 @@ fn retry_or_give_up<R: Rng>(state: &SagaState, d: &mut Decide<'_, R>, step: u32,
 }
 
 fn send<R: Rng>(state: &SagaState, d: &mut Decide<'_, R>, step: u32, kind: StepKind, attempt: u32) -> SagaEvent {
-    let def = &d.definition.steps[step as usize];
-    let ctx = StepContext { saga_id: state.id, params: &state.params, outputs: &state.outputs };
+    let Some(def) = d.definition.steps.get(step as usize) else {
+        return SagaEvent::Stuck { step: Some(step), reason: format!("step {step} is not in the definition") };
+    };
+    let ctx = StepContext {
+        saga_id: state.id,
+        step: &def.name,
+        params: &state.params,
+        outputs: &state.outputs,
+        visible: d.definition.visible(step as usize),
+    };
     let built = match kind {
         StepKind::Action => def.commands.action(&ctx),
         StepKind::Compensation => def.commands.compensation(&ctx),

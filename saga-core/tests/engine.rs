@@ -196,9 +196,9 @@ async fn a_reply_from_a_superseded_attempt_does_not_move_the_saga() {
     let id = SagaId::new();
     w.engine.start(SAGA, id, params()).await.unwrap();
     // Deliver attempt 1, fire its timeout and the retry: attempt 2 goes out, its reply is lost too.
-    w.pump_until(id, |s| s.steps[0].action.attempts == 2 && s.in_flight.is_some() && s.version > 4).await.unwrap();
+    w.pump_until(id, |s| s.steps[0].action.attempts == 2 && !s.in_flight.is_empty() && s.version > 4).await.unwrap();
     let state = w.engine.get(id).await.unwrap().unwrap();
-    let in_flight = state.in_flight.clone().expect("attempt in flight");
+    let in_flight = state.in_flight.first().cloned().expect("attempt in flight");
     assert!(in_flight.command.correlation.attempt >= 2, "a retry is in flight");
     let first = w.participants.held.lock().unwrap().first().cloned().expect("attempt 1 reply held");
     assert_eq!(first.correlation.attempt, 1);
@@ -325,7 +325,7 @@ async fn an_operator_aborts_a_running_saga_and_what_may_have_run_is_compensated(
     let id = SagaId::new();
     w.engine.start(SAGA, id, params()).await.unwrap();
     // Deliver `uno` and its reply; stop while `dos` is in flight, before its deadline.
-    w.pump_until(id, |s| s.in_flight.as_ref().is_some_and(|f| f.command.correlation.step_name == "dos")).await.unwrap();
+    w.pump_until(id, |s| s.in_flight_for("dos").is_some()).await.unwrap();
     let state = w.engine.abort(id, "customer cancelled").await.unwrap();
     assert_eq!(state.status, SagaStatus::Compensating);
     let state = w.pump(id).await.unwrap();
@@ -363,9 +363,17 @@ fn crash_scenario() -> (Script, FaultPlan) {
 
 #[tokio::test]
 async fn a_crash_after_every_log_write_still_reaches_the_same_end() {
+    for saga in [SAGA, SAGA_PARALELA] {
+        crash_after_every_write(saga).await;
+    }
+}
+
+async fn crash_after_every_write(saga: &str) {
     let (script, faults) = crash_scenario();
     let mut reference = world(script, faults.clone()).await;
-    let (ref_id, ref_state) = run(&mut reference).await;
+    let ref_id = SagaId::new();
+    reference.engine.start(saga, ref_id, params()).await.expect("start");
+    let ref_state = reference.pump(ref_id).await.expect("pump");
     let ref_effects = reference.participants.db.effects(ref_id).await;
     let writes = reference.store.history(ref_id).await.unwrap().len();
     assert_eq!(ref_state.status, SagaStatus::Compensated);
@@ -377,22 +385,35 @@ async fn a_crash_after_every_log_write_still_reaches_the_same_end() {
         let participants = Arc::new(Participants::new(ParticipantDb::sqlite_memory().await, script).await);
         let mut w = World::new(store.clone(), participants, faults).await;
         let id = SagaId::new();
-        if w.engine.start(SAGA, id, params()).await.is_err() {
+        if w.engine.start(saga, id, params()).await.is_err() {
             continue; // crashed before the saga existed: nothing to recover
         }
         let lift_store = store.clone();
         let state = w.pump_through_crashes(id, move |_| lift_store.fail_writes_after(u64::MAX / 2)).await;
-        assert_eq!(state.status, ref_state.status, "crash after write {crash_after}");
-        assert_eq!(w.participants.db.effects(id).await, ref_effects, "effects, crash after write {crash_after}");
+        assert_eq!(state.status, ref_state.status, "{saga}: crash after write {crash_after}");
+        assert_eq!(
+            w.participants.db.effects(id).await,
+            ref_effects,
+            "{saga}: effects, crash after write {crash_after}"
+        );
+        assert_reverse_dependency_order(&w.store.history(id).await.unwrap(), &definition_of(saga));
         assert_state_is_fold_of_log(w.store.as_ref(), id).await;
     }
 }
 
 #[tokio::test]
 async fn a_log_cut_after_every_entry_recovers_to_the_same_end() {
+    for saga in [SAGA, SAGA_PARALELA] {
+        log_cut_after_every_entry(saga).await;
+    }
+}
+
+async fn log_cut_after_every_entry(saga: &str) {
     let (script, faults) = crash_scenario();
     let mut reference = world(script, faults.clone()).await;
-    let (id, ref_state) = run(&mut reference).await;
+    let id = SagaId::new();
+    reference.engine.start(saga, id, params()).await.expect("start");
+    let ref_state = reference.pump(id).await.expect("pump");
     let history = reference.store.history(id).await.unwrap();
     let ref_effects = reference.participants.db.effects(id).await;
 
@@ -412,9 +433,193 @@ async fn a_log_cut_after_every_entry_recovers_to_the_same_end() {
         let mut w = World::new(store, participants, faults.clone()).await;
         w.engine.recover().await.expect("recover");
         let state = w.pump(id).await.expect("pump");
-        assert_eq!(state.status, ref_state.status, "cut after entry {cut}");
-        assert_eq!(compensations(&w.store.history(id).await.unwrap()), compensations(&history), "cut {cut}");
-        assert_eq!(w.participants.db.effects(id).await, ref_effects, "no effect repeated, cut {cut}");
+        assert_eq!(state.status, ref_state.status, "{saga}: cut after entry {cut}");
+        assert_eq!(compensations(&w.store.history(id).await.unwrap()), compensations(&history), "{saga}: cut {cut}");
+        assert_eq!(w.participants.db.effects(id).await, ref_effects, "{saga}: no effect repeated, cut {cut}");
         assert_state_is_fold_of_log(w.store.as_ref(), id).await;
     }
+}
+
+// ---- Parallel steps ----------------------------------------------------------------------------
+
+async fn start_parallel(w: &mut World) -> SagaId {
+    let id = SagaId::new();
+    w.engine.start(SAGA_PARALELA, id, params()).await.expect("start");
+    id
+}
+
+#[tokio::test]
+async fn siblings_whose_dependency_succeeded_are_in_flight_together() {
+    let mut w = world(Script::default(), FaultPlan::none()).await;
+    let id = start_parallel(&mut w).await;
+    let both = w.pump_until(id, |s| s.in_flight.len() == 2).await.unwrap();
+    let names: Vec<&str> = both.in_flight.iter().map(|f| f.command.correlation.step_name.as_str()).collect();
+    assert_eq!(names, ["dos", "tres"], "both siblings sent in the transition that accepted uno's reply");
+    assert_eq!(both.steps[0].action.status, PhaseStatus::Succeeded);
+    let state = w.pump(id).await.unwrap();
+    assert_eq!(state.status, SagaStatus::Completed);
+    let effects = w.participants.db.effects(id).await;
+    for step in STEPS {
+        assert_eq!(count(&effects, step, "action"), 1, "{step} applied once");
+    }
+    assert_state_is_fold_of_log(w.store.as_ref(), id).await;
+}
+
+#[tokio::test]
+async fn a_failure_injected_at_each_parallel_step_compensates_what_ran_siblings_included() {
+    // uno fails: nothing ran. dos fails: tres was sent with it, so tres is waited for and
+    // compensated, then uno. tres fails: the same with dos.
+    let expected: [(&str, &[&str]); 3] = [("uno", &[]), ("dos", &["tres", "uno"]), ("tres", &["dos", "uno"])];
+    for (failing, undone) in expected {
+        let mut w = world(Script::default(), FaultPlan::none().fail_action(failing)).await;
+        let id = start_parallel(&mut w).await;
+        let state = w.pump(id).await.unwrap();
+        assert_eq!(state.status, SagaStatus::Compensated, "failure at {failing}");
+        let history = w.store.history(id).await.unwrap();
+        assert_eq!(compensations(&history), undone, "failure at {failing}");
+        assert_reverse_dependency_order(&history, &parallel_definition());
+        let effects = w.participants.db.effects(id).await;
+        for step in STEPS {
+            let applied = i64::from(undone.contains(&step));
+            assert_eq!(count(&effects, step, "action"), applied, "{step} action, failure at {failing}");
+            assert_eq!(count(&effects, step, "compensation"), applied, "{step} compensation, failure at {failing}");
+        }
+        assert_state_is_fold_of_log(w.store.as_ref(), id).await;
+    }
+}
+
+#[tokio::test]
+async fn a_sibling_in_flight_is_waited_for_and_compensated_only_if_it_may_have_run() {
+    // tres is refused while dos's reply is lost: dos may have run, so once it times out it is
+    // compensated before uno. Then the same with dos refused too: nothing to undo for dos.
+    let script = Script::default().on("tres", StepKind::Action, &[Behavior::Refuse]).on(
+        "dos",
+        StepKind::Action,
+        &[Behavior::LoseReply],
+    );
+    let mut w = world(script, FaultPlan::none()).await;
+    let id = start_parallel(&mut w).await;
+    let state = w.pump(id).await.unwrap();
+    assert_eq!(state.status, SagaStatus::Compensated);
+    let history = w.store.history(id).await.unwrap();
+    assert_eq!(compensations(&history), ["dos", "uno"]);
+    assert!(history.iter().any(|e| matches!(e.event, SagaEvent::TimedOut { step: 1, .. })), "dos waited for");
+    assert!(
+        !history.iter().any(|e| matches!(&e.event, SagaEvent::CommandSent { command, .. }
+            if command.correlation.step_name == "dos" && command.correlation.attempt > 1 && command.correlation.kind == StepKind::Action)),
+        "no action is retried once the saga compensates"
+    );
+    assert_reverse_dependency_order(&history, &parallel_definition());
+
+    let script = Script::default().on("tres", StepKind::Action, &[Behavior::Refuse]).on(
+        "dos",
+        StepKind::Action,
+        &[Behavior::Refuse],
+    );
+    let mut w = world(script, FaultPlan::none()).await;
+    let id = start_parallel(&mut w).await;
+    let state = w.pump(id).await.unwrap();
+    assert_eq!(state.status, SagaStatus::Compensated);
+    assert_eq!(compensations(&w.store.history(id).await.unwrap()), ["uno"]);
+}
+
+#[tokio::test]
+async fn recovery_resends_every_command_in_flight() {
+    // Both siblings' commands are lost with the crash; the new engine resends both (same
+    // message ids), and the saga completes with each effect once.
+    let script = Script::default().on("dos", StepKind::Action, &[Behavior::LoseCommand]).on(
+        "tres",
+        StepKind::Action,
+        &[Behavior::LoseCommand],
+    );
+    let mut w = world(script, FaultPlan::none()).await;
+    let id = start_parallel(&mut w).await;
+    let before = w.pump_until(id, |s| s.in_flight.len() == 2).await.unwrap();
+    w.restart(FaultPlan::none());
+    w.engine.recover().await.unwrap();
+    let history = w.store.history(id).await.unwrap();
+    let resent: Vec<_> = history
+        .iter()
+        .filter_map(|e| match &e.event {
+            SagaEvent::CommandResent { message_id } => Some(*message_id),
+            _ => None,
+        })
+        .collect();
+    let in_flight: Vec<_> = before.in_flight.iter().map(|f| f.command.correlation.message_id).collect();
+    assert_eq!(resent, in_flight, "each command in flight resent once, with its message id");
+    let state = w.pump(id).await.unwrap();
+    assert_eq!(state.status, SagaStatus::Completed);
+    let effects = w.participants.db.effects(id).await;
+    for step in STEPS {
+        assert_eq!(count(&effects, step, "action"), 1, "{step} applied once");
+    }
+}
+
+#[tokio::test]
+async fn an_operator_aborts_a_saga_with_siblings_in_flight() {
+    let script = Script::default().on("dos", StepKind::Action, &[Behavior::LoseCommand]).on(
+        "tres",
+        StepKind::Action,
+        &[Behavior::LoseReply],
+    );
+    let mut w = world(script, FaultPlan::none()).await;
+    let id = start_parallel(&mut w).await;
+    w.pump_until(id, |s| s.in_flight.len() == 2).await.unwrap();
+    let state = w.engine.abort(id, "brand cancelled").await.unwrap();
+    assert_eq!(state.status, SagaStatus::Compensating);
+    assert_eq!(state.in_flight.len(), 2, "the siblings' actions are waited for, not forgotten");
+    let state = w.pump(id).await.unwrap();
+    assert_eq!(state.status, SagaStatus::Compensated);
+    let history = w.store.history(id).await.unwrap();
+    let undone = compensations(&history);
+    assert_eq!(undone.last().map(String::as_str), Some("uno"));
+    assert!(undone.contains(&"dos".to_owned()) && undone.contains(&"tres".to_owned()), "{undone:?}");
+    assert_reverse_dependency_order(&history, &parallel_definition());
+    let effects = w.participants.db.effects(id).await;
+    assert_eq!(count(&effects, "tres", "action"), 1);
+    assert_eq!(count(&effects, "tres", "compensation"), 1);
+    assert_eq!(count(&effects, "dos", "action"), 0, "dos never arrived; its compensation left a tombstone");
+}
+
+#[tokio::test]
+async fn a_saga_whose_definition_changed_under_its_version_is_stuck_and_the_others_go_on() {
+    // A saga of `prueba` v1 is mid-way when a deployment registers a different `prueba` v1
+    // (a step removed without a new version). Recovery must not index past the step list: the
+    // saga is marked stuck with the reason, and a saga of another type still completes.
+    let script = Script::default().on("dos", StepKind::Action, &[Behavior::LoseCommand]);
+    let mut w = world(script, FaultPlan::none()).await;
+    let changed = SagaId::new();
+    w.engine.start(SAGA, changed, params()).await.unwrap();
+    w.pump_until(changed, |s| s.in_flight_for("dos").is_some()).await.unwrap();
+
+    let mut registry = saga_core::Registry::new();
+    let shorter = saga_core::SagaDefinition::new(SAGA, 1);
+    let full = definition();
+    let shorter = shorter.step(full.steps[0].clone()).step(full.steps[1].clone());
+    registry.register(shorter).unwrap();
+    registry.register(parallel_definition()).unwrap();
+    w.restart_with(Arc::new(registry), FaultPlan::none());
+    let other = SagaId::new();
+    w.engine.start(SAGA_PARALELA, other, params()).await.unwrap();
+    w.engine.recover().await.unwrap();
+
+    let state = w.engine.get(changed).await.unwrap().unwrap();
+    assert_eq!(state.status, SagaStatus::Stuck);
+    let reason = state.stuck_reason.as_deref().unwrap();
+    assert!(reason.contains("changed under the same version"), "{reason}");
+    assert!(reason.contains("tres"), "the reason names the steps: {reason}");
+    assert_eq!(w.pump(other).await.unwrap().status, SagaStatus::Completed);
+    // Retrying cannot help while the definition differs; abandoning it is recorded.
+    assert_eq!(w.engine.retry(changed, "try").await.unwrap().status, SagaStatus::Stuck);
+    assert_eq!(w.engine.abort(changed, "repaired by hand").await.unwrap().status, SagaStatus::Aborted);
+}
+
+#[test]
+fn a_graph_with_an_undeclared_dependency_is_refused() {
+    let mut registry = saga_core::Registry::new();
+    let def = saga_core::SagaDefinition::new("mal", 1)
+        .step(definition().steps[1].clone().after("despues"))
+        .step(definition().steps[0].clone());
+    let err = registry.register(def).unwrap_err();
+    assert!(err.to_string().contains("not declared before it"), "{err}");
 }

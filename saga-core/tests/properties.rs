@@ -6,8 +6,11 @@
 //! - its current-state row is the fold of its log;
 //! - no effect is applied twice; a completed saga applied every step; a compensated one undid
 //!   every step it applied;
-//! - compensations run in reverse step order, cover every step that ran or may have run, and
-//!   never a step whose every attempt was definitively refused.
+//! - compensations run in reverse dependency order, cover every step that ran or may have run,
+//!   and never a step whose every attempt was definitively refused.
+//!
+//! Each case runs on the sequential test saga or on the parallel one (`dos` and `tres` in flight
+//! together).
 
 // Tests unwrap: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
@@ -40,6 +43,7 @@ struct Case {
     plan: Vec<(usize, bool, Vec<Behavior>)>,
     duplicate_commands: bool,
     crash_after: Option<u64>,
+    saga: &'static str,
 }
 
 fn case() -> impl Strategy<Value = Case> {
@@ -47,8 +51,14 @@ fn case() -> impl Strategy<Value = Case> {
         proptest::collection::vec((0..3usize, any::<bool>(), proptest::collection::vec(behavior(), 0..4)), 0..6),
         any::<bool>(),
         proptest::option::of(1..25u64),
+        prop_oneof![Just(SAGA), Just(SAGA_PARALELA)],
     )
-        .prop_map(|(plan, duplicate_commands, crash_after)| Case { plan, duplicate_commands, crash_after })
+        .prop_map(|(plan, duplicate_commands, crash_after, saga)| Case {
+            plan,
+            duplicate_commands,
+            crash_after,
+            saga,
+        })
 }
 
 fn script(case: &Case) -> Script {
@@ -73,11 +83,11 @@ async fn run_case(case: Case) {
         move |_: &World| store.fail_writes_after(u64::MAX / 2)
     };
     let id = SagaId::new();
-    if w.engine.start(SAGA, id, params()).await.is_err() {
+    if w.engine.start(case.saga, id, params()).await.is_err() {
         // Crashed before the saga existed: the caller retries with the same id.
         lift(&w);
         w.restart(faults.clone());
-        w.engine.start(SAGA, id, params()).await.expect("start after restart");
+        w.engine.start(case.saga, id, params()).await.expect("start after restart");
     }
     let mut state = w.pump_through_crashes(id, lift).await;
     assert!(
@@ -87,7 +97,7 @@ async fn run_case(case: Case) {
     );
     let history = w.store.history(id).await.unwrap();
     assert_eq!(SagaState::replay(id, &history).unwrap(), state, "state row is the fold of the log");
-    check_compensations(&history, &state);
+    check_compensations(&history, &state, case.saga);
 
     // An operator retries a stuck saga once the trouble passed (the script runs out).
     let mut retries = 0;
@@ -98,7 +108,7 @@ async fn run_case(case: Case) {
         state = w.pump(id).await.unwrap();
     }
     let history = w.store.history(id).await.unwrap();
-    check_compensations(&history, &state);
+    check_compensations(&history, &state, case.saga);
 
     let effects = w.participants.db.effects(id).await;
     let count = |step: &str, kind: &str| effects.get(&(step.to_owned(), kind.to_owned())).copied().unwrap_or(0);
@@ -117,12 +127,10 @@ async fn run_case(case: Case) {
     }
 }
 
-fn check_compensations(history: &[saga_core::LogEntry], state: &SagaState) {
-    let comp_order: Vec<usize> =
+fn check_compensations(history: &[saga_core::LogEntry], state: &SagaState, saga: &str) {
+    assert_reverse_dependency_order(history, &definition_of(saga));
+    let compensated: HashSet<usize> =
         compensations(history).iter().map(|s| STEPS.iter().position(|x| x == s).expect("known step")).collect();
-    // A compensation retried by an operator appears once in `compensations` (first send).
-    assert!(comp_order.windows(2).all(|w| w[0] > w[1]), "reverse order: {comp_order:?}");
-    let compensated: HashSet<usize> = comp_order.into_iter().collect();
 
     for (i, step) in STEPS.iter().enumerate() {
         let mut sent = false;
@@ -143,7 +151,6 @@ fn check_compensations(history: &[saga_core::LogEntry], state: &SagaState) {
                         Outcome::BusinessFailure { .. } => {}
                     }
                 }
-                SagaEvent::CompensationStarted { .. } if state.in_flight.is_none() => {}
                 _ => {}
             }
         }
@@ -158,42 +165,12 @@ fn check_compensations(history: &[saga_core::LogEntry], state: &SagaState) {
             if state.status == SagaStatus::Compensated {
                 assert!(compensated.contains(&i), "{step} ran or may have run, yet not compensated");
             }
-        } else if !aborted_in_flight(history, i) {
+        } else {
+            // An action in flight when compensation starts is waited for: refused, it is not
+            // compensated either.
             assert!(!compensated.contains(&i), "{step} was definitively refused, yet compensated");
         }
     }
-}
-
-/// True when compensation started while step `i`'s action was in flight (it may have run).
-fn aborted_in_flight(history: &[saga_core::LogEntry], i: usize) -> bool {
-    let mut state: Option<SagaState> = None;
-    for entry in history {
-        if let SagaEvent::CompensationStarted { .. } = entry.event {
-            if let Some(s) = &state {
-                if s.in_flight.as_ref().is_some_and(|f| f.command.correlation.step_name == STEPS[i]) {
-                    return true;
-                }
-            }
-        }
-        state = match state {
-            None => SagaState::started(entry_saga(history), entry).ok(),
-            Some(mut s) => {
-                s.apply(entry).expect("apply");
-                Some(s)
-            }
-        };
-    }
-    false
-}
-
-fn entry_saga(history: &[saga_core::LogEntry]) -> SagaId {
-    history
-        .iter()
-        .find_map(|e| match &e.event {
-            SagaEvent::CommandSent { command, .. } => Some(command.correlation.saga_id),
-            _ => None,
-        })
-        .unwrap_or_default()
 }
 
 proptest! {

@@ -27,7 +27,10 @@ use saga_core::{SagaEvent, SagaId, SagaState, StepKind};
 use serde_json::json;
 use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
 
+/// The sequential test saga: uno, then dos, then tres.
 pub const SAGA: &str = "prueba";
+/// The parallel test saga: uno, then dos and tres at once.
+pub const SAGA_PARALELA: &str = "prueba_paralela";
 pub const STEPS: [&str; 3] = ["uno", "dos", "tres"];
 pub const REPLY_TO: &str = "respuestas.prueba";
 
@@ -60,23 +63,68 @@ pub fn policy(attempts: u32) -> RetryPolicy {
     }
 }
 
+fn step(name: &'static str) -> Step {
+    Step::new(name, participant_of(name), Echo(name)).timeout(TIMEOUT).retry(policy(3)).compensation_retry(policy(3))
+}
+
+/// `uno` → `dos` → `tres`.
 pub fn definition() -> SagaDefinition {
-    let mut def = SagaDefinition::new(SAGA, 1);
-    for name in STEPS {
-        def = def.step(
-            Step::new(name, participant_of(name), Echo(name))
-                .timeout(TIMEOUT)
-                .retry(policy(3))
-                .compensation_retry(policy(3)),
-        );
+    SagaDefinition::new(SAGA, 1).step(step("uno")).step(step("dos").after("uno")).step(step("tres").after("dos"))
+}
+
+/// `uno` → {`dos`, `tres`}: the two run in parallel once `uno` succeeded.
+pub fn parallel_definition() -> SagaDefinition {
+    SagaDefinition::new(SAGA_PARALELA, 1)
+        .step(step("uno"))
+        .step(step("dos").after("uno"))
+        .step(step("tres").after("uno"))
+}
+
+/// The definition of a test saga by name.
+pub fn definition_of(saga: &str) -> SagaDefinition {
+    if saga == SAGA_PARALELA {
+        parallel_definition()
+    } else {
+        definition()
     }
-    def
 }
 
 pub fn registry() -> Arc<Registry> {
     let mut registry = Registry::new();
     registry.register(definition()).expect("register test saga");
+    registry.register(parallel_definition()).expect("register parallel test saga");
     Arc::new(registry)
+}
+
+/// Checks that compensations ran in reverse dependency order: for every step and every step it
+/// depends on, both compensated, the dependent's compensation succeeded before the dependency's
+/// was first sent.
+pub fn assert_reverse_dependency_order(history: &[saga_core::LogEntry], definition: &SagaDefinition) {
+    let first_sent = |step: &str| {
+        history.iter().position(|e| {
+            matches!(&e.event, SagaEvent::CommandSent { command, .. }
+                if command.correlation.step_name == step && command.correlation.kind == StepKind::Compensation)
+        })
+    };
+    let succeeded = |index: usize| {
+        history.iter().position(|e| {
+            matches!(&e.event, SagaEvent::ReplyAccepted { step, kind: StepKind::Compensation, outcome: Outcome::Success { .. }, .. }
+                if *step as usize == index)
+        })
+    };
+    for (i, step) in definition.steps.iter().enumerate() {
+        for &j in definition.deps(i) {
+            let dependency = &definition.steps[j].name;
+            if let (Some(_), Some(dep_sent)) = (first_sent(&step.name), first_sent(dependency)) {
+                let done = succeeded(i).unwrap_or_else(|| panic!("{} compensation sent, never succeeded", step.name));
+                assert!(
+                    done < dep_sent,
+                    "{dependency} compensated (entry {dep_sent}) before its dependent {} finished (entry {done})",
+                    step.name
+                );
+            }
+        }
+    }
 }
 
 /// What a participant does with one delivery of a (step, kind).
@@ -297,8 +345,13 @@ impl World {
 
     /// A new engine on the same store, transport, clock and participants: a restart.
     pub fn restart(&mut self, faults: FaultPlan) {
+        self.restart_with(registry(), faults)
+    }
+
+    /// A restart with other definitions registered (a deployment that changed them).
+    pub fn restart_with(&mut self, registry: Arc<Registry>, faults: FaultPlan) {
         self.faults = faults;
-        self.engine = Engine::builder(self.store.clone(), registry(), Arc::new(self.transport.clone()))
+        self.engine = Engine::builder(self.store.clone(), registry, Arc::new(self.transport.clone()))
             .clock(self.clock.clone())
             .config(test_config())
             .faults(self.faults.clone())
