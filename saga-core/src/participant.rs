@@ -7,7 +7,13 @@
 //! business change, and record the message, the step's status and the reply. A compensation that
 //! finds no action leaves a tombstone, and the action that arrives late is refused.
 //!
-//! Both PostgreSQL and SQLite are supported with the same statements, as in [`crate::log::sql`].
+//! Attempts of one step handled at the same time (a resent attempt while the first is still
+//! running, a compensation overtaking its action) take turns on the step's record: the first
+//! decides and writes, the others wait for its commit and then decide from what it wrote. So
+//! "once per step" holds under concurrency, not only for attempts that arrive one after another.
+//!
+//! Both PostgreSQL and SQLite are supported with the same statements, as in [`crate::log::sql`],
+//! except for how the step's record is locked (see [`PgParticipant`] and [`SqliteParticipant`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -181,13 +187,15 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }
 
-/// How many times a command is handled again after losing a race with another instance (a
-/// unique violation on the step or message record). One retry finds the winner's record; three
-/// leaves room for a compensation racing its action.
+/// How many times a command is handled again after losing a race with another attempt (a
+/// unique violation on the step or message record). Losing the insert of a new step record
+/// costs one retry, which then finds the winner's record (the loser's insert fails only once
+/// the winner has committed) and queues on its lock; the same message id racing itself can cost
+/// one more. Three leaves a margin.
 const RACE_RETRIES: u32 = 3;
 
 macro_rules! sql_participant {
-    ($(#[$meta:meta])* $name:ident, $db:ty, $pool:ty, $migrator:ident, $begin:literal) => {
+    ($(#[$meta:meta])* $name:ident, $db:ty, $pool:ty, $migrator:ident, $begin:literal, $lock_step:literal) => {
         $(#[$meta])*
         pub struct $name<H> {
             pool: $pool,
@@ -225,9 +233,18 @@ macro_rules! sql_participant {
                         disposition: Disposition::DuplicateMessage,
                     }));
                 }
-                let step: Option<(String, Option<Json<Outcome>>)> = sqlx::query_as(
+                // The step's record is the serialization point of its attempts: what `plan`
+                // decides from it must still hold when the status is written. An existing record
+                // is locked here (`FOR UPDATE` on PostgreSQL, the database lock of `BEGIN IMMEDIATE`
+                // on SQLite), so a racing attempt waits for this transaction and then reads what
+                // it wrote: without the lock, under READ COMMITTED, two compensations both read
+                // `applied` and both undo the action. A missing record cannot be locked; there,
+                // the insert below is the serialization point: the loser's insert fails with a
+                // unique violation once the winner commits, and `handle` runs it again.
+                let step: Option<(String, Option<Json<Outcome>>)> = sqlx::query_as(concat!(
                     "SELECT status, action_reply FROM participant_step WHERE saga_id = $1 AND step = $2",
-                )
+                    $lock_step
+                ))
                 .bind(c.saga_id.0)
                 .bind(&c.step_name)
                 .fetch_optional(&mut *tx)
@@ -285,13 +302,19 @@ macro_rules! sql_participant {
                 if let Some(record) = record {
                     let action_reply = (c.kind == StepKind::Action).then(|| Json(&outcome));
                     if existed {
-                        sqlx::query("UPDATE participant_step SET status = $3, updated_at = $4 WHERE saga_id = $1 AND step = $2")
-                            .bind(c.saga_id.0)
-                            .bind(&c.step_name)
-                            .bind(record.as_str())
-                            .bind(now)
-                            .execute(&mut *tx)
-                            .await?;
+                        // An action run on a record without a stored reply stores its reply now:
+                        // otherwise every later attempt would find no reply and run it again.
+                        sqlx::query(
+                            "UPDATE participant_step SET status = $3, action_reply = COALESCE($4, action_reply), \
+                             updated_at = $5 WHERE saga_id = $1 AND step = $2",
+                        )
+                        .bind(c.saga_id.0)
+                        .bind(&c.step_name)
+                        .bind(record.as_str())
+                        .bind(action_reply)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
                     } else {
                         sqlx::query(
                             "INSERT INTO participant_step (saga_id, step, status, action_reply, updated_at) VALUES ($1, $2, $3, $4, $5)",
@@ -345,22 +368,27 @@ macro_rules! sql_participant {
 }
 
 sql_participant!(
-    /// A participant whose records live in PostgreSQL.
+    /// A participant whose records live in PostgreSQL. Transactions run at the default READ
+    /// COMMITTED; the step's record is read `FOR UPDATE`, so attempts of one step take turns
+    /// while attempts of different steps run side by side.
     PgParticipant,
     Postgres,
     PgPool,
     PG_MIGRATOR,
-    "BEGIN"
+    "BEGIN",
+    " FOR UPDATE"
 );
 
 sql_participant!(
     /// A participant whose records live in SQLite. Transactions take the write lock up front
-    /// (`BEGIN IMMEDIATE`), so two handlers never both read and then race to write.
+    /// (`BEGIN IMMEDIATE`), so two handlers never both read and then race to write; SQLite has
+    /// no row locks (nor `FOR UPDATE`) and needs none.
     SqliteParticipant,
     Sqlite,
     SqlitePool,
     SQLITE_MIGRATOR,
-    "BEGIN IMMEDIATE"
+    "BEGIN IMMEDIATE",
+    ""
 );
 
 /// How many commands [`serve`] handles at once. Each holds a database connection for its

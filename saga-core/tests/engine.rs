@@ -270,9 +270,23 @@ async fn a_late_action_after_its_compensation_is_refused() {
             _ => None,
         })
         .unwrap();
+    assert_eq!(late.correlation.kind, StepKind::Action);
     w.transport.send_command(&late).await.unwrap();
-    w.pump(id).await.unwrap();
+    // `pump` would return at once (the saga rests) and leave the command queued: deliver it.
+    let replies = w.deliver_queued_commands().await;
+    assert_eq!(replies.len(), 1, "the late command was handled: {replies:?}");
+    let reply = &replies[0];
+    assert_eq!(reply.correlation, late.correlation);
+    match &reply.outcome {
+        saga_core::transport::Outcome::BusinessFailure { code, .. } => {
+            assert_eq!(code, saga_core::participant::COMPENSATED_FIRST)
+        }
+        other => panic!("the late action must be refused, got {other:?}"),
+    }
     assert_eq!(count(&w.participants.db.effects(id).await, "dos", "action"), 0, "late action refused");
+    // Its refusal reaches an engine that is done with the saga: recorded, and nothing moves.
+    assert_eq!(w.engine.handle_reply(reply).await.unwrap(), ReplyDisposition::Ignored);
+    assert_eq!(w.engine.get(id).await.unwrap().unwrap().status, SagaStatus::Compensated);
 }
 
 #[tokio::test]

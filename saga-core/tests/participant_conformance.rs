@@ -1,7 +1,8 @@
 //! The participant contract on SQLite and on a real PostgreSQL: one effect per saga step
 //! whatever the redeliveries and retried attempts, stored replies, tombstones for compensations
-//! that come first, nothing recorded for transient answers, one winner when instances race, and
-//! a serving loop that dead-letters poison and goes on.
+//! that come first, nothing recorded for transient answers, one winner when attempts race
+//! (actions, compensations, and actions against compensations, held open in their transactions
+//! so they overlap), and a serving loop that dead-letters poison and goes on.
 
 // Tests unwrap: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
@@ -146,6 +147,164 @@ async fn racing_attempts_of_one_step_apply_it_once(f: Fixture) {
     }
 }
 
+/// Handles `commands` all at once, each in its own task, released together by a barrier; each
+/// waits its delay after the barrier first (to choose who is likely to read the step's record
+/// first). Returns the answers in the order of `commands`.
+async fn race(f: &Arc<Fixture>, commands: Vec<(Command, Duration)>) -> Vec<saga_core::participant::Handled> {
+    let barrier = Arc::new(tokio::sync::Barrier::new(commands.len()));
+    let tasks: Vec<_> = commands
+        .into_iter()
+        .map(|(cmd, delay)| {
+            let (f, barrier) = (f.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                tokio::time::sleep(delay).await;
+                f.handler.handle(&cmd).await
+            })
+        })
+        .collect();
+    let mut handled = Vec::new();
+    for task in tasks {
+        handled.push(task.await.unwrap().expect("every racer gets an answer"));
+    }
+    handled
+}
+
+fn is_refused_late(outcome: &Outcome) -> bool {
+    matches!(outcome, Outcome::BusinessFailure { code, .. } if code == COMPENSATED_FIRST)
+}
+
+async fn racing_compensations_of_an_applied_step_compensate_it_once(f: Fixture) {
+    let f = Arc::new(f);
+    for _ in 0..3 {
+        let saga = SagaId::new();
+        let action = f.handler.handle(&f.command(saga, StepKind::Action, 1, Behavior::Succeed)).await.unwrap();
+        assert_eq!(action.disposition, Disposition::Applied);
+        let compensations =
+            (1..=6).map(|attempt| (f.command(saga, StepKind::Compensation, attempt, Behavior::Slow), Duration::ZERO));
+        let handled = race(&f, compensations.collect()).await;
+        assert_eq!(f.effects(saga, "compensation").await, 1, "one compensation effect for six racing attempts");
+        for h in &handled {
+            assert!(matches!(h.reply.outcome, Outcome::Success { .. }), "every attempt succeeds: {h:?}");
+        }
+        let applied = handled.iter().filter(|h| h.disposition == Disposition::Applied).count();
+        assert_eq!(applied, 1, "one attempt ran the compensation, the others got its answer: {handled:?}");
+        assert_eq!(f.db.step_status(saga, "uno").await.as_deref(), Some("compensated"));
+        assert_eq!(f.effects(saga, "action").await, 1);
+    }
+}
+
+/// The step records racing actions can start from: none, or one without a stored action reply
+/// (which the decision table answers by running the action).
+const STARTS: [Option<&str>; 3] = [None, Some("applied"), Some("refused")];
+
+async fn racing_actions_of_one_step_apply_it_once_and_agree(f: Fixture) {
+    let f = Arc::new(f);
+    for start in STARTS {
+        let saga = SagaId::new();
+        if let Some(status) = start {
+            f.db.seed_step(saga, "uno", status).await;
+        }
+        let actions =
+            (1..=6).map(|attempt| (f.command(saga, StepKind::Action, attempt, Behavior::Slow), Duration::ZERO));
+        let handled = race(&f, actions.collect()).await;
+        assert_eq!(f.effects(saga, "action").await, 1, "one action effect for six racing attempts, from {start:?}");
+        let outcomes: Vec<_> = handled.iter().map(|h| &h.reply.outcome).collect();
+        assert!(outcomes.windows(2).all(|w| w[0] == w[1]), "every attempt got the same reply: {outcomes:?}");
+        assert!(matches!(outcomes[0], Outcome::Success { .. }), "{outcomes:?}");
+        // The reply is stored now: a seventh attempt gets it and applies nothing.
+        let later = f.handler.handle(&f.command(saga, StepKind::Action, 7, Behavior::Succeed)).await.unwrap();
+        assert_eq!(later.disposition, Disposition::DuplicateStep, "from {start:?}");
+        assert_eq!(&later.reply.outcome, outcomes[0]);
+        assert_eq!(f.effects(saga, "action").await, 1, "from {start:?}");
+    }
+}
+
+async fn racing_actions_and_compensations_of_one_step_end_as_the_tombstone_rule_says(f: Fixture) {
+    let f = Arc::new(f);
+    let mut ends = HashMap::new();
+    for start in STARTS {
+        for round in 0..4u64 {
+            let saga = SagaId::new();
+            if let Some(status) = start {
+                f.db.seed_step(saga, "uno", status).await;
+            }
+            // Actions arrive 20 ms apart; the compensations likewise, starting later each round:
+            // with the action's handler holding its transaction for SLOW_HANDLER (50 ms), the
+            // first rounds have a compensation read the step before any action commits (a
+            // tombstone), the last has them all read it after (a compensation), and one is on
+            // the edge. The assertions hold for either end.
+            let mut commands = Vec::new();
+            for i in 0..4u32 {
+                let action_delay = Duration::from_millis(20 * u64::from(i));
+                let compensation_delay = Duration::from_millis(25 * round + 20 * u64::from(i));
+                commands.push((f.command(saga, StepKind::Action, i + 1, Behavior::Slow), action_delay));
+                commands.push((f.command(saga, StepKind::Compensation, i + 1, Behavior::Slow), compensation_delay));
+            }
+            let kinds: Vec<StepKind> = commands.iter().map(|(c, _)| c.correlation.kind).collect();
+            let handled = race(&f, commands).await;
+            let (actions, compensations): (Vec<_>, Vec<_>) =
+                kinds.iter().zip(&handled).partition(|(k, _)| **k == StepKind::Action);
+            let actions: Vec<_> = actions.into_iter().map(|(_, h)| h).collect();
+            let compensations: Vec<_> = compensations.into_iter().map(|(_, h)| h).collect();
+            let answers: Vec<String> = handled
+                .iter()
+                .map(|h| {
+                    let c = &h.reply.correlation;
+                    format!("{} {}: {:?} {}", c.kind, c.attempt, h.disposition, h.reply.outcome.label())
+                })
+                .collect();
+            let context = format!("from {start:?}, round {round}: {answers:?}");
+
+            for c in &compensations {
+                assert!(matches!(c.reply.outcome, Outcome::Success { .. }), "every compensation succeeds, {context}");
+            }
+            let action_effects = f.effects(saga, "action").await;
+            let compensation_effects = f.effects(saga, "compensation").await;
+            assert!(action_effects <= 1, "{action_effects} action effects, {context}");
+            assert!(compensation_effects <= 1, "{compensation_effects} compensation effects, {context}");
+            // The compensations answered success, so nothing may be left applied.
+            let status = f.db.step_status(saga, "uno").await;
+            assert!(
+                matches!(status.as_deref(), Some("compensated" | "tombstone")),
+                "step left {status:?} after its compensation succeeded, {context}"
+            );
+            match start {
+                // A seeded "applied" was an effect before the race: it is undone whatever wins.
+                Some("applied") => assert_eq!(compensation_effects, 1, "{context}"),
+                _ => assert_eq!(compensation_effects, action_effects, "each action effect undone once, {context}"),
+            }
+            if action_effects == 0 {
+                for a in &actions {
+                    assert!(is_refused_late(&a.reply.outcome), "no effect, so every action is refused, {context}");
+                }
+                if start.is_none() {
+                    assert_eq!(status.as_deref(), Some("tombstone"), "{context}");
+                }
+            } else {
+                let applied: Vec<_> = actions.iter().filter(|a| a.disposition == Disposition::Applied).collect();
+                assert_eq!(applied.len(), 1, "one action ran, {context}");
+                for a in &actions {
+                    assert!(
+                        a.reply.outcome == applied[0].reply.outcome || is_refused_late(&a.reply.outcome),
+                        "an action gets the applied reply or a late refusal, {context}"
+                    );
+                }
+                assert_eq!(status.as_deref(), Some("compensated"), "{context}");
+            }
+            // Whatever came first, the step is closed: one more of each changes nothing.
+            let late = f.handler.handle(&f.command(saga, StepKind::Action, 9, Behavior::Succeed)).await.unwrap();
+            assert!(is_refused_late(&late.reply.outcome), "{context}");
+            let again = f.handler.handle(&f.command(saga, StepKind::Compensation, 9, Behavior::Succeed)).await.unwrap();
+            assert_eq!(again.disposition, Disposition::DuplicateStep, "{context}");
+            assert_eq!(f.effects(saga, "action").await, action_effects);
+            assert_eq!(f.effects(saga, "compensation").await, compensation_effects);
+            *ends.entry((start, action_effects)).or_insert(0) += 1;
+        }
+    }
+    eprintln!("ends (start, action effects) -> rounds: {ends:?}");
+}
+
 macro_rules! conformance {
     ($db:ident, $make:expr) => {
         mod $db {
@@ -184,6 +343,21 @@ macro_rules! conformance {
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn racing_attempts_of_one_step_apply_it_once() {
                 super::racing_attempts_of_one_step_apply_it_once(Fixture::new($make).await).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn racing_compensations_of_an_applied_step_compensate_it_once() {
+                super::racing_compensations_of_an_applied_step_compensate_it_once(Fixture::new($make).await).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn racing_actions_of_one_step_apply_it_once_and_agree() {
+                super::racing_actions_of_one_step_apply_it_once_and_agree(Fixture::new($make).await).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn racing_actions_and_compensations_of_one_step_end_as_the_tombstone_rule_says() {
+                super::racing_actions_and_compensations_of_one_step_end_as_the_tombstone_rule_says(
+                    Fixture::new($make).await,
+                )
+                .await
             }
         }
     };

@@ -138,7 +138,15 @@ pub enum Behavior {
     DuplicateReply,
     /// The handler says the command can never be handled (a poison message).
     Poison,
+    /// Succeeds, but holds its transaction open for [`SLOW_HANDLER`] after writing its effect,
+    /// so attempts racing it overlap for certain rather than by luck of scheduling.
+    Slow,
 }
+
+/// How long a [`Behavior::Slow`] handler keeps its transaction open: long enough that every
+/// racer of a test has read the step's record before the first one commits (tasks start within
+/// a millisecond or two of a barrier), short enough for SQLite, which runs them one by one.
+pub const SLOW_HANDLER: Duration = Duration::from_millis(50);
 
 #[derive(Default)]
 pub struct Script {
@@ -194,6 +202,9 @@ macro_rules! effect_handler {
                     .bind(c.message_id.0.to_string())
                     .execute(&mut **tx)
                     .await?;
+                if behavior == Behavior::Slow {
+                    tokio::time::sleep(SLOW_HANDLER).await;
+                }
                 Ok(Outcome::Success { output: json!({ "hecho": c.step_name, "attempt": c.attempt }) })
             }
         }
@@ -261,6 +272,33 @@ impl ParticipantDb {
             }
         };
         rows.into_iter().map(|(s, k, n)| ((s, k), n)).collect()
+    }
+
+    /// Writes a step record as an older participant could have left it: `status`, no stored
+    /// action reply.
+    pub async fn seed_step(&self, saga: SagaId, step: &str, status: &str) {
+        let sql = "INSERT INTO participant_step (saga_id, step, status, action_reply, updated_at) \
+                   VALUES ($1, $2, $3, NULL, $4)";
+        match self {
+            ParticipantDb::Sqlite(pool) => {
+                sqlx::query(sql).bind(saga.0).bind(step).bind(status).bind(Utc::now()).execute(pool).await.map(drop)
+            }
+            ParticipantDb::Postgres(pool) => {
+                sqlx::query(sql).bind(saga.0).bind(step).bind(status).bind(Utc::now()).execute(pool).await.map(drop)
+            }
+        }
+        .expect("seed participant_step");
+    }
+
+    /// The status of a step's record, if there is one.
+    pub async fn step_status(&self, saga: SagaId, step: &str) -> Option<String> {
+        let sql = "SELECT status FROM participant_step WHERE saga_id = $1 AND step = $2";
+        let row: Option<(String,)> = match self {
+            ParticipantDb::Sqlite(pool) => sqlx::query_as(sql).bind(saga.0).bind(step).fetch_optional(pool).await,
+            ParticipantDb::Postgres(pool) => sqlx::query_as(sql).bind(saga.0).bind(step).fetch_optional(pool).await,
+        }
+        .expect("participant_step status");
+        row.map(|(status,)| status)
     }
 }
 
@@ -412,6 +450,20 @@ impl World {
             }
         }
         panic!("saga {id} did not rest after 10000 pump rounds");
+    }
+
+    /// Delivers every command queued for the participants, as the pump does, but hands the
+    /// replies back instead of sending them: for commands that arrive after the saga rests, which
+    /// `pump` never delivers (it returns as soon as the saga is at rest).
+    pub async fn deliver_queued_commands(&mut self) -> Vec<Reply> {
+        let mut replies = Vec::new();
+        for (_, receiver) in &mut self.commands {
+            while let Some(delivery) = try_recv(receiver.as_mut()).await {
+                replies.extend(self.participants.deliver(&delivery.message).await);
+                delivery.ack().await.expect("ack");
+            }
+        }
+        replies
     }
 
     /// Pumps; on an engine error (an injected crash), restarts the engine and recovers, as a
