@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-use orchestrator::crear_campana::Topology;
 use orchestrator::embebido::{self, Running, MARCAS_POR_DEFECTO};
 use saga_core::inject::FaultPlan;
 use serde_json::{json, Value};
@@ -19,7 +18,7 @@ async fn start(dir: &Path, faults: FaultPlan) -> Running {
         data_dir: dir.to_owned(),
         http: "127.0.0.1:0".parse().unwrap(),
         marcas: MARCAS_POR_DEFECTO.to_owned(),
-        topology: Topology::default(),
+        steps: Default::default(),
         faults,
     };
     embebido::start(config, None).await.unwrap()

@@ -29,9 +29,9 @@ use serde_json::{json, Value};
 use tracing::error;
 use uuid::Uuid;
 
-use crate::crear_campana::SAGA_TYPE;
-use crate::solicitud::validar;
-use crate::vista::{Campana, Creada, Estado, Vista};
+use crate::sagas::crear_campana::solicitud::validar;
+use crate::sagas::crear_campana::vista::{Campana, Creada, Estado, Vista};
+use crate::sagas::crear_campana::SAGA_TYPE;
 
 /// Largest request body: the biggest valid request (100 influencers, long texts) is ~60 KiB.
 pub const MAX_BODY: usize = 256 * 1024;

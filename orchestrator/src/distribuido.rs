@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use daemon::{metricas, Secreto, Tareas};
-use saga_core::definition::{Registry, RetryPolicy};
+use saga_core::definition::RetryPolicy;
 use saga_core::engine::{Engine, EngineConfig};
 use saga_core::log::sql::{pg_pool, PgStore};
 use saga_core::metrics::MetricsObserver;
@@ -24,10 +24,10 @@ use tokio::net::TcpListener;
 use tracing::info;
 
 use crate::api::{router, AppState};
-use crate::crear_campana::{definition, Topology};
-use crate::eventos::{self, Publicador};
-use crate::proyector::{self, AvisoFin};
-use crate::vista::PgVista;
+use crate::sagas::crear_campana::eventos::{self, Publicador};
+use crate::sagas::crear_campana::proyector::{self, AvisoFin};
+use crate::sagas::crear_campana::vista::PgVista;
+use crate::sagas::StepSettings;
 
 /// The orchestrator's configuration.
 #[derive(Clone, Debug, Deserialize)]
@@ -75,18 +75,17 @@ impl Config {
         daemon::configuracion::variables(DEFAULTS, &REQUIRED).unwrap_or_default()
     }
 
-    /// The saga's topology from this configuration.
-    pub fn topology(&self) -> Topology {
+    /// The steps' timeouts and retries from this configuration.
+    pub fn steps(&self) -> StepSettings {
         let retry = RetryPolicy {
             max_attempts: self.max_attempts,
             initial_backoff: Duration::from_millis(self.initial_backoff_ms),
             ..RetryPolicy::default()
         };
-        Topology {
+        StepSettings {
             timeout: Duration::from_secs(self.step_timeout_secs),
             retry: retry.clone(),
             compensation_retry: retry,
-            ..Topology::default()
         }
     }
 }
@@ -104,8 +103,7 @@ pub async fn start(
     let store = PgStore::new(pool.clone());
     store.migrate().await.context("migrating the saga log")?;
     let vista = Arc::new(PgVista::new(pool).await.context("migrating the campaign view")?);
-    let mut registry = Registry::new();
-    registry.register(definition(&config.topology())).context("registering CrearCampaña")?;
+    let registry = crate::sagas::registry(&config.steps()).context("registering the sagas")?;
     let (aviso, fines) = AvisoFin::new(Some(Arc::new(MetricsObserver)));
     let engine = Engine::builder(Arc::new(store), Arc::new(registry), transport)
         .config(EngineConfig {

@@ -11,7 +11,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use saga_core::definition::Registry;
 use saga_core::engine::{Engine, EngineConfig, EngineObserver};
 use saga_core::log::sql::{migrate, sqlite_pool, SqliteStore};
 use saga_core::participant::{serve, SqliteParticipant};
@@ -24,10 +23,11 @@ use workers::tracking_eventos::{self, SqliteEventos};
 use workers::{influencer, tracking};
 
 use crate::api::{router, AppState};
-use crate::crear_campana::{definition, Topology};
-use crate::proyector::{self, AvisoFin};
-use crate::vista::SqliteVista;
+use crate::sagas::crear_campana::proyector::{self, AvisoFin};
+use crate::sagas::crear_campana::vista::SqliteVista;
+use crate::sagas::StepSettings;
 use daemon::{metricas, Tareas};
+use schemas::{ComandoInfluencer, ComandoMarca, ComandoTracking, Envelope};
 
 /// The brands seeded when no file is given.
 pub use workers::marca::MARCAS_POR_DEFECTO;
@@ -42,7 +42,7 @@ pub struct Config {
     /// The brands to seed (JSON: a list of `MarcaSeed`).
     pub marcas: String,
     /// Step timeouts and retries.
-    pub topology: Topology,
+    pub steps: StepSettings,
     /// Faults to inject (drills and tests: a step's action refused, a compensation failing);
     /// empty in normal runs.
     pub faults: saga_core::inject::FaultPlan,
@@ -55,7 +55,7 @@ pub struct Running {
     /// The engine, for tests and tools in the same process.
     pub engine: Arc<Engine>,
     /// The campaign view and its outbox, for tests and tools in the same process.
-    pub vista: Arc<dyn crate::vista::Vista>,
+    pub vista: Arc<dyn crate::sagas::crear_campana::vista::Vista>,
     tareas: Tareas,
 }
 
@@ -85,7 +85,7 @@ pub async fn start(config: Config, observer: Option<Arc<dyn EngineObserver>>) ->
     let p = SqliteParticipant::new(pool, Marca);
     p.migrate().await.context("migrating marca's participant tables")?;
     let t: Arc<dyn Transport> = Arc::new(transport.clone());
-    tareas.lanzar_con_parada("marca", serve(Arc::new(p), t.clone(), config.topology.marca.clone(), tareas.parada()));
+    tareas.lanzar_con_parada("marca", serve(Arc::new(p), t.clone(), ComandoMarca::TOPIC.to_owned(), tareas.parada()));
 
     let pool = sqlite_pool(&sqlite_url(&config.data_dir, "influencer")).await.context("opening influencer.sqlite")?;
     migrate(&influencer::SQLITE_MIGRATOR, &pool).await.context("migrating influencer")?;
@@ -93,7 +93,7 @@ pub async fn start(config: Config, observer: Option<Arc<dyn EngineObserver>>) ->
     p.migrate().await.context("migrating influencer's participant tables")?;
     tareas.lanzar_con_parada(
         "influencer",
-        serve(Arc::new(p), t.clone(), config.topology.influencer.clone(), tareas.parada()),
+        serve(Arc::new(p), t.clone(), ComandoInfluencer::TOPIC.to_owned(), tareas.parada()),
     );
 
     let pool = sqlite_pool(&sqlite_url(&config.data_dir, "tracking")).await.context("opening tracking.sqlite")?;
@@ -103,7 +103,7 @@ pub async fn start(config: Config, observer: Option<Arc<dyn EngineObserver>>) ->
     p.migrate().await.context("migrating tracking's participant tables")?;
     tareas.lanzar_con_parada(
         "tracking",
-        serve(Arc::new(p), t.clone(), config.topology.tracking.clone(), tareas.parada()),
+        serve(Arc::new(p), t.clone(), ComandoTracking::TOPIC.to_owned(), tareas.parada()),
     );
 
     // The orchestrator: saga log and campaign view in one database.
@@ -111,8 +111,7 @@ pub async fn start(config: Config, observer: Option<Arc<dyn EngineObserver>>) ->
         .await
         .context("opening orquestador.sqlite")?;
     let vista = Arc::new(SqliteVista::new(store.pool().clone()).await.context("migrating the campaign view")?);
-    let mut registry = Registry::new();
-    registry.register(definition(&config.topology)).context("registering CrearCampaña")?;
+    let registry = crate::sagas::registry(&config.steps).context("registering the sagas")?;
     let observer = observer.unwrap_or_else(|| Arc::new(saga_core::metrics::MetricsObserver));
     let (aviso, fines) = AvisoFin::new(Some(observer));
     let engine = Engine::builder(Arc::new(store), Arc::new(registry), t)
@@ -121,10 +120,10 @@ pub async fn start(config: Config, observer: Option<Arc<dyn EngineObserver>>) ->
         .faults(config.faults.clone())
         .build();
     tareas.lanzar_con_parada("engine", engine.clone().run(tareas.parada()));
-    tareas.lanzar(crate::eventos::run(
+    tareas.lanzar(crate::sagas::crear_campana::eventos::run(
         vista.clone(),
-        Arc::new(crate::eventos::AlRegistro),
-        crate::eventos::TOPICO.to_owned(),
+        Arc::new(crate::sagas::crear_campana::eventos::AlRegistro),
+        crate::sagas::crear_campana::eventos::TOPICO.to_owned(),
     ));
     tareas.lanzar(proyector::run(engine.clone(), vista.clone(), fines));
     tareas.lanzar(saga_core::metrics::poll_store_gauges(engine.store().clone(), std::time::Duration::from_secs(5)));
@@ -132,7 +131,7 @@ pub async fn start(config: Config, observer: Option<Arc<dyn EngineObserver>>) ->
     let listener = TcpListener::bind(config.http).await.with_context(|| format!("binding {}", config.http))?;
     let addr = listener.local_addr()?;
     // tracking's event intake is served by the same server here; by the tracking daemon when distributed.
-    let vista_for_running: Arc<dyn crate::vista::Vista> = vista.clone();
+    let vista_for_running: Arc<dyn crate::sagas::crear_campana::vista::Vista> = vista.clone();
     let app = router(AppState { engine: engine.clone(), vista })
         .merge(tracking_eventos::router(eventos))
         .merge(metricas::router(metricas::prometheus()));

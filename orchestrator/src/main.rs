@@ -10,7 +10,6 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use orchestrator::crear_campana::Topology;
 use orchestrator::embebido::{self, MARCAS_POR_DEFECTO};
 
 /// The CrearCampaña orchestrator.
@@ -74,7 +73,7 @@ async fn main() -> anyhow::Result<()> {
                 Some(path) => std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?,
                 None => MARCAS_POR_DEFECTO.to_owned(),
             };
-            let config = embebido::Config { data_dir, http, marcas, topology: Topology::default(), faults };
+            let config = embebido::Config { data_dir, http, marcas, steps: Default::default(), faults };
             let running = embebido::start(config, None).await?;
             println!("Alpes Partners (embedded) listening on http://{}", running.addr);
             println!("  POST http://{}/afiliaciones/campana   GET /afiliaciones/campanas   GET /sagas", running.addr);
@@ -87,11 +86,11 @@ async fn main() -> anyhow::Result<()> {
             use std::sync::Arc;
 
             use orchestrator::distribuido;
-            use orchestrator::eventos::AlBroker;
+            use orchestrator::sagas::crear_campana::eventos::AlBroker;
 
             let config = distribuido::Config::load(config.as_deref())?;
             tracing::info!(?config, "configuration");
-            let transport = config.pulsar.transport(Arc::new(orchestrator::crear_campana::codec()));
+            let transport = config.pulsar.transport(Arc::new(orchestrator::sagas::codec()));
             let publicador = Arc::new(AlBroker(transport.clone()));
             let running = distribuido::start(&config, Arc::new(transport), publicador).await?;
             println!("Alpes Partners orchestrator listening on http://{}", running.addr);

@@ -4,8 +4,8 @@
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
 
-use crate::solicitud::ErrorCampo;
-use crate::vista::{Campana, Estado};
+use crate::sagas::crear_campana::solicitud::ErrorCampo;
+use crate::sagas::crear_campana::vista::{Campana, Estado};
 
 /// The body of `POST /afiliaciones/campana` (the public API's shape; documentation of what
 /// `solicitud::validar` accepts).

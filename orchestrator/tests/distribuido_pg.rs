@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use orchestrator::distribuido::{self, Config};
-use orchestrator::eventos::AlRegistro;
+use orchestrator::sagas::crear_campana::eventos::AlRegistro;
 use saga_core::log::sql::{create_database, pg_pool};
 use saga_core::transport::in_process::InProcessTransport;
 use saga_core::transport::Transport;

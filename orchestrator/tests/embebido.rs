@@ -11,7 +11,7 @@ mod casos;
 use std::time::Duration;
 
 use casos::pair;
-use orchestrator::crear_campana::Topology;
+
 use orchestrator::embebido::{self, Running, MARCAS_POR_DEFECTO};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -21,7 +21,7 @@ async fn start(dir: &std::path::Path) -> Running {
         data_dir: dir.to_owned(),
         http: "127.0.0.1:0".parse().unwrap(),
         marcas: MARCAS_POR_DEFECTO.to_owned(),
-        topology: Topology::default(),
+        steps: Default::default(),
         faults: saga_core::inject::FaultPlan::none(),
     };
     embebido::start(config, None).await.unwrap()

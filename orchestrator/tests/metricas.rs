@@ -6,7 +6,6 @@
 
 use std::time::Duration;
 
-use orchestrator::crear_campana::Topology;
 use orchestrator::embebido::{self, MARCAS_POR_DEFECTO};
 use serde_json::{json, Value};
 
@@ -36,7 +35,7 @@ async fn counters_move_by_exactly_the_sagas_run() {
         data_dir: dir,
         http: "127.0.0.1:0".parse().unwrap(),
         marcas: MARCAS_POR_DEFECTO.to_owned(),
-        topology: Topology::default(),
+        steps: Default::default(),
         faults: saga_core::inject::FaultPlan::none(),
     };
     let running = embebido::start(config, None).await.unwrap();

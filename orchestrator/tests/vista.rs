@@ -6,8 +6,8 @@
 
 use std::sync::Arc;
 
-use orchestrator::crear_campana::CrearCampana;
-use orchestrator::vista::{Creada, Estado, Final, PgVista, SqliteVista, Vista};
+use orchestrator::sagas::crear_campana::vista::{Creada, Estado, Final, PgVista, SqliteVista, Vista};
+use orchestrator::sagas::crear_campana::CrearCampana;
 use saga_core::log::sql::{create_database, pg_pool, sqlite_pool};
 use saga_core::SagaId;
 use schemas::{Centavos, Evento, EventoCampana, Marca};

@@ -13,7 +13,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::definition::{SagaDefinition, StepContext};
+use crate::definition::{ActionMessage, SagaDefinition, StepContext, StepType};
 use crate::id::{MessageId, SagaId, StepKind};
 use crate::transport::{Command, Correlation, Outcome};
 
@@ -447,6 +447,11 @@ impl SagaState {
 
     fn clear_in_flight(&mut self, step: &str) {
         self.in_flight.retain(|f| f.command.correlation.step_name != step);
+    }
+
+    /// The output of typed step `T`, if its action succeeded.
+    pub fn output<T: StepType>(&self) -> Result<Option<<T::Action as ActionMessage>::Output>, serde_json::Error> {
+        self.outputs.get(T::NAME).map(|v| serde_json::from_value(v.clone())).transpose()
     }
 
     /// The index of the step named `name`.

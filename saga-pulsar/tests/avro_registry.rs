@@ -46,7 +46,7 @@ async fn our_avro_is_in_the_registry_and_readable_by_fastavro() {
         .unwrap();
     assert!(sub.status().is_success(), "subscription: {}", sub.status());
 
-    let codec = Arc::new(AvroCodec::new([("reservar_presupuesto", "PresupuestoReservado")]));
+    let codec = Arc::new(AvroCodec::new([("crear_campana", "reservar_presupuesto", "PresupuestoReservado")]));
     let transport =
         PulsarTransport::new(PulsarConfig::new(env("SAGA_TEST_PULSAR_URL"), "alpes", ns.clone(), "marca"), codec);
     let mut commands = transport.commands("comandos.marca").await.unwrap();

@@ -84,6 +84,10 @@ macro_rules! avro_message {
             impl $crate::codec::AvroMessage for $ty {
                 const NAME: &'static str = stringify!($ty);
             }
+            // The saga engine names the type as Avro does: a step's message type is its record.
+            impl saga_core::Message for $ty {
+                const NAME: &'static str = stringify!($ty);
+            }
         )+
     };
 }

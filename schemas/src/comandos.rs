@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use crate::codec::{avro_message, AvroMessage, Envelope, Sealed};
 use crate::comun::{Centavos, Correlacion, Influencer, TipoPaso};
+use crate::respuestas::{InfluencersReservados, PresupuestoReservado, TrackingAbierto};
 use crate::union::{message_union, MessageUnion};
 use crate::SchemaError;
 
@@ -99,13 +100,26 @@ avro_message!(
 
 // ---- Topic envelopes -----------------------------------------------------------------------
 
-/// Declares a participant's body union (action first, then compensation) and the envelope of its
-/// command topic.
+/// Declares a participant's body union (action first, with the record its success answers, then
+/// compensation), the envelope of its command topic, and for the saga engine which participant
+/// each command goes to and what the action answers: the topic is written here and nowhere else.
 macro_rules! command_topic {
     (
         $(#[$envelope_meta:meta])* $envelope:ident on $topic:literal,
-        $(#[$body_meta:meta])* $body:ident { $action:ident, $compensation:ident }
+        $(#[$body_meta:meta])* $body:ident { $action:ident -> $output:ident, $compensation:ident }
     ) => {
+        impl saga_core::CommandMessage for $action {
+            const PARTICIPANT: &'static str = $topic;
+        }
+
+        impl saga_core::ActionMessage for $action {
+            type Output = $output;
+        }
+
+        impl saga_core::CommandMessage for $compensation {
+            const PARTICIPANT: &'static str = $topic;
+        }
+
         message_union! {
             $(#[$body_meta])*
             $body { $action, $compensation }
@@ -155,21 +169,21 @@ command_topic! {
     /// Envelope of topic `comandos.marca`.
     ComandoMarca on "comandos.marca",
     /// Body of a command for the marca participant.
-    CuerpoMarca { ReservarPresupuesto, LiberarPresupuesto }
+    CuerpoMarca { ReservarPresupuesto -> PresupuestoReservado, LiberarPresupuesto }
 }
 
 command_topic! {
     /// Envelope of topic `comandos.influencer`.
     ComandoInfluencer on "comandos.influencer",
     /// Body of a command for the influencer participant.
-    CuerpoInfluencer { ReservarInfluencers, LiberarInfluencers }
+    CuerpoInfluencer { ReservarInfluencers -> InfluencersReservados, LiberarInfluencers }
 }
 
 command_topic! {
     /// Envelope of topic `comandos.tracking`.
     ComandoTracking on "comandos.tracking",
     /// Body of a command for the tracking participant.
-    CuerpoTracking { AbrirTracking, CerrarTracking }
+    CuerpoTracking { AbrirTracking -> TrackingAbierto, CerrarTracking }
 }
 
 /// Checks that a header names its body's record and, for commands, its kind.

@@ -4,11 +4,15 @@
 //!
 //! A command's body is `(message_type, JSON)` in the engine; here it becomes the typed union of
 //! its topic. A success reply's output needs a record name too: for an action it comes from the
-//! table given to [`AvroCodec::new`] (step name → output record); every compensation answers
-//! [`CompensacionConfirmada`].
+//! saga definitions themselves ([`AvroCodec::for_definitions`]: each typed step declares its
+//! action's output record); every compensation answers [`CompensacionConfirmada`].
+//!
+//! The command topics are listed once, in the `command_topics!` invocation below: a new
+//! participant adds its envelope and body there.
 
 use std::collections::HashMap;
 
+use saga_core::definition::SagaDefinition;
 use saga_core::transport::codec::{Codec, CodecError, SchemaKind, WireSchema};
 use saga_core::transport::{Command, Correlation, Outcome, Reply};
 use saga_core::{MessageId, SagaId, StepKind};
@@ -21,10 +25,11 @@ use crate::{
     ParsedSchema, RespuestaAfiliaciones, Resultado, Salida, TipoPaso,
 };
 
-/// The Avro codec for CrearCampaña's topics.
+/// The Avro codec for the sagas' topics.
 #[derive(Clone, Debug)]
 pub struct AvroCodec {
-    action_outputs: HashMap<String, &'static str>,
+    /// (saga type, step name) → the record its action's success carries.
+    action_outputs: HashMap<(String, String), &'static str>,
 }
 
 fn err(e: impl std::fmt::Display) -> CodecError {
@@ -73,25 +78,26 @@ fn schema_of<T: AvroMessage>() -> WireSchema {
     WireSchema { kind: SchemaKind::Avro, definition: ParsedSchema::of::<T>().json().to_owned() }
 }
 
-/// CrearCampaña's steps, in order, with the record each action's success carries on
-/// `respuestas.afiliaciones`: part of the message contract, shared by the orchestrator (which
-/// names its steps by it) and the workers (which encode their replies by it).
-pub const PASOS_CREAR_CAMPANA: [(&str, &str); 3] = [
-    ("reservar_presupuesto", "PresupuestoReservado"),
-    ("reservar_influencers", "InfluencersReservados"),
-    ("abrir_tracking", "TrackingAbierto"),
-];
-
 impl AvroCodec {
-    /// The codec of CrearCampaña's topics.
-    pub fn crear_campana() -> Self {
-        Self::new(PASOS_CREAR_CAMPANA)
+    /// The codec of the topics the given sagas use, with each typed step's output record.
+    pub fn for_definitions<'a>(definitions: impl IntoIterator<Item = &'a SagaDefinition>) -> Self {
+        let mut action_outputs = HashMap::new();
+        for definition in definitions {
+            for step in &definition.steps {
+                if let Some(messages) = &step.messages {
+                    action_outputs.insert((definition.name.clone(), step.name.clone()), messages.output);
+                }
+            }
+        }
+        Self { action_outputs }
     }
 
-    /// A codec whose action outputs are named by `action_outputs`: (step name, output record),
-    /// for example `("reservar_presupuesto", "PresupuestoReservado")`.
-    pub fn new<S: Into<String>>(action_outputs: impl IntoIterator<Item = (S, &'static str)>) -> Self {
-        Self { action_outputs: action_outputs.into_iter().map(|(s, t)| (s.into(), t)).collect() }
+    /// A codec whose action outputs are named by `action_outputs`: (saga type, step name, output
+    /// record), for example `("crear_campana", "reservar_presupuesto", "PresupuestoReservado")`.
+    pub fn new<S: Into<String>, T: Into<String>>(
+        action_outputs: impl IntoIterator<Item = (S, T, &'static str)>,
+    ) -> Self {
+        Self { action_outputs: action_outputs.into_iter().map(|(s, t, r)| ((s.into(), t.into()), r)).collect() }
     }
 
     fn salida(&self, c: &Correlation, output: &Value) -> Result<Salida, CodecError> {
@@ -103,10 +109,10 @@ impl AvroCodec {
                 Ok(Salida::CompensacionConfirmada(CompensacionConfirmada { lapida }))
             }
             StepKind::Action => {
-                let record = self
-                    .action_outputs
-                    .get(&c.step_name)
-                    .ok_or_else(|| CodecError(format!("no output record declared for step {:?}", c.step_name)))?;
+                let key = (c.saga_type.clone(), c.step_name.clone());
+                let record = self.action_outputs.get(&key).ok_or_else(|| {
+                    CodecError(format!("no output record declared for step {:?} of {:?}", c.step_name, c.saga_type))
+                })?;
                 Salida::from_json(record, output.clone()).map_err(err)
             }
         }
@@ -139,14 +145,42 @@ macro_rules! decode_command {
     }};
 }
 
+/// The command topics: each envelope with its body union. Everything the codec does with a
+/// command is generated from this one list.
+macro_rules! command_topics {
+    ($($envelope:ident => $body:ident),+ $(,)?) => {
+        fn command_schema_of(participant: &str) -> Option<WireSchema> {
+            match participant {
+                $($envelope::TOPIC => Some(schema_of::<$envelope>()),)+
+                _ => None,
+            }
+        }
+
+        fn encode_command_of(command: &Command) -> Result<Vec<u8>, CodecError> {
+            match command.participant.as_str() {
+                $($envelope::TOPIC => command_codec!(command, $envelope, $body),)+
+                other => Err(CodecError(format!("no Avro schema for command topic {other:?}"))),
+            }
+        }
+
+        fn decode_command_of(participant: &str, payload: &[u8]) -> Result<Command, CodecError> {
+            Ok(match participant {
+                $($envelope::TOPIC => decode_command!(participant, payload, $envelope),)+
+                other => return Err(CodecError(format!("no Avro schema for command topic {other:?}"))),
+            })
+        }
+    };
+}
+
+command_topics! {
+    ComandoMarca => CuerpoMarca,
+    ComandoInfluencer => CuerpoInfluencer,
+    ComandoTracking => CuerpoTracking,
+}
+
 impl Codec for AvroCodec {
     fn command_schema(&self, participant: &str) -> Option<WireSchema> {
-        match participant {
-            ComandoMarca::TOPIC => Some(schema_of::<ComandoMarca>()),
-            ComandoInfluencer::TOPIC => Some(schema_of::<ComandoInfluencer>()),
-            ComandoTracking::TOPIC => Some(schema_of::<ComandoTracking>()),
-            _ => None,
-        }
+        command_schema_of(participant)
     }
 
     fn reply_schema(&self, address: &str) -> Option<WireSchema> {
@@ -154,21 +188,11 @@ impl Codec for AvroCodec {
     }
 
     fn encode_command(&self, command: &Command) -> Result<Vec<u8>, CodecError> {
-        match command.participant.as_str() {
-            ComandoMarca::TOPIC => command_codec!(command, ComandoMarca, CuerpoMarca),
-            ComandoInfluencer::TOPIC => command_codec!(command, ComandoInfluencer, CuerpoInfluencer),
-            ComandoTracking::TOPIC => command_codec!(command, ComandoTracking, CuerpoTracking),
-            other => Err(CodecError(format!("no Avro schema for command topic {other:?}"))),
-        }
+        encode_command_of(command)
     }
 
     fn decode_command(&self, participant: &str, payload: &[u8]) -> Result<Command, CodecError> {
-        Ok(match participant {
-            ComandoMarca::TOPIC => decode_command!(participant, payload, ComandoMarca),
-            ComandoInfluencer::TOPIC => decode_command!(participant, payload, ComandoInfluencer),
-            ComandoTracking::TOPIC => decode_command!(participant, payload, ComandoTracking),
-            other => return Err(CodecError(format!("no Avro schema for command topic {other:?}"))),
-        })
+        decode_command_of(participant, payload)
     }
 
     fn encode_reply(&self, address: &str, reply: &Reply) -> Result<Vec<u8>, CodecError> {
@@ -217,7 +241,7 @@ mod tests {
     use crate::{Centavos, LiberarPresupuesto, PresupuestoReservado, ReservarPresupuesto};
 
     fn codec() -> AvroCodec {
-        AvroCodec::new([("reservar_presupuesto", "PresupuestoReservado")])
+        AvroCodec::new([("crear_campana", "reservar_presupuesto", "PresupuestoReservado")])
     }
 
     fn correlation(kind: StepKind) -> Correlation {
@@ -317,7 +341,7 @@ mod tests {
 
     #[test]
     fn an_action_output_without_a_declared_record_is_refused() {
-        let codec = AvroCodec::new::<String>([]);
+        let codec = AvroCodec::new::<String, String>([]);
         let reply =
             Reply { correlation: correlation(StepKind::Action), outcome: Outcome::Success { output: json!({}) } };
         assert!(codec.encode_reply("respuestas.afiliaciones", &reply).is_err());

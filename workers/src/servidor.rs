@@ -13,6 +13,7 @@ use daemon::{metricas, Tareas};
 use saga_core::log::sql::{migrate, pg_pool};
 use saga_core::participant::{serve_on, CommandHandler, PgParticipant, DEFAULT_CONCURRENCY};
 use saga_core::transport::Transport;
+use schemas::Envelope;
 use tokio::net::TcpListener;
 use tracing::info;
 
@@ -43,9 +44,9 @@ impl Servicio {
     /// The command topic (part of the message contract: one Avro envelope per topic).
     pub fn topic(self) -> &'static str {
         match self {
-            Servicio::Marca => "comandos.marca",
-            Servicio::Influencer => "comandos.influencer",
-            Servicio::Tracking => "comandos.tracking",
+            Servicio::Marca => schemas::ComandoMarca::TOPIC,
+            Servicio::Influencer => schemas::ComandoInfluencer::TOPIC,
+            Servicio::Tracking => schemas::ComandoTracking::TOPIC,
         }
     }
 }

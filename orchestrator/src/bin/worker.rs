@@ -69,7 +69,7 @@ async fn main() -> anyhow::Result<()> {
             let config = Config::load(servicio, config.as_deref())?;
             tracing::info!(?servicio, ?config, "configuration");
             let marcas = if servicio == Servicio::Marca { config.marcas()? } else { Vec::new() };
-            let transport = config.pulsar.transport(Arc::new(schemas::AvroCodec::crear_campana()));
+            let transport = config.pulsar.transport(Arc::new(orchestrator::sagas::codec()));
             let running = servidor::start(
                 servicio,
                 config.database_url.expose(),

@@ -20,7 +20,8 @@ pub fn pair(step: &str, kind: &str) -> (String, String) {
 }
 
 /// Each business failure in turn, built from `ejemplo` (a valid request for Nike with two
-/// influencers): a refusal at step n compensates steps n-1 … 1.
+/// influencers): a refusal compensates every step that ran (its parallel sibling included), in
+/// reverse dependency order.
 pub fn fallos(ejemplo: impl Fn() -> Value) -> Vec<Fallo> {
     let with = |edit: &dyn Fn(&mut Value)| {
         let mut body = ejemplo();
@@ -44,7 +45,8 @@ pub fn fallos(ejemplo: impl Fn() -> Value) -> Vec<Fallo> {
             solicitud: with(&|b| b["influencers"][1]["seguidores"] = json!(10)),
             paso: "reservar_influencers",
             codigo: "AUDIENCIA_INSUFICIENTE",
-            compensaciones: vec![pair("reservar_presupuesto", "compensation")],
+            // tracking ran beside it: it is waited for, then closed, then the budget released.
+            compensaciones: vec![pair("abrir_tracking", "compensation"), pair("reservar_presupuesto", "compensation")],
         },
         Fallo {
             solicitud: with(&|b| b["fecha_fin"] = json!("2028-01-01T00:00:00")),

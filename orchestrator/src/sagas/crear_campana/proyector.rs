@@ -14,8 +14,8 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use crate::crear_campana::SAGA_TYPE;
-use crate::vista::{Final, Vista};
+use crate::sagas::crear_campana::vista::{Final, Vista};
+use crate::sagas::crear_campana::SAGA_TYPE;
 
 /// How often the projector catches up with campaigns still pending.
 pub const REPASO: Duration = Duration::from_secs(10);
@@ -69,7 +69,7 @@ pub async fn proyectar(engine: &Engine, vista: &dyn Vista, id: SagaId) {
     match engine.get(id).await {
         Ok(Some(state)) => {
             if let Some(fin) = final_de(&state) {
-                let evento = match crate::eventos::de_saga(&state) {
+                let evento = match crate::sagas::crear_campana::eventos::de_saga(&state) {
                     Ok(e) => e,
                     Err(e) => {
                         warn!(saga_id = %id, error = %e, "integration event cannot be built; the view is updated without it");

@@ -12,23 +12,25 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::Utc;
-use saga_core::{SagaState, SagaStatus};
+use saga_core::{ActionMessage, SagaState, SagaStatus, StepType};
 use schemas::{
-    CampanaCreada, CampanaRechazada, Envelope, Evento, EventoCampana, InfluencerContratado, InfluencersReservados,
-    MessageUnion, PresupuestoReservado, SolicitudCampana, TrackingAbierto,
+    CampanaCreada, CampanaRechazada, Envelope, Evento, EventoCampana, InfluencerContratado, MessageUnion,
+    SolicitudCampana,
 };
 use tracing::{info, warn};
 use uuid::Uuid;
 
-use crate::crear_campana::{CrearCampana, ABRIR_TRACKING, RESERVAR_INFLUENCERS, RESERVAR_PRESUPUESTO};
-use crate::vista::Vista;
+use super::definicion::{CrearCampana, Influencers, Presupuesto, Tracking};
+use super::vista::Vista;
 
 /// The topic of campaign events (part of the message contract, like every topic name).
 pub const TOPICO: &str = EventoCampana::TOPIC;
 
-fn output<T: serde::de::DeserializeOwned>(state: &SagaState, step: &str) -> Result<T, String> {
-    let value = state.outputs.get(step).ok_or_else(|| format!("no output of {step}"))?;
-    serde_json::from_value(value.clone()).map_err(|e| format!("output of {step}: {e}"))
+fn output<T: StepType>(state: &SagaState) -> Result<<T::Action as ActionMessage>::Output, String> {
+    state
+        .output::<T>()
+        .map_err(|e| format!("output of {}: {e}", T::NAME))?
+        .ok_or_else(|| format!("no output of {}", T::NAME))
 }
 
 /// The event a finished CrearCampaña saga publishes; `None` while it is not final.
@@ -37,9 +39,9 @@ pub fn de_saga(state: &SagaState) -> Result<Option<EventoCampana>, String> {
     let ocurrido_en = state.updated_at;
     let evento = match state.status {
         SagaStatus::Completed => {
-            let presupuesto: PresupuestoReservado = output(state, RESERVAR_PRESUPUESTO)?;
-            let reservas: InfluencersReservados = output(state, RESERVAR_INFLUENCERS)?;
-            let tracking: TrackingAbierto = output(state, ABRIR_TRACKING)?;
+            let presupuesto = output::<Presupuesto>(state)?;
+            let reservas = output::<Influencers>(state)?;
+            let tracking = output::<Tracking>(state)?;
             let influencers = c
                 .influencers
                 .iter()

@@ -16,7 +16,7 @@ use sqlx::types::Json;
 use sqlx::{PgPool, SqlitePool};
 use uuid::Uuid;
 
-use crate::crear_campana::CrearCampana;
+use crate::sagas::crear_campana::CrearCampana;
 use schemas::EventoCampana;
 
 /// Migrations of the campaign view on PostgreSQL.
@@ -318,7 +318,7 @@ macro_rules! sql_vista {
                     )
                     .bind(e.id_evento)
                     .bind(saga_id.0)
-                    .bind(crate::eventos::TOPICO)
+                    .bind(crate::sagas::crear_campana::eventos::TOPICO)
                     .bind(&e.message_type)
                     .bind(Json(e))
                     .bind(now)

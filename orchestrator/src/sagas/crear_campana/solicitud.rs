@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::crear_campana::CrearCampana;
+use crate::sagas::crear_campana::CrearCampana;
 
 /// One problem with one field of the request.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
