@@ -6,7 +6,9 @@
 //! through the pure state machine of [`saga`], persisting every transition in a [`log`] before
 //! acting on it, so that after a crash every saga is driven on to exactly one resting state:
 //! completed, compensated, or stuck waiting for an operator. [`participant`] gives any worker
-//! exactly-once effects over at-least-once delivery.
+//! exactly-once effects over at-least-once delivery. With the `testing` feature, `testing`
+//! runs the same checks on any saga: repeats, a failure at each step, a crash after every log
+//! write, a stuck compensation retried by an operator.
 
 pub mod clock;
 pub mod definition;
@@ -17,6 +19,8 @@ pub mod log;
 pub mod metrics;
 pub mod participant;
 pub mod saga;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod transport;
 
 pub use definition::{

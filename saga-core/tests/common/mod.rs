@@ -98,7 +98,8 @@ pub fn registry() -> Arc<Registry> {
 
 /// Checks that compensations ran in reverse dependency order: for every step and every step it
 /// depends on, both compensated, the dependent's compensation succeeded before the dependency's
-/// was first sent.
+/// was first sent. The same check as `saga_core::testing::assert_reverse_dependency_order`, kept
+/// here because the other test files build without the `testing` feature.
 pub fn assert_reverse_dependency_order(history: &[saga_core::LogEntry], definition: &SagaDefinition) {
     let first_sent = |step: &str| {
         history.iter().position(|e| {
