@@ -31,7 +31,7 @@ fn data_dir() -> std::path::PathBuf {
     std::env::temp_dir().join(format!("alpes-embebido-{}", uuid::Uuid::new_v4().simple()))
 }
 
-/// The request of DESIGN.md.
+/// The public API's documented example request.
 fn ejemplo() -> Value {
     json!({ "nombre": "Campaña de Verano 2024", "descripcion": "Promoción de productos de verano con influencers",
       "tipo": "influencer", "fecha_inicio": "2025-01-01T00:00:00", "fecha_fin": "2025-12-31T23:59:59",

@@ -1,5 +1,4 @@
-//! Fault injection built into the engine, for tests of sagas (after steno's `inject_error` and
-//! `inject_repeat`). A plan names steps whose action or compensation fails without being sent,
+//! Fault injection built into the engine, for tests of sagas. A plan names steps whose action or compensation fails without being sent,
 //! and asks for every command to be delivered twice, so a saga's tests can prove that each step
 //! unwinds cleanly and that participants are idempotent.
 

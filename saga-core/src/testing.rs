@@ -1,6 +1,5 @@
 //! The test harness every saga gets (feature `testing`): given a registered definition, its start
-//! parameters and fake participants, [`SagaHarness`] runs the checks of omicron's saga test
-//! helpers and ours, each over a fresh world (an in-memory log, the in-process transport, a manual
+//! parameters and fake participants, [`SagaHarness`] runs the same four checks on it, each over a fresh world (an in-memory log, the in-process transport, a manual
 //! clock, fresh participants) driven by a deterministic pump:
 //!
 //! 1. every action and compensation repeated gives the same result;

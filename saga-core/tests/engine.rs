@@ -1,4 +1,4 @@
-//! The engine's saga tests, steno-style: a failure injected at each step in turn unwinds exactly
+//! The engine's saga tests: a failure injected at each step in turn unwinds exactly
 //! the steps before it, in reverse order; every command repeated changes nothing; a crash after
 //! every log write, and a log cut after every entry, still end in the same state; duplicate,
 //! stale and reordered replies are recorded and ignored; operators retry and abort stuck sagas.

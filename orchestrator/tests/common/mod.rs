@@ -345,7 +345,7 @@ where
     }
 }
 
-/// The request of DESIGN.md, with influencers of their own so campaigns never overlap.
+/// The public API's documented example request, with influencers of their own so campaigns never overlap.
 pub fn ejemplo(presupuesto: i64) -> Value {
     json!({ "nombre": "Campaña de Verano 2024", "descripcion": "Promoción de productos de verano con influencers",
       "tipo": "influencer", "fecha_inicio": "2025-01-01T00:00:00", "fecha_fin": "2025-12-31T23:59:59",

@@ -242,7 +242,7 @@ mod tests {
 
     use super::*;
 
-    /// The request of DESIGN.md, as the public API takes it.
+    /// The public API's documented example request, as it is taken.
     fn ejemplo() -> Value {
         json!({ "nombre": "Campaña de Verano 2024", "descripcion": "Promoción de productos de verano con influencers",
           "tipo": "influencer", "fecha_inicio": "2025-01-01T00:00:00", "fecha_fin": "2025-12-31T23:59:59",
