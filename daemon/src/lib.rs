@@ -9,7 +9,6 @@ pub mod metricas;
 
 use std::fmt;
 
-use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -26,28 +25,10 @@ pub fn init_logging() {
     }
 }
 
-/// A configuration value that must never be printed (a database URL with its password).
-#[derive(Clone, Deserialize, PartialEq, Eq)]
-#[serde(transparent)]
-pub struct Secreto(String);
-
-impl Secreto {
-    /// Wraps a value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The value, for the one place that uses it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secreto {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secreto(***)")
-    }
-}
+/// A configuration value that must never be printed (a database URL with its password): it
+/// deserializes from a plain string, prints as `SecretBox<str>([REDACTED])`, and gives its value
+/// only through [`ExposeSecret::expose_secret`]. Re-exported so the daemons share one `secrecy`.
+pub use secrecy::{ExposeSecret, SecretString};
 
 /// Completes on Ctrl-C or SIGTERM; after it, a second Ctrl-C exits the process at once.
 pub async fn shutdown_signal() {
@@ -190,13 +171,20 @@ pub fn salud<A, B>(
 
 #[cfg(test)]
 mod tests {
+    use serde::Deserialize;
+
     use super::*;
 
     #[test]
     fn a_secret_never_prints() {
-        let s = Secreto::new("postgres://alpes:hunter2@db/alpes");
-        assert!(!format!("{s:?}").contains("hunter2"));
-        assert_eq!(s.expose(), "postgres://alpes:hunter2@db/alpes");
+        #[derive(Debug, Deserialize)]
+        struct Config {
+            database_url: SecretString,
+        }
+        let c: Config = serde_json::from_str(r#"{"database_url": "postgres://alpes:hunter2@db/alpes"}"#)
+            .expect("a secret deserializes from a string");
+        assert!(!format!("{c:?}").contains("hunter2"), "{c:?}");
+        assert_eq!(c.database_url.expose_secret(), "postgres://alpes:hunter2@db/alpes");
     }
 
     #[tokio::test]

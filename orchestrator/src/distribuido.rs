@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use daemon::{metricas, Secreto, Tasks};
+use daemon::{metricas, ExposeSecret, SecretString, Tasks};
 use saga_core::definition::{Registry, RetryPolicy};
 use saga_core::engine::{Engine, EngineConfig};
 use saga_core::log::sql::{pg_pool, PgStore};
@@ -36,7 +36,7 @@ pub struct Config {
     /// Where the HTTP API listens.
     pub http: SocketAddr,
     /// The orchestrator's PostgreSQL database (saga log and campaign view).
-    pub database_url: Secreto,
+    pub database_url: SecretString,
     /// The broker.
     pub pulsar: daemon::configuracion::Pulsar,
     /// Reply timeout of every step, in seconds.
@@ -100,7 +100,8 @@ pub async fn start(
     transport: Arc<dyn Transport>,
     publicador: Arc<dyn Publicador>,
 ) -> anyhow::Result<Running> {
-    let pool = pg_pool(config.database_url.expose(), 20).await.context("connecting to the orchestrator's database")?;
+    let pool =
+        pg_pool(config.database_url.expose_secret(), 20).await.context("connecting to the orchestrator's database")?;
     let store = PgStore::new(pool.clone());
     store.migrate().await.context("migrating the saga log")?;
     let vista = Arc::new(PgVista::new(pool).await.context("migrating the campaign view")?);

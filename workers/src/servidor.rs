@@ -58,7 +58,7 @@ pub struct Config {
     /// Where its HTTP server (`/health`, `/metrics`, tracking's event intake) listens.
     pub http: SocketAddr,
     /// Its own PostgreSQL database. A secret: never printed.
-    pub database_url: daemon::Secreto,
+    pub database_url: daemon::SecretString,
     /// The broker.
     pub pulsar: daemon::configuracion::Pulsar,
     /// marca only: a JSON file of brands to seed (a list of [`MarcaSeed`]); without it, the
@@ -193,7 +193,7 @@ mod tests {
         }
         let seeds = Config {
             http: "127.0.0.1:1".parse().unwrap(),
-            database_url: daemon::Secreto::new("x"),
+            database_url: "x".into(),
             pulsar: daemon::configuracion::Pulsar {
                 url: "u".into(),
                 tenant: "t".into(),
