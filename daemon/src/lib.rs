@@ -9,7 +9,8 @@ pub mod metricas;
 
 use std::fmt;
 
-use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// Sets up the one tracing subscriber: `RUST_LOG` filters (default `info,sqlx=warn`),
 /// `ALPES_LOG_FORMAT=json` switches to JSON lines.
@@ -24,28 +25,10 @@ pub fn init_logging() {
     }
 }
 
-/// A configuration value that must never be printed (a database URL with its password).
-#[derive(Clone, Deserialize, PartialEq, Eq)]
-#[serde(transparent)]
-pub struct Secreto(String);
-
-impl Secreto {
-    /// Wraps a value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The value, for the one place that uses it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secreto {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secreto(***)")
-    }
-}
+/// A configuration value that must never be printed (a database URL with its password): it
+/// deserializes from a plain string, prints as `SecretBox<str>([REDACTED])`, and gives its value
+/// only through [`ExposeSecret::expose_secret`]. Re-exported so the daemons share one `secrecy`.
+pub use secrecy::{ExposeSecret, SecretString};
 
 /// Completes on Ctrl-C or SIGTERM; after it, a second Ctrl-C exits the process at once.
 pub async fn shutdown_signal() {
@@ -69,61 +52,76 @@ pub async fn shutdown_signal() {
     });
 }
 
-/// The tasks of a running daemon, stopped together: each task either watches [`Tareas::parada`]
-/// itself (to drain gracefully) or is cancelled by [`Tareas::lanzar`] when the stop comes.
-pub struct Tareas {
-    stop: tokio::sync::watch::Sender<bool>,
-    set: tokio::task::JoinSet<()>,
+/// The tasks of a running daemon, stopped together: each task either watches
+/// [`Tasks::stop_signal`] itself (to drain gracefully, [`Tasks::spawn`]) or is cancelled when the
+/// stop comes ([`Tasks::spawn_until_stopped`]). A task's error or panic is logged; the daemon
+/// goes on. Dropping the tasks without [`Tasks::stop`] signals the stop without waiting.
+pub struct Tasks {
+    stop: CancellationToken,
+    tracker: TaskTracker,
 }
 
-impl Default for Tareas {
+impl Default for Tasks {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl Tareas {
+impl Tasks {
     /// No tasks yet.
     pub fn new() -> Self {
-        Self { stop: tokio::sync::watch::channel(false).0, set: tokio::task::JoinSet::new() }
+        Self { stop: CancellationToken::new(), tracker: TaskTracker::new() }
     }
 
     /// A future that completes when the daemon stops: hand it to what drains gracefully.
-    pub fn parada(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let mut rx = self.stop.subscribe();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
+    pub fn stop_signal(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        self.stop.clone().cancelled_owned()
     }
 
-    /// Runs `task` until it ends or the daemon stops, whichever comes first.
-    pub fn lanzar(&mut self, task: impl std::future::Future + Send + 'static) {
-        let parada = self.parada();
-        self.set.spawn(async move {
-            tokio::select! {
-                _ = task => {}
-                _ = parada => {}
-            }
-        });
-    }
-
-    /// Runs `task`, which watches [`Tareas::parada`] itself, and logs its error.
-    pub fn lanzar_con_parada<E: fmt::Display>(
-        &mut self,
+    /// Runs `task`, which watches [`Tasks::stop_signal`] itself, and logs its error.
+    pub fn spawn<E: fmt::Display>(
+        &self,
         what: &'static str,
         task: impl std::future::Future<Output = Result<(), E>> + Send + 'static,
     ) {
-        self.set.spawn(async move {
+        self.supervise(what, async move {
             if let Err(e) = task.await {
                 tracing::error!(error = %e, "{what} stopped");
             }
         });
     }
 
+    /// Runs `task` until it ends or the daemon stops, whichever comes first.
+    pub fn spawn_until_stopped(&self, what: &'static str, task: impl std::future::Future + Send + 'static) {
+        let stop = self.stop.clone();
+        self.supervise(what, async move {
+            stop.run_until_cancelled_owned(task).await;
+        });
+    }
+
+    /// Runs `task` on its own tokio task, tracked, and logs it if it panics.
+    fn supervise(&self, what: &'static str, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        let task = tokio::spawn(task);
+        self.tracker.spawn(async move {
+            match task.await {
+                Err(e) if e.is_panic() => tracing::error!(error = %e, "{what} panicked"),
+                // Cancelled: the runtime is shutting down.
+                _ => {}
+            }
+        });
+    }
+
     /// Stops every task and waits for them.
-    pub async fn parar(mut self) {
-        let _ = self.stop.send(true);
-        while self.set.join_next().await.is_some() {}
+    pub async fn stop(self) {
+        self.stop.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+}
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        self.stop.cancel();
     }
 }
 
@@ -131,18 +129,18 @@ impl Tareas {
 pub struct Running {
     /// Where the HTTP server listens.
     pub addr: std::net::SocketAddr,
-    tareas: Tareas,
+    tasks: Tasks,
 }
 
 impl Running {
-    /// A daemon serving on `addr` with `tareas`.
-    pub fn new(addr: std::net::SocketAddr, tareas: Tareas) -> Self {
-        Self { addr, tareas }
+    /// A daemon serving on `addr` with `tasks`.
+    pub fn new(addr: std::net::SocketAddr, tasks: Tasks) -> Self {
+        Self { addr, tasks }
     }
 
     /// Stops every task and waits for them.
     pub async fn stop(self) {
-        self.tareas.parar().await;
+        self.tasks.stop().await;
     }
 }
 
@@ -173,12 +171,45 @@ pub fn salud<A, B>(
 
 #[cfg(test)]
 mod tests {
+    use serde::Deserialize;
+
     use super::*;
 
     #[test]
     fn a_secret_never_prints() {
-        let s = Secreto::new("postgres://alpes:hunter2@db/alpes");
-        assert!(!format!("{s:?}").contains("hunter2"));
-        assert_eq!(s.expose(), "postgres://alpes:hunter2@db/alpes");
+        #[derive(Debug, Deserialize)]
+        struct Config {
+            database_url: SecretString,
+        }
+        let c: Config = serde_json::from_str(r#"{"database_url": "postgres://alpes:hunter2@db/alpes"}"#)
+            .expect("a secret deserializes from a string");
+        assert!(!format!("{c:?}").contains("hunter2"), "{c:?}");
+        assert_eq!(c.database_url.expose_secret(), "postgres://alpes:hunter2@db/alpes");
+    }
+
+    #[tokio::test]
+    async fn stop_drains_the_tasks_that_watch_it_and_cancels_the_others() {
+        let tasks = Tasks::new();
+        let (drained, mut drained_rx) = tokio::sync::oneshot::channel::<()>();
+        let stop = tasks.stop_signal();
+        tasks.spawn::<std::convert::Infallible>("graceful", async move {
+            stop.await;
+            // Draining takes a while; stop waits for it.
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            let _ = drained.send(());
+            Ok(())
+        });
+        let (cancelled, mut cancelled_rx) = tokio::sync::oneshot::channel::<()>();
+        tasks.spawn_until_stopped("forever", async move {
+            let _dropped_on_cancel = cancelled;
+            std::future::pending::<()>().await;
+        });
+        tasks.spawn_until_stopped("panics", async { panic!("a task panicking on purpose") });
+        tokio::time::timeout(std::time::Duration::from_secs(5), tasks.stop()).await.expect("stop returns");
+        assert!(drained_rx.try_recv().is_ok(), "the graceful task had drained when stop returned");
+        assert!(
+            matches!(cancelled_rx.try_recv(), Err(tokio::sync::oneshot::error::TryRecvError::Closed)),
+            "the task that ignores the stop was cancelled"
+        );
     }
 }

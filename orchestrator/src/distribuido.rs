@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use daemon::{metricas, Secreto, Tareas};
+use daemon::{metricas, ExposeSecret, SecretString, Tasks};
 use saga_core::definition::RetryPolicy;
 use saga_core::engine::{Engine, EngineConfig};
 use saga_core::log::sql::{pg_pool, PgStore};
@@ -36,7 +36,7 @@ pub struct Config {
     /// Where the HTTP API listens.
     pub http: SocketAddr,
     /// The orchestrator's PostgreSQL database (saga log and campaign view).
-    pub database_url: Secreto,
+    pub database_url: SecretString,
     /// The broker.
     pub pulsar: daemon::configuracion::Pulsar,
     /// Reply timeout of every step, in seconds.
@@ -99,7 +99,8 @@ pub async fn start(
     transport: Arc<dyn Transport>,
     publicador: Arc<dyn Publicador>,
 ) -> anyhow::Result<Running> {
-    let pool = pg_pool(config.database_url.expose(), 20).await.context("connecting to the orchestrator's database")?;
+    let pool =
+        pg_pool(config.database_url.expose_secret(), 20).await.context("connecting to the orchestrator's database")?;
     let store = PgStore::new(pool.clone());
     store.migrate().await.context("migrating the saga log")?;
     let vista = Arc::new(PgVista::new(pool).await.context("migrating the campaign view")?);
@@ -113,22 +114,22 @@ pub async fn start(
         .observer(Arc::new(aviso))
         .build();
 
-    let mut tareas = Tareas::new();
+    let tasks = Tasks::new();
     // Subscribed before the API answers, so the reply to any command it sends has a subscription
     // to land on.
     let replies = engine.subscribe().await.context("subscribing to the replies")?;
-    tareas.lanzar_con_parada("engine", engine.clone().run_on(replies, tareas.parada()));
-    tareas.lanzar(proyector::run(engine.clone(), vista.clone(), fines));
-    tareas.lanzar(eventos::run(vista.clone(), publicador, eventos::TOPICO.to_owned()));
-    tareas.lanzar(saga_core::metrics::poll_store_gauges(engine.store().clone(), Duration::from_secs(5)));
+    tasks.spawn("engine", engine.clone().run_on(replies, tasks.stop_signal()));
+    tasks.spawn_until_stopped("projector", proyector::run(engine.clone(), vista.clone(), fines));
+    tasks.spawn_until_stopped("event relay", eventos::run(vista.clone(), publicador, eventos::TOPICO.to_owned()));
+    tasks.spawn_until_stopped(
+        "store gauges",
+        saga_core::metrics::poll_store_gauges(engine.store().clone(), Duration::from_secs(5)),
+    );
 
     let listener = TcpListener::bind(config.http).await.with_context(|| format!("binding {}", config.http))?;
     let addr = listener.local_addr()?;
     let app = router(AppState { engine, vista }).merge(metricas::router(metricas::prometheus()));
-    tareas.lanzar_con_parada(
-        "HTTP server",
-        axum::serve(listener, app).with_graceful_shutdown(tareas.parada()).into_future(),
-    );
+    tasks.spawn("HTTP server", axum::serve(listener, app).with_graceful_shutdown(tasks.stop_signal()).into_future());
     info!(%addr, "orchestrator ready");
-    Ok(Running::new(addr, tareas))
+    Ok(Running::new(addr, tasks))
 }

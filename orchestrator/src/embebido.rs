@@ -26,7 +26,7 @@ use crate::api::{router, AppState};
 use crate::sagas::crear_campana::proyector::{self, AvisoFin};
 use crate::sagas::crear_campana::vista::SqliteVista;
 use crate::sagas::StepSettings;
-use daemon::{metricas, Tareas};
+use daemon::{metricas, Tasks};
 use schemas::{ComandoInfluencer, ComandoMarca, ComandoTracking, Envelope};
 
 /// The brands seeded when no file is given.
@@ -56,13 +56,13 @@ pub struct Running {
     pub engine: Arc<Engine>,
     /// The campaign view and its outbox, for tests and tools in the same process.
     pub vista: Arc<dyn crate::sagas::crear_campana::vista::Vista>,
-    tareas: Tareas,
+    tasks: Tasks,
 }
 
 impl Running {
     /// Stops every task and waits for them.
     pub async fn stop(self) {
-        self.tareas.parar().await;
+        self.tasks.stop().await;
     }
 }
 
@@ -75,7 +75,7 @@ fn sqlite_url(dir: &std::path::Path, name: &str) -> String {
 pub async fn start(config: Config, observer: Option<Arc<dyn EngineObserver>>) -> anyhow::Result<Running> {
     std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
     let transport = InProcessTransport::new();
-    let mut tareas = Tareas::new();
+    let tasks = Tasks::new();
 
     // Participants, each with its own database.
     let marcas: Vec<MarcaSeed> = serde_json::from_str(&config.marcas).context("parsing the brands to seed")?;
@@ -85,26 +85,20 @@ pub async fn start(config: Config, observer: Option<Arc<dyn EngineObserver>>) ->
     let p = SqliteParticipant::new(pool, Marca);
     p.migrate().await.context("migrating marca's participant tables")?;
     let t: Arc<dyn Transport> = Arc::new(transport.clone());
-    tareas.lanzar_con_parada("marca", serve(Arc::new(p), t.clone(), ComandoMarca::TOPIC.to_owned(), tareas.parada()));
+    tasks.spawn("marca", serve(Arc::new(p), t.clone(), ComandoMarca::TOPIC.to_owned(), tasks.stop_signal()));
 
     let pool = sqlite_pool(&sqlite_url(&config.data_dir, "influencer")).await.context("opening influencer.sqlite")?;
     migrate(&influencer::SQLITE_MIGRATOR, &pool).await.context("migrating influencer")?;
     let p = SqliteParticipant::new(pool, influencer::Influencers);
     p.migrate().await.context("migrating influencer's participant tables")?;
-    tareas.lanzar_con_parada(
-        "influencer",
-        serve(Arc::new(p), t.clone(), ComandoInfluencer::TOPIC.to_owned(), tareas.parada()),
-    );
+    tasks.spawn("influencer", serve(Arc::new(p), t.clone(), ComandoInfluencer::TOPIC.to_owned(), tasks.stop_signal()));
 
     let pool = sqlite_pool(&sqlite_url(&config.data_dir, "tracking")).await.context("opening tracking.sqlite")?;
     migrate(&tracking::SQLITE_MIGRATOR, &pool).await.context("migrating tracking")?;
     let eventos = Arc::new(SqliteEventos { pool: pool.clone() });
     let p = SqliteParticipant::new(pool, tracking::Tracking);
     p.migrate().await.context("migrating tracking's participant tables")?;
-    tareas.lanzar_con_parada(
-        "tracking",
-        serve(Arc::new(p), t.clone(), ComandoTracking::TOPIC.to_owned(), tareas.parada()),
-    );
+    tasks.spawn("tracking", serve(Arc::new(p), t.clone(), ComandoTracking::TOPIC.to_owned(), tasks.stop_signal()));
 
     // The orchestrator: saga log and campaign view in one database.
     let store = SqliteStore::connect(&sqlite_url(&config.data_dir, "orquestador"))
@@ -119,14 +113,20 @@ pub async fn start(config: Config, observer: Option<Arc<dyn EngineObserver>>) ->
         .observer(Arc::new(aviso))
         .faults(config.faults.clone())
         .build();
-    tareas.lanzar_con_parada("engine", engine.clone().run(tareas.parada()));
-    tareas.lanzar(crate::sagas::crear_campana::eventos::run(
-        vista.clone(),
-        Arc::new(crate::sagas::crear_campana::eventos::AlRegistro),
-        crate::sagas::crear_campana::eventos::TOPICO.to_owned(),
-    ));
-    tareas.lanzar(proyector::run(engine.clone(), vista.clone(), fines));
-    tareas.lanzar(saga_core::metrics::poll_store_gauges(engine.store().clone(), std::time::Duration::from_secs(5)));
+    tasks.spawn("engine", engine.clone().run(tasks.stop_signal()));
+    tasks.spawn_until_stopped(
+        "event relay",
+        crate::sagas::crear_campana::eventos::run(
+            vista.clone(),
+            Arc::new(crate::sagas::crear_campana::eventos::AlRegistro),
+            crate::sagas::crear_campana::eventos::TOPICO.to_owned(),
+        ),
+    );
+    tasks.spawn_until_stopped("projector", proyector::run(engine.clone(), vista.clone(), fines));
+    tasks.spawn_until_stopped(
+        "store gauges",
+        saga_core::metrics::poll_store_gauges(engine.store().clone(), std::time::Duration::from_secs(5)),
+    );
 
     let listener = TcpListener::bind(config.http).await.with_context(|| format!("binding {}", config.http))?;
     let addr = listener.local_addr()?;
@@ -135,16 +135,13 @@ pub async fn start(config: Config, observer: Option<Arc<dyn EngineObserver>>) ->
     let app = router(AppState { engine: engine.clone(), vista })
         .merge(tracking_eventos::router(eventos))
         .merge(metricas::router(metricas::prometheus()));
-    tareas.lanzar_con_parada(
-        "HTTP server",
-        axum::serve(listener, app).with_graceful_shutdown(tareas.parada()).into_future(),
-    );
-    let parada = tareas.parada();
-    tareas.lanzar_con_parada::<std::convert::Infallible>("transport", async move {
-        parada.await;
+    tasks.spawn("HTTP server", axum::serve(listener, app).with_graceful_shutdown(tasks.stop_signal()).into_future());
+    let stopped = tasks.stop_signal();
+    tasks.spawn::<std::convert::Infallible>("transport", async move {
+        stopped.await;
         transport.close();
         Ok(())
     });
     info!(%addr, data_dir = %config.data_dir.display(), "embedded mode ready");
-    Ok(Running { addr, engine, vista: vista_for_running, tareas })
+    Ok(Running { addr, engine, vista: vista_for_running, tasks })
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use axum::routing::get;
 use axum::Router;
-use daemon::{metricas, Tareas};
+use daemon::{metricas, Tasks};
 use saga_core::log::sql::{migrate, pg_pool};
 use saga_core::participant::{serve_on, CommandHandler, PgParticipant, DEFAULT_CONCURRENCY};
 use saga_core::transport::Transport;
@@ -59,7 +59,7 @@ pub struct Config {
     /// Where its HTTP server (`/health`, `/metrics`, tracking's event intake) listens.
     pub http: SocketAddr,
     /// Its own PostgreSQL database. A secret: never printed.
-    pub database_url: daemon::Secreto,
+    pub database_url: daemon::SecretString,
     /// The broker.
     pub pulsar: daemon::configuracion::Pulsar,
     /// marca only: a JSON file of brands to seed (a list of [`MarcaSeed`]); without it, the
@@ -149,15 +149,13 @@ pub async fn start(
             Arc::new(p)
         }
     };
-    let mut tareas = Tareas::new();
+    let tasks = Tasks::new();
     // Subscribed before the HTTP server answers: a worker that reports itself healthy receives
     // every command sent from then on (a first subscription starts at the end of the topic).
     let commands = transport.commands(&topic).await.with_context(|| format!("subscribing to {topic}"))?;
     info!(participant = %topic, concurrency = DEFAULT_CONCURRENCY, "participant serving");
-    tareas.lanzar_con_parada(
-        "participant",
-        serve_on(handler, transport.clone(), commands, DEFAULT_CONCURRENCY, tareas.parada()),
-    );
+    tasks
+        .spawn("participant", serve_on(handler, transport.clone(), commands, DEFAULT_CONCURRENCY, tasks.stop_signal()));
     let health_pool = pool.clone();
     let health_transport = transport.clone();
     let app = app
@@ -175,12 +173,9 @@ pub async fn start(
         .merge(metricas::router(metricas::prometheus()));
     let listener = TcpListener::bind(http).await.with_context(|| format!("binding {http}"))?;
     let addr = listener.local_addr()?;
-    tareas.lanzar_con_parada(
-        "HTTP server",
-        axum::serve(listener, app).with_graceful_shutdown(tareas.parada()).into_future(),
-    );
+    tasks.spawn("HTTP server", axum::serve(listener, app).with_graceful_shutdown(tasks.stop_signal()).into_future());
     info!(?servicio, %addr, topic, "worker ready");
-    Ok(Running::new(addr, tareas))
+    Ok(Running::new(addr, tasks))
 }
 
 #[cfg(test)]
@@ -199,7 +194,7 @@ mod tests {
         }
         let seeds = Config {
             http: "127.0.0.1:1".parse().unwrap(),
-            database_url: daemon::Secreto::new("x"),
+            database_url: "x".into(),
             pulsar: daemon::configuracion::Pulsar {
                 url: "u".into(),
                 tenant: "t".into(),

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use daemon::ExposeSecret;
 use workers::servidor::{self, Config, Servicio};
 
 /// A CrearCampaña participant daemon.
@@ -72,7 +73,7 @@ async fn main() -> anyhow::Result<()> {
             let transport = config.pulsar.transport(Arc::new(orchestrator::sagas::codec()));
             let running = servidor::start(
                 servicio,
-                config.database_url.expose(),
+                config.database_url.expose_secret(),
                 config.http,
                 servicio.topic().to_owned(),
                 Arc::new(transport),
