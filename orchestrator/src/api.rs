@@ -1,10 +1,8 @@
-//! The HTTP API: a thin shim that starts CrearCampaña sagas and answers queries.
+//! The HTTP API every saga shares: sagas, their histories, operator actions, health, and the
+//! OpenAPI document. Each saga adds its own routes (`sagas/<saga>/api.rs`).
 //!
 //! | route | what |
 //! |---|---|
-//! | `POST /afiliaciones/campana` | validate the public request, record the campaign, start its saga: `202` |
-//! | `GET /afiliaciones/campana/{id}` | the campaign from the view: `pendiente`, `activa`, `rechazada` with its reason |
-//! | `GET /afiliaciones/campanas?estado=&limite=&desde=` | campaigns, newest first |
 //! | `GET /sagas?estado=&limite=&desde=` | sagas, newest first |
 //! | `GET /sagas/{id}` | a saga's state and its whole history, with times |
 //! | `POST /sagas/{id}/retry`, `POST /sagas/{id}/abort` | operator actions (body `{"nota": "..."}`, optional) |
@@ -17,7 +15,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -29,30 +27,19 @@ use serde_json::{json, Value};
 use tracing::error;
 use uuid::Uuid;
 
-use crate::sagas::crear_campana::solicitud::validar;
-use crate::sagas::crear_campana::vista::{Campana, Creada, Estado, Vista};
-use crate::sagas::crear_campana::SAGA_TYPE;
-
 /// Largest request body: the biggest valid request (100 influencers, long texts) is ~60 KiB.
 pub const MAX_BODY: usize = 256 * 1024;
-/// Longest `Idempotency-Key`.
-pub const MAX_IDEMPOTENCY_KEY: usize = 200;
 
 /// What the handlers share.
 #[derive(Clone)]
 pub struct AppState {
     /// The saga engine.
     pub engine: Arc<Engine>,
-    /// The campaign view.
-    pub vista: Arc<dyn Vista>,
 }
 
-/// The API's routes.
-pub fn router(state: AppState) -> Router {
+/// The shared routes.
+pub fn router(engine: Arc<Engine>) -> Router {
     Router::new()
-        .route("/afiliaciones/campana", post(crear_campana))
-        .route("/afiliaciones/campana/{id}", get(obtener_campana))
-        .route("/afiliaciones/campanas", get(listar_campanas))
         .route("/sagas", get(listar_sagas))
         .route("/sagas/{id}", get(obtener_saga))
         .route("/sagas/{id}/retry", post(reintentar_saga))
@@ -60,7 +47,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health))
         .route("/openapi.json", get(openapi))
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .with_state(state)
+        .with_state(AppState { engine })
 }
 
 /// An API error: a status and a message meant for the client.
@@ -71,11 +58,18 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+    /// `{"error": message}` with `status`.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
         Self { status, body: json!({ "error": message.into() }) }
     }
 
-    fn internal(context: &str, e: impl std::fmt::Display) -> Self {
+    /// Any body with `status`.
+    pub fn with_body(status: StatusCode, body: Value) -> Self {
+        Self { status, body }
+    }
+
+    /// An internal error: logged with `context`, answered with a generic message.
+    pub fn internal(context: &str, e: impl std::fmt::Display) -> Self {
         error!(error = %e, "{context}");
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "error interno; inténtelo de nuevo")
     }
@@ -103,101 +97,10 @@ impl From<EngineError> for ApiError {
     }
 }
 
-fn parse_id(raw: &str, what: &str) -> Result<Uuid, ApiError> {
+/// `raw` as a UUID, or a 400 naming `what`.
+pub fn parse_id(raw: &str, what: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw)
         .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, format!("{what} debe ser un UUID, no {raw:?}")))
-}
-
-fn aceptada(c: &Campana) -> Value {
-    json!({
-        "id_campana": c.id_campana,
-        "saga_id": c.saga_id,
-        "estado": c.estado,
-        "consultar": format!("/afiliaciones/campana/{}", c.id_campana),
-        "saga": format!("/sagas/{}", c.saga_id),
-    })
-}
-
-#[utoipa::path(post, path = "/afiliaciones/campana", tag = "campanas",
-    request_body(content = crate::openapi::SolicitudCampana, description = "The public request, exactly as it has always been taken"),
-    params(("Idempotency-Key" = Option<String>, Header, description = "A retried POST with the same key gets the first answer (1 to 200 characters)")),
-    responses(
-        (status = 202, description = "Accepted: the saga started", body = crate::openapi::Aceptada),
-        (status = 400, description = "Not JSON, or a bad Idempotency-Key", body = crate::openapi::Error),
-        (status = 413, description = "Body over 256 KiB"),
-        (status = 422, description = "Every field error; or the Idempotency-Key was used with another request", body = crate::openapi::Errores),
-        (status = 503, description = "The database does not answer", body = crate::openapi::Error)))]
-pub(crate) async fn crear_campana(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let clave = match headers.get("idempotency-key") {
-        None => None,
-        Some(v) => match v.to_str() {
-            Ok(k) if !k.trim().is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY => Some(k.trim().to_owned()),
-            _ => {
-                return Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    format!("Idempotency-Key debe ser un texto visible de 1 a {MAX_IDEMPOTENCY_KEY} caracteres"),
-                ))
-            }
-        },
-    };
-    let json: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("el cuerpo no es JSON válido: {e}")))?;
-    let campana = validar(&json, Uuid::now_v7()).map_err(|errores| ApiError {
-        status: StatusCode::UNPROCESSABLE_ENTITY,
-        body: json!({ "error": "la solicitud tiene errores", "errores": errores }),
-    })?;
-    let saga_id = SagaId::new();
-    let creada =
-        s.vista.crear(&campana, saga_id, clave.as_deref()).await.map_err(|e| ApiError::internal("campaign view", e))?;
-    let campana = match creada {
-        Creada::Existente(c) => {
-            // A retry carries the same request; the same key on another request is a client
-            // bug that must not silently answer for a campaign the client did not ask for.
-            let mut pedida = campana.clone();
-            pedida.id_campana = c.solicitud.id_campana;
-            if pedida != c.solicitud {
-                let error = format!(
-                    "la Idempotency-Key ya se usó con otra solicitud (campaña {}); use otra clave",
-                    c.id_campana
-                );
-                // The same shape as the field errors (`Errores`), the header being the field.
-                return Err(ApiError {
-                    status: StatusCode::UNPROCESSABLE_ENTITY,
-                    body: json!({ "error": error, "errores": [{ "campo": "Idempotency-Key", "error": error }] }),
-                });
-            }
-            *c
-        }
-        Creada::Nueva(c) => {
-            // If this fails, the campaign stays `pendiente` and the projector's catch-up starts
-            // its saga (start is idempotent on the saga id).
-            s.engine.start(SAGA_TYPE, c.saga_id, json!(c.solicitud)).await?;
-            *c
-        }
-    };
-    let mut response = (StatusCode::ACCEPTED, Json(aceptada(&campana))).into_response();
-    if let Ok(location) = HeaderValue::from_str(&format!("/afiliaciones/campana/{}", campana.id_campana)) {
-        response.headers_mut().insert("location", location);
-    }
-    Ok(response)
-}
-
-#[utoipa::path(get, path = "/afiliaciones/campana/{id}", tag = "campanas",
-    params(("id" = Uuid, Path, description = "The campaign id")),
-    responses((status = 200, body = Campana), (status = 400, body = crate::openapi::Error), (status = 404, body = crate::openapi::Error)))]
-pub(crate) async fn obtener_campana(
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<Campana>, ApiError> {
-    let id = parse_id(&id, "el id de campaña")?;
-    match s.vista.obtener(id).await.map_err(|e| ApiError::internal("campaign view", e))? {
-        Some(c) => Ok(Json(c)),
-        None => Err(ApiError::new(StatusCode::NOT_FOUND, format!("la campaña {id} no existe"))),
-    }
 }
 
 /// Paging and filter of the list routes.
@@ -209,27 +112,6 @@ pub struct Pagina {
     pub limite: Option<u32>,
     /// Skip this many.
     pub desde: Option<u32>,
-}
-
-#[utoipa::path(get, path = "/afiliaciones/campanas", tag = "campanas",
-    params(("estado" = Option<Estado>, Query, description = "Only this state"),
-           ("limite" = Option<u32>, Query, description = "At most this many (1 to 500, default 50)"),
-           ("desde" = Option<u32>, Query, description = "Skip this many")),
-    responses((status = 200, description = "`{campanas: [Campana], limite, desde}`, newest first"), (status = 400, body = crate::openapi::Error)))]
-pub(crate) async fn listar_campanas(
-    State(s): State<AppState>,
-    Query(p): Query<Pagina>,
-) -> Result<Json<Value>, ApiError> {
-    let estado = p
-        .estado
-        .as_deref()
-        .map(str::parse::<Estado>)
-        .transpose()
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
-    let limite = p.limite.unwrap_or(50).clamp(1, 500);
-    let desde = p.desde.unwrap_or(0);
-    let campanas = s.vista.listar(estado, limite, desde).await.map_err(|e| ApiError::internal("campaign view", e))?;
-    Ok(Json(json!({ "campanas": campanas, "limite": limite, "desde": desde })))
 }
 
 #[utoipa::path(get, path = "/sagas", tag = "sagas",

@@ -1,32 +1,26 @@
-//! The distributed mode's orchestrator: its saga log and campaign view in PostgreSQL, commands
-//! and replies over a broker transport, the HTTP API, `/metrics`, the projector and the event
-//! relay. Topic names are part of the message contract (each topic has one Avro schema, see
+//! The distributed mode's orchestrator: its saga log and the sagas' views in PostgreSQL,
+//! commands and replies over a broker transport, integration events on the broker; the rest is
+//! [`app::build`]. Topic names are part of the message contract (each topic has one Avro schema, see
 //! `schemas/`): the tenant and namespace are configured, the topics inside them are not.
 //! Configuration in layers: defaults, then a TOML file, then `ALPES__…` environment
 //! variables (`ALPES__DATABASE_URL`, `ALPES__PULSAR__URL`, `ALPES__HTTP`, …); the database URL is
 //! a secret and never printed.
 
-use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use daemon::{metricas, ExposeSecret, SecretString, Tasks};
+use axum::Router;
+use daemon::{ExposeSecret, SecretString, Tasks};
 use saga_core::definition::RetryPolicy;
-use saga_core::engine::{Engine, EngineConfig};
+use saga_core::inject::FaultPlan;
 use saga_core::log::sql::{pg_pool, PgStore};
-use saga_core::metrics::MetricsObserver;
 use saga_core::transport::Transport;
 use serde::Deserialize;
-use tokio::net::TcpListener;
-use tracing::info;
 
-use crate::api::{router, AppState};
-use crate::sagas::crear_campana::eventos::{self, Publicador};
-use crate::sagas::crear_campana::proyector::{self, AvisoFin};
-use crate::sagas::crear_campana::vista::PgVista;
+use crate::app::{self, Db, EventSink, Parts};
 use crate::sagas::StepSettings;
 
 /// The orchestrator's configuration.
@@ -93,43 +87,24 @@ impl Config {
 /// A running orchestrator.
 pub use daemon::Running;
 
-/// Starts the orchestrator over `transport` (and `publicador` for integration events).
-pub async fn start(
-    config: &Config,
-    transport: Arc<dyn Transport>,
-    publicador: Arc<dyn Publicador>,
-) -> anyhow::Result<Running> {
+/// Starts the orchestrator over `transport`, publishing integration events to `events`.
+pub async fn start(config: &Config, transport: Arc<dyn Transport>, events: EventSink) -> anyhow::Result<Running> {
     let pool =
         pg_pool(config.database_url.expose_secret(), 20).await.context("connecting to the orchestrator's database")?;
     let store = PgStore::new(pool.clone());
     store.migrate().await.context("migrating the saga log")?;
-    let vista = Arc::new(PgVista::new(pool).await.context("migrating the campaign view")?);
-    let registry = crate::sagas::registry(&config.steps()).context("registering the sagas")?;
-    let (aviso, fines) = AvisoFin::new(Some(Arc::new(MetricsObserver)));
-    let engine = Engine::builder(Arc::new(store), Arc::new(registry), transport)
-        .config(EngineConfig {
-            reply_to: <schemas::RespuestaAfiliaciones as schemas::Envelope>::TOPIC.to_owned(),
-            ..EngineConfig::default()
-        })
-        .observer(Arc::new(aviso))
-        .build();
-
     let tasks = Tasks::new();
-    // Subscribed before the API answers, so the reply to any command it sends has a subscription
-    // to land on.
-    let replies = engine.subscribe().await.context("subscribing to the replies")?;
-    tasks.spawn("engine", engine.clone().run_on(replies, tasks.stop_signal()));
-    tasks.spawn_until_stopped("projector", proyector::run(engine.clone(), vista.clone(), fines));
-    tasks.spawn_until_stopped("event relay", eventos::run(vista.clone(), publicador, eventos::TOPICO.to_owned()));
-    tasks.spawn_until_stopped(
-        "store gauges",
-        saga_core::metrics::poll_store_gauges(engine.store().clone(), Duration::from_secs(5)),
-    );
-
-    let listener = TcpListener::bind(config.http).await.with_context(|| format!("binding {}", config.http))?;
-    let addr = listener.local_addr()?;
-    let app = router(AppState { engine, vista }).merge(metricas::router(metricas::prometheus()));
-    tasks.spawn("HTTP server", axum::serve(listener, app).with_graceful_shutdown(tasks.stop_signal()).into_future());
-    info!(%addr, "orchestrator ready");
-    Ok(Running::new(addr, tasks))
+    let parts = Parts {
+        db: Db::Postgres(pool),
+        store: Arc::new(store),
+        transport,
+        events,
+        steps: config.steps(),
+        faults: FaultPlan::none(),
+        observer: None,
+        http: config.http,
+        routes: Router::new(),
+    };
+    let app = app::build(parts, &tasks).await?;
+    Ok(Running::new(app.addr, tasks))
 }

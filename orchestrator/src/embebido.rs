@@ -5,29 +5,25 @@
 //! Brands are seeded from a JSON file (default: the brands of `workers/seed/marcas.json`,
 //! compiled in) on every start: brands not yet known are added, known ones keep their state.
 
-use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use saga_core::engine::{Engine, EngineConfig, EngineObserver};
+use daemon::Tasks;
+use saga_core::engine::{Engine, EngineObserver};
 use saga_core::log::sql::{migrate, sqlite_pool, SqliteStore};
 use saga_core::participant::{serve, SqliteParticipant};
 use saga_core::transport::in_process::InProcessTransport;
 use saga_core::transport::Transport;
-use tokio::net::TcpListener;
+use schemas::{ComandoInfluencer, ComandoMarca, ComandoTracking, Envelope};
 use tracing::info;
 use workers::marca::{self, Marca, MarcaSeed};
 use workers::tracking_eventos::{self, SqliteEventos};
 use workers::{influencer, tracking};
 
-use crate::api::{router, AppState};
-use crate::sagas::crear_campana::proyector::{self, AvisoFin};
-use crate::sagas::crear_campana::vista::SqliteVista;
+use crate::app::{self, Db, EventSink, Parts};
 use crate::sagas::StepSettings;
-use daemon::{metricas, Tasks};
-use schemas::{ComandoInfluencer, ComandoMarca, ComandoTracking, Envelope};
 
 /// The brands seeded when no file is given.
 pub use workers::marca::MARCAS_POR_DEFECTO;
@@ -54,8 +50,8 @@ pub struct Running {
     pub addr: SocketAddr,
     /// The engine, for tests and tools in the same process.
     pub engine: Arc<Engine>,
-    /// The campaign view and its outbox, for tests and tools in the same process.
-    pub vista: Arc<dyn crate::sagas::crear_campana::vista::Vista>,
+    /// Where the SQLite files are (`orquestador.sqlite` holds the log and the sagas' views).
+    pub data_dir: PathBuf,
     tasks: Tasks,
 }
 
@@ -71,7 +67,7 @@ fn sqlite_url(dir: &std::path::Path, name: &str) -> String {
 }
 
 /// Starts everything and returns once the API listens. `observer` replaces the metrics observer
-/// (tests); the campaign projector is always attached.
+/// (tests); each saga's projector is always attached.
 pub async fn start(config: Config, observer: Option<Arc<dyn EngineObserver>>) -> anyhow::Result<Running> {
     std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
     let transport = InProcessTransport::new();
@@ -100,48 +96,31 @@ pub async fn start(config: Config, observer: Option<Arc<dyn EngineObserver>>) ->
     p.migrate().await.context("migrating tracking's participant tables")?;
     tasks.spawn("tracking", serve(Arc::new(p), t.clone(), ComandoTracking::TOPIC.to_owned(), tasks.stop_signal()));
 
-    // The orchestrator: saga log and campaign view in one database.
+    // The orchestrator: the saga log and each saga's view in one database.
     let store = SqliteStore::connect(&sqlite_url(&config.data_dir, "orquestador"))
         .await
         .context("opening orquestador.sqlite")?;
-    let vista = Arc::new(SqliteVista::new(store.pool().clone()).await.context("migrating the campaign view")?);
-    let registry = crate::sagas::registry(&config.steps).context("registering the sagas")?;
-    let observer = observer.unwrap_or_else(|| Arc::new(saga_core::metrics::MetricsObserver));
-    let (aviso, fines) = AvisoFin::new(Some(observer));
-    let engine = Engine::builder(Arc::new(store), Arc::new(registry), t)
-        .config(EngineConfig { reply_to: "respuestas.afiliaciones".into(), ..EngineConfig::default() })
-        .observer(Arc::new(aviso))
-        .faults(config.faults.clone())
-        .build();
-    tasks.spawn("engine", engine.clone().run(tasks.stop_signal()));
-    tasks.spawn_until_stopped(
-        "event relay",
-        crate::sagas::crear_campana::eventos::run(
-            vista.clone(),
-            Arc::new(crate::sagas::crear_campana::eventos::AlRegistro),
-            crate::sagas::crear_campana::eventos::TOPICO.to_owned(),
-        ),
-    );
-    tasks.spawn_until_stopped("projector", proyector::run(engine.clone(), vista.clone(), fines));
-    tasks.spawn_until_stopped(
-        "store gauges",
-        saga_core::metrics::poll_store_gauges(engine.store().clone(), std::time::Duration::from_secs(5)),
-    );
-
-    let listener = TcpListener::bind(config.http).await.with_context(|| format!("binding {}", config.http))?;
-    let addr = listener.local_addr()?;
-    // tracking's event intake is served by the same server here; by the tracking daemon when distributed.
-    let vista_for_running: Arc<dyn crate::sagas::crear_campana::vista::Vista> = vista.clone();
-    let app = router(AppState { engine: engine.clone(), vista })
-        .merge(tracking_eventos::router(eventos))
-        .merge(metricas::router(metricas::prometheus()));
-    tasks.spawn("HTTP server", axum::serve(listener, app).with_graceful_shutdown(tasks.stop_signal()).into_future());
+    let data_dir = config.data_dir.clone();
+    let parts = Parts {
+        db: Db::Sqlite(store.pool().clone()),
+        store: Arc::new(store),
+        transport: t,
+        events: EventSink::Log,
+        steps: config.steps,
+        faults: config.faults,
+        observer,
+        http: config.http,
+        // tracking's event intake is served by the same server here; by the tracking daemon
+        // when distributed.
+        routes: tracking_eventos::router(eventos),
+    };
+    let app = app::build(parts, &tasks).await?;
     let stopped = tasks.stop_signal();
     tasks.spawn::<std::convert::Infallible>("transport", async move {
         stopped.await;
         transport.close();
         Ok(())
     });
-    info!(%addr, data_dir = %config.data_dir.display(), "embedded mode ready");
-    Ok(Running { addr, engine, vista: vista_for_running, tasks })
+    info!(addr = %app.addr, data_dir = %data_dir.display(), "embedded mode ready");
+    Ok(Running { addr: app.addr, engine: app.engine, data_dir, tasks })
 }

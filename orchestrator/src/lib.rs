@@ -1,9 +1,11 @@
 //! The Alpes orchestrator: the sagas it runs ([`sagas`], one folder each: definition, request
-//! validation, view, integration events), the HTTP API ([`api`]), and the two ways to run it:
+//! validation, view, routes, integration events), the HTTP API every saga shares ([`api`]), the
+//! one function that builds it ([`app`]), and the two ways to run it:
 //! [`embebido`] (one process, SQLite, in-process transport) and [`distribuido`] (PostgreSQL,
 //! Apache Pulsar with the `pulsar` feature; the workers run as the `worker` binary).
 
 pub mod api;
+pub mod app;
 pub mod distribuido;
 pub mod embebido;
 pub mod openapi;

@@ -85,14 +85,14 @@ async fn main() -> anyhow::Result<()> {
         Mode::Distributed { config } => {
             use std::sync::Arc;
 
+            use orchestrator::app::EventSink;
             use orchestrator::distribuido;
-            use orchestrator::sagas::crear_campana::eventos::AlBroker;
 
             let config = distribuido::Config::load(config.as_deref())?;
             tracing::info!(?config, "configuration");
             let transport = config.pulsar.transport(Arc::new(orchestrator::sagas::codec()));
-            let publicador = Arc::new(AlBroker(transport.clone()));
-            let running = distribuido::start(&config, Arc::new(transport), publicador).await?;
+            let events = EventSink::Broker(transport.clone());
+            let running = distribuido::start(&config, Arc::new(transport), events).await?;
             println!("Alpes Partners orchestrator listening on http://{}", running.addr);
             daemon::shutdown_signal().await;
             running.stop().await;

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use orchestrator::distribuido::{self, Config};
-use orchestrator::sagas::crear_campana::eventos::AlRegistro;
 use saga_core::log::sql::{create_database, pg_pool};
 use saga_core::transport::in_process::InProcessTransport;
 use saga_core::transport::Transport;
@@ -63,7 +62,7 @@ async fn the_daemons_on_postgres_complete_and_compensate_campaigns() {
     std::env::set_var("ALPES__HTTP", "127.0.0.1:0");
     let config = Config::load(None).unwrap();
     assert!(!format!("{config:?}").contains("postgres://"), "the database URL never prints");
-    let orchestrator = distribuido::start(&config, transport, Arc::new(AlRegistro)).await.unwrap();
+    let orchestrator = distribuido::start(&config, transport, orchestrator::app::EventSink::Log).await.unwrap();
     let base = format!("http://{}", orchestrator.addr);
     let http = reqwest::Client::new();
 

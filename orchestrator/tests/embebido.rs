@@ -136,9 +136,12 @@ async fn a_campaign_completes_in_all_three_services() {
 
 /// Waits for the relay to publish the saga's event, and returns it.
 async fn published(running: &Running, saga: &str) -> schemas::EventoCampana {
+    use orchestrator::sagas::crear_campana::vista::{SqliteVista, Vista};
     let id = saga_core::SagaId(saga.parse().unwrap());
+    let url = format!("sqlite://{}", running.data_dir.join("orquestador.sqlite").display());
+    let vista = SqliteVista::new(saga_core::log::sql::sqlite_pool(&url).await.unwrap()).await.unwrap();
     for _ in 0..100 {
-        if let Some((evento, Some(_))) = running.vista.evento_de(id).await.unwrap() {
+        if let Some((evento, Some(_))) = vista.evento_de(id).await.unwrap() {
             return evento;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -1,12 +1,15 @@
 //! The sagas this orchestrator runs: one folder each (definition, request validation, view,
-//! integration events), registered in [`definitions`] with one line per saga.
+//! routes, integration events), registered in [`modules`] with one line per saga.
 
 pub mod crear_campana;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use saga_core::definition::{Registry, RegistryError, RetryPolicy, SagaDefinition, Step};
 use schemas::AvroCodec;
+
+use crate::app::SagaModule;
 
 /// How patiently every step is waited for and retried; configuration sets it for all sagas.
 #[derive(Clone, Debug)]
@@ -38,11 +41,14 @@ impl StepSettings {
     }
 }
 
-/// Every saga definition, every version still in use. A new saga adds its line here.
+/// Every saga this orchestrator runs. A new saga adds its line here.
+pub fn modules() -> Vec<Arc<dyn SagaModule>> {
+    vec![Arc::new(crear_campana::Modulo)]
+}
+
+/// Every saga definition, every version still in use.
 pub fn definitions(settings: &StepSettings) -> Vec<SagaDefinition> {
-    let mut all = Vec::new();
-    all.extend(crear_campana::definitions(settings));
-    all
+    modules().iter().flat_map(|m| m.definitions(settings)).collect()
 }
 
 /// The registry of every saga.

@@ -1,5 +1,5 @@
 //! Keeps the campaign view up to date from the saga log. The engine reports every finished saga
-//! through [`AvisoFin`] (no I/O in the engine's path: a channel); the projector reads the saga's
+//! through a channel (`app`'s observer: no I/O in the engine's path); the projector reads the saga's
 //! final state and records it in the view. At start-up, and then every [`REPASO`], it catches up
 //! with every campaign still `pendiente`: it starts a saga that was never started (a crash
 //! between recording the campaign and starting its saga; `start` is idempotent on the saga id)
@@ -8,45 +8,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use saga_core::engine::{Engine, EngineObserver};
-use saga_core::{LogEntry, SagaEvent, SagaId, SagaState, SagaStatus};
+use saga_core::engine::Engine;
+use saga_core::{SagaId, SagaState, SagaStatus};
 use serde_json::json;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use crate::sagas::crear_campana::vista::{Final, Vista};
-use crate::sagas::crear_campana::SAGA_TYPE;
+use super::vista::{Final, Vista};
+use super::SagaCrearCampana;
 
 /// How often the projector catches up with campaigns still pending.
 pub const REPASO: Duration = Duration::from_secs(10);
-
-/// Tells the projector that a saga ended. Register it as the engine's observer.
-pub struct AvisoFin {
-    tx: mpsc::UnboundedSender<SagaId>,
-    next: Option<Arc<dyn EngineObserver>>,
-}
-
-impl AvisoFin {
-    /// The hook and the receiving end the projector reads; `next` gets every event too (metrics).
-    pub fn new(next: Option<Arc<dyn EngineObserver>>) -> (Self, mpsc::UnboundedReceiver<SagaId>) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        (Self { tx, next }, rx)
-    }
-}
-
-impl EngineObserver for AvisoFin {
-    fn on_events(&self, before: Option<&SagaState>, state: &SagaState, entries: &[LogEntry]) {
-        if let Some(next) = &self.next {
-            next.on_events(before, state, entries);
-        }
-        let finished = entries
-            .iter()
-            .any(|e| matches!(e.event, SagaEvent::Completed | SagaEvent::Compensated | SagaEvent::Aborted));
-        if finished && state.saga_type == SAGA_TYPE {
-            let _ = self.tx.send(state.id);
-        }
-    }
-}
 
 /// What the view records for a saga in its final state, if it is final.
 pub fn final_de(state: &SagaState) -> Option<Final> {
@@ -69,7 +41,7 @@ pub async fn proyectar(engine: &Engine, vista: &dyn Vista, id: SagaId) {
     match engine.get(id).await {
         Ok(Some(state)) => {
             if let Some(fin) = final_de(&state) {
-                let evento = match crate::sagas::crear_campana::eventos::de_saga(&state) {
+                let evento = match super::eventos::de_saga(&state) {
                     Ok(e) => e,
                     Err(e) => {
                         warn!(saga_id = %id, error = %e, "integration event cannot be built; the view is updated without it");
@@ -99,13 +71,10 @@ pub async fn repasar(engine: &Engine, vista: &dyn Vista) {
     };
     for c in pendientes {
         match engine.get(c.saga_id).await {
-            Ok(None) => {
-                let params = json!(c.solicitud);
-                match engine.start(SAGA_TYPE, c.saga_id, params).await {
-                    Ok(_) => info!(saga_id = %c.saga_id, "started the saga of a campaign recorded before a crash"),
-                    Err(e) => warn!(saga_id = %c.saga_id, error = %e, "could not start a pending campaign's saga"),
-                }
-            }
+            Ok(None) => match engine.start_saga::<SagaCrearCampana>(c.saga_id, &c.solicitud).await {
+                Ok(_) => info!(saga_id = %c.saga_id, "started the saga of a campaign recorded before a crash"),
+                Err(e) => warn!(saga_id = %c.saga_id, error = %e, "could not start a pending campaign's saga"),
+            },
             Ok(Some(_)) => proyectar(engine, vista, c.saga_id).await,
             Err(e) => warn!(saga_id = %c.saga_id, error = %e, "saga not readable"),
         }

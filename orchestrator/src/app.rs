@@ -1,0 +1,178 @@
+//! One function builds the orchestrator for every way it runs ([`build`]): the engine over a saga
+//! log and a transport, every saga's own parts (its view, its tasks, its routes: [`SagaModule`]),
+//! the generic saga API and `/metrics`. The run modes ([`crate::embebido`],
+//! [`crate::distribuido`]) only choose the parts: which database, which transport, where
+//! integration events go.
+
+use std::collections::HashMap;
+use std::future::IntoFuture;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use axum::Router;
+use daemon::{metricas, Tasks};
+use saga_core::definition::SagaDefinition;
+use saga_core::engine::{Engine, EngineConfig, EngineObserver};
+use saga_core::inject::FaultPlan;
+use saga_core::log::SagaStore;
+use saga_core::transport::Transport;
+use saga_core::{LogEntry, SagaEvent, SagaId, SagaState};
+use sqlx::{PgPool, SqlitePool};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tracing::info;
+
+use crate::api;
+use crate::sagas::StepSettings;
+
+/// The orchestrator's own database: the saga log's, where each saga keeps its view too.
+#[derive(Clone, Debug)]
+pub enum Db {
+    /// The embedded mode.
+    Sqlite(SqlitePool),
+    /// The distributed mode.
+    Postgres(PgPool),
+}
+
+/// Where integration events go.
+#[derive(Clone)]
+pub enum EventSink {
+    /// No broker (the embedded mode): each event is checked against its schema and logged; the
+    /// outbox keeps it, with its publication time.
+    Log,
+    /// Published on the broker with its Avro schema attached.
+    #[cfg(feature = "pulsar")]
+    Broker(saga_pulsar::PulsarTransport),
+}
+
+/// What a saga's own parts get to start with.
+pub struct SagaContext<'a> {
+    /// The engine, to start sagas and read them.
+    pub engine: Arc<Engine>,
+    /// The orchestrator's database.
+    pub db: &'a Db,
+    /// Where integration events go.
+    pub events: &'a EventSink,
+    /// The daemon's tasks: a saga's background work (projector, relay) runs here.
+    pub tasks: &'a Tasks,
+    /// The ids of this saga type's sagas as they end (completed, compensated, aborted).
+    pub finished: mpsc::UnboundedReceiver<SagaId>,
+}
+
+/// A saga as the orchestrator runs it: its definitions, and its own parts (a view, routes,
+/// tasks). Each saga folder has one; [`crate::sagas::modules`] lists them.
+#[async_trait]
+pub trait SagaModule: Send + Sync + 'static {
+    /// The saga type, as in the log.
+    fn saga_type(&self) -> &'static str;
+
+    /// Every version still registered (old ones while sagas in the log use them), newest last.
+    fn definitions(&self, steps: &StepSettings) -> Vec<SagaDefinition>;
+
+    /// Opens its state in the orchestrator's database, starts its tasks, and returns its HTTP
+    /// routes.
+    async fn start(&self, cx: SagaContext<'_>) -> anyhow::Result<Router>;
+
+    /// Its routes' OpenAPI description, merged into `GET /openapi.json`.
+    fn openapi(&self) -> utoipa::openapi::OpenApi;
+}
+
+/// The parts a run mode chooses.
+pub struct Parts {
+    /// The orchestrator's database.
+    pub db: Db,
+    /// The saga log, in that database.
+    pub store: Arc<dyn SagaStore>,
+    /// The transport to the participants.
+    pub transport: Arc<dyn Transport>,
+    /// Where integration events go.
+    pub events: EventSink,
+    /// Step timeouts and retries.
+    pub steps: StepSettings,
+    /// Faults to inject (drills and tests); empty in normal runs.
+    pub faults: FaultPlan,
+    /// Replaces the metrics observer (tests).
+    pub observer: Option<Arc<dyn EngineObserver>>,
+    /// Where the HTTP API listens (port 0: any free port).
+    pub http: SocketAddr,
+    /// More routes on the same server (the embedded mode serves tracking's event intake).
+    pub routes: Router,
+}
+
+/// A built orchestrator.
+pub struct App {
+    /// Where the HTTP API listens.
+    pub addr: SocketAddr,
+    /// The engine.
+    pub engine: Arc<Engine>,
+}
+
+/// Sends each finished saga to its module's channel; passes every event on to `next` (metrics).
+struct Finished {
+    by_type: HashMap<&'static str, mpsc::UnboundedSender<SagaId>>,
+    next: Arc<dyn EngineObserver>,
+}
+
+impl EngineObserver for Finished {
+    fn on_events(&self, before: Option<&SagaState>, state: &SagaState, entries: &[LogEntry]) {
+        self.next.on_events(before, state, entries);
+        let finished = entries
+            .iter()
+            .any(|e| matches!(e.event, SagaEvent::Completed | SagaEvent::Compensated | SagaEvent::Aborted));
+        if let (true, Some(tx)) = (finished, self.by_type.get(state.saga_type.as_str())) {
+            // Receivers live as long as the daemon; a closed one means it is stopping.
+            let _ = tx.send(state.id);
+        }
+    }
+}
+
+/// Builds and starts the orchestrator on `tasks`: the engine subscribes to its replies before the
+/// API answers, so the reply to any command it sends has a subscription to land on.
+pub async fn build(parts: Parts, tasks: &Tasks) -> anyhow::Result<App> {
+    let modules = crate::sagas::modules();
+    let mut registry = saga_core::Registry::new();
+    for module in &modules {
+        for definition in module.definitions(&parts.steps) {
+            registry.register(definition).with_context(|| format!("registering {}", module.saga_type()))?;
+        }
+    }
+    let mut by_type = HashMap::new();
+    let mut finished = Vec::new();
+    for module in &modules {
+        let (tx, rx) = mpsc::unbounded_channel();
+        by_type.insert(module.saga_type(), tx);
+        finished.push(rx);
+    }
+    let next = parts.observer.unwrap_or_else(|| Arc::new(saga_core::metrics::MetricsObserver));
+    let engine = Engine::builder(parts.store, Arc::new(registry), parts.transport)
+        .config(EngineConfig {
+            reply_to: <schemas::RespuestaAfiliaciones as schemas::Envelope>::TOPIC.to_owned(),
+            ..EngineConfig::default()
+        })
+        .observer(Arc::new(Finished { by_type, next }))
+        .faults(parts.faults)
+        .build();
+
+    let replies = engine.subscribe().await.context("subscribing to the replies")?;
+    tasks.spawn("engine", engine.clone().run_on(replies, tasks.stop_signal()));
+    tasks.spawn_until_stopped(
+        "store gauges",
+        saga_core::metrics::poll_store_gauges(engine.store().clone(), Duration::from_secs(5)),
+    );
+
+    let mut app = api::router(engine.clone());
+    for (module, finished) in modules.iter().zip(finished) {
+        let cx = SagaContext { engine: engine.clone(), db: &parts.db, events: &parts.events, tasks, finished };
+        app = app.merge(module.start(cx).await.with_context(|| format!("starting {}", module.saga_type()))?);
+    }
+    let app = app.merge(parts.routes).merge(metricas::router(metricas::prometheus()));
+
+    let listener = TcpListener::bind(parts.http).await.with_context(|| format!("binding {}", parts.http))?;
+    let addr = listener.local_addr()?;
+    tasks.spawn("HTTP server", axum::serve(listener, app).with_graceful_shutdown(tasks.stop_signal()).into_future());
+    info!(%addr, sagas = modules.len(), "orchestrator ready");
+    Ok(App { addr, engine })
+}

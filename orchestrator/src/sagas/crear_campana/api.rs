@@ -1,0 +1,229 @@
+//! CrearCampaña's HTTP routes, the public API's as documented:
+//!
+//! | route | what |
+//! |---|---|
+//! | `POST /afiliaciones/campana` | validate the public request, record the campaign, start its saga: `202` |
+//! | `GET /afiliaciones/campana/{id}` | the campaign from the view: `pendiente`, `activa`, `rechazada` with its reason |
+//! | `GET /afiliaciones/campanas?estado=&limite=&desde=` | campaigns, newest first |
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use saga_core::engine::Engine;
+use saga_core::SagaId;
+use serde::Serialize;
+use serde_json::{json, Value};
+use utoipa::{OpenApi, ToSchema};
+use uuid::Uuid;
+
+use super::definicion::SagaCrearCampana;
+use super::solicitud::validar;
+use super::vista::{Campana, Creada, Estado, Vista};
+use crate::api::{parse_id, ApiError, Pagina, MAX_BODY};
+
+/// Longest `Idempotency-Key`.
+pub const MAX_IDEMPOTENCY_KEY: usize = 200;
+
+/// What the campaign handlers share.
+#[derive(Clone)]
+pub struct CampanaApi {
+    /// The saga engine.
+    pub engine: Arc<Engine>,
+    /// The campaign view.
+    pub vista: Arc<dyn Vista>,
+}
+
+/// The campaign routes.
+pub fn router(state: CampanaApi) -> Router {
+    Router::new()
+        .route("/afiliaciones/campana", post(crear_campana))
+        .route("/afiliaciones/campana/{id}", get(obtener_campana))
+        .route("/afiliaciones/campanas", get(listar_campanas))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+fn aceptada(c: &Campana) -> Value {
+    json!({
+        "id_campana": c.id_campana,
+        "saga_id": c.saga_id,
+        "estado": c.estado,
+        "consultar": format!("/afiliaciones/campana/{}", c.id_campana),
+        "saga": format!("/sagas/{}", c.saga_id),
+    })
+}
+
+#[utoipa::path(post, path = "/afiliaciones/campana", tag = "campanas",
+    request_body(content = SolicitudCampana, description = "The public request, exactly as it has always been taken"),
+    params(("Idempotency-Key" = Option<String>, Header, description = "A retried POST with the same key gets the first answer (1 to 200 characters)")),
+    responses(
+        (status = 202, description = "Accepted: the saga started", body = Aceptada),
+        (status = 400, description = "Not JSON, or a bad Idempotency-Key", body = crate::openapi::Error),
+        (status = 413, description = "Body over 256 KiB"),
+        (status = 422, description = "Every field error; or the Idempotency-Key was used with another request", body = crate::openapi::Errores),
+        (status = 503, description = "The database does not answer", body = crate::openapi::Error)))]
+async fn crear_campana(State(s): State<CampanaApi>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+    let clave = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => match v.to_str() {
+            Ok(k) if !k.trim().is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY => Some(k.trim().to_owned()),
+            _ => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("Idempotency-Key debe ser un texto visible de 1 a {MAX_IDEMPOTENCY_KEY} caracteres"),
+                ))
+            }
+        },
+    };
+    let json: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("el cuerpo no es JSON válido: {e}")))?;
+    let campana = validar(&json, Uuid::now_v7()).map_err(|errores| {
+        ApiError::with_body(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!({ "error": "la solicitud tiene errores", "errores": errores }),
+        )
+    })?;
+    let saga_id = SagaId::new();
+    let creada =
+        s.vista.crear(&campana, saga_id, clave.as_deref()).await.map_err(|e| ApiError::internal("campaign view", e))?;
+    let campana = match creada {
+        Creada::Existente(c) => {
+            // A retry carries the same request; the same key on another request is a client
+            // bug that must not silently answer for a campaign the client did not ask for.
+            let mut pedida = campana.clone();
+            pedida.id_campana = c.solicitud.id_campana;
+            if pedida != c.solicitud {
+                let error = format!(
+                    "la Idempotency-Key ya se usó con otra solicitud (campaña {}); use otra clave",
+                    c.id_campana
+                );
+                // The same shape as the field errors (`Errores`), the header being the field.
+                return Err(ApiError::with_body(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    json!({ "error": error, "errores": [{ "campo": "Idempotency-Key", "error": error }] }),
+                ));
+            }
+            *c
+        }
+        Creada::Nueva(c) => {
+            // If this fails, the campaign stays `pendiente` and the projector's catch-up starts
+            // its saga (start is idempotent on the saga id).
+            s.engine.start_saga::<SagaCrearCampana>(c.saga_id, &c.solicitud).await?;
+            *c
+        }
+    };
+    let mut response = (StatusCode::ACCEPTED, Json(aceptada(&campana))).into_response();
+    if let Ok(location) = HeaderValue::from_str(&format!("/afiliaciones/campana/{}", campana.id_campana)) {
+        response.headers_mut().insert("location", location);
+    }
+    Ok(response)
+}
+
+#[utoipa::path(get, path = "/afiliaciones/campana/{id}", tag = "campanas",
+    params(("id" = Uuid, Path, description = "The campaign id")),
+    responses((status = 200, body = Campana), (status = 400, body = crate::openapi::Error), (status = 404, body = crate::openapi::Error)))]
+async fn obtener_campana(State(s): State<CampanaApi>, Path(id): Path<String>) -> Result<Json<Campana>, ApiError> {
+    let id = parse_id(&id, "el id de campaña")?;
+    match s.vista.obtener(id).await.map_err(|e| ApiError::internal("campaign view", e))? {
+        Some(c) => Ok(Json(c)),
+        None => Err(ApiError::new(StatusCode::NOT_FOUND, format!("la campaña {id} no existe"))),
+    }
+}
+
+#[utoipa::path(get, path = "/afiliaciones/campanas", tag = "campanas",
+    params(("estado" = Option<Estado>, Query, description = "Only this state"),
+           ("limite" = Option<u32>, Query, description = "At most this many (1 to 500, default 50)"),
+           ("desde" = Option<u32>, Query, description = "Skip this many")),
+    responses((status = 200, description = "`{campanas: [Campana], limite, desde}`, newest first"), (status = 400, body = crate::openapi::Error)))]
+async fn listar_campanas(State(s): State<CampanaApi>, Query(p): Query<Pagina>) -> Result<Json<Value>, ApiError> {
+    let estado = p
+        .estado
+        .as_deref()
+        .map(str::parse::<Estado>)
+        .transpose()
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
+    let limite = p.limite.unwrap_or(50).clamp(1, 500);
+    let desde = p.desde.unwrap_or(0);
+    let campanas = s.vista.listar(estado, limite, desde).await.map_err(|e| ApiError::internal("campaign view", e))?;
+    Ok(Json(json!({ "campanas": campanas, "limite": limite, "desde": desde })))
+}
+
+/// The body of `POST /afiliaciones/campana` (the public API's shape; documentation of what
+/// `solicitud::validar` accepts).
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct SolicitudCampana {
+    /// 1 to 200 characters.
+    nombre: String,
+    /// Up to 2000 characters; optional.
+    descripcion: Option<String>,
+    /// 1 to 50 characters, e.g. `influencer`.
+    tipo: String,
+    /// `AAAA-MM-DDTHH:MM:SS`, no zone.
+    #[schema(example = "2025-01-01T00:00:00")]
+    fecha_inicio: String,
+    /// After `fecha_inicio`.
+    #[schema(example = "2025-12-31T23:59:59")]
+    fecha_fin: String,
+    /// Greater than zero, at most two decimals.
+    #[schema(example = 15000)]
+    presupuesto: f64,
+    /// The brand.
+    marca: MarcaDoc,
+    /// 1 to 100 influencers.
+    influencers: Vec<InfluencerDoc>,
+}
+
+/// A brand in the request.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct MarcaDoc {
+    /// A UUID.
+    id_marca: uuid::Uuid,
+    /// 1 to 200 characters.
+    nombre_marca: String,
+}
+
+/// An influencer in the request.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct InfluencerDoc {
+    /// 1 to 200 characters.
+    nombre: String,
+    /// e.g. Instagram, TikTok, YouTube, Twitch, X.
+    plataforma: String,
+    /// 0 to 4294967295.
+    seguidores: u32,
+    /// 1 to 200 characters.
+    categoria: String,
+}
+
+/// The answer of an accepted request.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct Aceptada {
+    id_campana: uuid::Uuid,
+    saga_id: uuid::Uuid,
+    estado: Estado,
+    /// Where to poll the campaign.
+    consultar: String,
+    /// Where to read the saga.
+    saga: String,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    paths(crear_campana, obtener_campana, listar_campanas),
+    components(schemas(SolicitudCampana, MarcaDoc, InfluencerDoc, Aceptada, Campana, Estado))
+)]
+struct CampanaDoc;
+
+/// The OpenAPI description of these routes.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    CampanaDoc::openapi()
+}
