@@ -878,7 +878,7 @@ def check_dockerignore(ctx: Context) -> Tuple[List[str], str]:
     if not ignore.is_file():
         return [f"{ignore} is missing: the build context would include target/ and .git"], ""
     errors = [f"{ignore.name} does not exclude {d}/" for d in ("target", ".git") if not dockerignored(context, d)]
-    needed = ["Cargo.toml", "Cargo.lock", "migrations"] + workspace_members(context)
+    needed = ["Cargo.toml", "Cargo.lock"] + workspace_members(context)
     for path in needed:
         if dockerignored(context, path):
             errors.append(f"{ignore.name} leaves {path} out of the build context; the build needs it")

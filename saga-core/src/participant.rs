@@ -31,9 +31,9 @@ use crate::log::sql::migrate;
 use crate::transport::{Command, Outcome, Receiver, Reply, Transport, TransportError};
 
 /// Migrations of the participant tables on PostgreSQL (`migrations/participant/postgres`).
-pub static PG_MIGRATOR: Migrator = sqlx::migrate!("../migrations/participant/postgres");
+pub static PG_MIGRATOR: Migrator = sqlx::migrate!("migrations/participant/postgres");
 /// Migrations of the participant tables on SQLite (`migrations/participant/sqlite`).
-pub static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("../migrations/participant/sqlite");
+pub static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("migrations/participant/sqlite");
 
 /// The business code of an action refused because its compensation came first.
 pub const COMPENSATED_FIRST: &str = "compensated_before_action";

@@ -26,9 +26,9 @@ use uuid::Uuid;
 use crate::support::{body, output, refuse, wrong_kind};
 
 /// Migrations of the influencer database on PostgreSQL.
-pub static PG_MIGRATOR: Migrator = sqlx::migrate!("../migrations/influencer/postgres");
+pub static PG_MIGRATOR: Migrator = sqlx::migrate!("migrations/influencer/postgres");
 /// Migrations of the influencer database on SQLite.
-pub static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("../migrations/influencer/sqlite");
+pub static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("migrations/influencer/sqlite");
 
 /// The platform is not one this service books on.
 pub const PLATAFORMA_DESCONOCIDA: &str = "PLATAFORMA_DESCONOCIDA";

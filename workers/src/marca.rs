@@ -22,9 +22,9 @@ use sqlx::{Postgres, Sqlite, Transaction};
 use uuid::Uuid;
 
 /// Migrations of the marca database on PostgreSQL.
-pub static PG_MIGRATOR: Migrator = sqlx::migrate!("../migrations/marca/postgres");
+pub static PG_MIGRATOR: Migrator = sqlx::migrate!("migrations/marca/postgres");
 /// Migrations of the marca database on SQLite.
-pub static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("../migrations/marca/sqlite");
+pub static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("migrations/marca/sqlite");
 
 /// Unknown brand.
 pub const MARCA_DESCONOCIDA: &str = "MARCA_DESCONOCIDA";

@@ -20,9 +20,9 @@ use uuid::Uuid;
 use crate::support::{body, output, refuse, wrong_kind};
 
 /// Migrations of the tracking database on PostgreSQL.
-pub static PG_MIGRATOR: Migrator = sqlx::migrate!("../migrations/tracking/postgres");
+pub static PG_MIGRATOR: Migrator = sqlx::migrate!("migrations/tracking/postgres");
 /// Migrations of the tracking database on SQLite.
-pub static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("../migrations/tracking/sqlite");
+pub static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("migrations/tracking/sqlite");
 
 /// Dates that tracking cannot serve.
 pub const FECHAS_INVALIDAS: &str = "FECHAS_INVALIDAS";

@@ -22,9 +22,9 @@ use crate::id::SagaId;
 use crate::saga::{LogEntry, SagaEvent, SagaState, SagaStatus};
 
 /// Migrations of the saga log on PostgreSQL (`migrations/saga_log/postgres`).
-pub static PG_MIGRATOR: Migrator = sqlx::migrate!("../migrations/saga_log/postgres");
+pub static PG_MIGRATOR: Migrator = sqlx::migrate!("migrations/saga_log/postgres");
 /// Migrations of the saga log on SQLite (`migrations/saga_log/sqlite`).
-pub static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("../migrations/saga_log/sqlite");
+pub static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("migrations/saga_log/sqlite");
 
 /// Maps a driver error: unique violations are conflicts, connection trouble and other database
 /// errors may pass (retry), undecodable rows are corruption (never retried).
