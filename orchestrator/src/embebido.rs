@@ -1,4 +1,4 @@
-//! The embedded mode: the orchestrator and the three participants in one process, over the
+//! The embedded mode: the orchestrator and every participant in one process, over the
 //! in-process transport, each with its own SQLite file in one folder, serving the same HTTP API.
 //! Nothing to install: a newcomer runs the product with `cargo run`.
 //!
@@ -10,17 +10,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
+use axum::Router;
 use daemon::Tasks;
 use saga_core::engine::{Engine, EngineObserver};
-use saga_core::log::sql::{migrate, sqlite_pool, SqliteStore};
-use saga_core::participant::{serve, SqliteParticipant};
+use saga_core::log::sql::{sqlite_pool, SqliteStore};
+use saga_core::participant::serve;
 use saga_core::transport::in_process::InProcessTransport;
 use saga_core::transport::Transport;
-use schemas::{ComandoInfluencer, ComandoMarca, ComandoTracking, Envelope};
 use tracing::info;
-use workers::marca::{self, Marca, MarcaSeed};
-use workers::tracking_eventos::{self, SqliteEventos};
-use workers::{influencer, tracking};
+use workers::marca::MarcaSeed;
+use workers::participants::{self, Options};
 
 use crate::app::{self, Db, EventSink, Parts};
 use crate::sagas::StepSettings;
@@ -75,26 +74,19 @@ pub async fn start(config: Config, observer: Option<Arc<dyn EngineObserver>>) ->
 
     // Participants, each with its own database.
     let marcas: Vec<MarcaSeed> = serde_json::from_str(&config.marcas).context("parsing the brands to seed")?;
-    let pool = sqlite_pool(&sqlite_url(&config.data_dir, "marca")).await.context("opening marca.sqlite")?;
-    migrate(&marca::SQLITE_MIGRATOR, &pool).await.context("migrating marca")?;
-    Marca::seed_sqlite(&pool, &marcas).await.context("seeding brands")?;
-    let p = SqliteParticipant::new(pool, Marca);
-    p.migrate().await.context("migrating marca's participant tables")?;
+    let options = Options { marcas };
     let t: Arc<dyn Transport> = Arc::new(transport.clone());
-    tasks.spawn("marca", serve(Arc::new(p), t.clone(), ComandoMarca::TOPIC.to_owned(), tasks.stop_signal()));
-
-    let pool = sqlite_pool(&sqlite_url(&config.data_dir, "influencer")).await.context("opening influencer.sqlite")?;
-    migrate(&influencer::SQLITE_MIGRATOR, &pool).await.context("migrating influencer")?;
-    let p = SqliteParticipant::new(pool, influencer::Influencers);
-    p.migrate().await.context("migrating influencer's participant tables")?;
-    tasks.spawn("influencer", serve(Arc::new(p), t.clone(), ComandoInfluencer::TOPIC.to_owned(), tasks.stop_signal()));
-
-    let pool = sqlite_pool(&sqlite_url(&config.data_dir, "tracking")).await.context("opening tracking.sqlite")?;
-    migrate(&tracking::SQLITE_MIGRATOR, &pool).await.context("migrating tracking")?;
-    let eventos = Arc::new(SqliteEventos { pool: pool.clone() });
-    let p = SqliteParticipant::new(pool, tracking::Tracking);
-    p.migrate().await.context("migrating tracking's participant tables")?;
-    tasks.spawn("tracking", serve(Arc::new(p), t.clone(), ComandoTracking::TOPIC.to_owned(), tasks.stop_signal()));
+    let mut routes = Router::new();
+    for participant in participants::ALL {
+        let name = participant.name();
+        let pool =
+            sqlite_pool(&sqlite_url(&config.data_dir, name)).await.with_context(|| format!("opening {name}.sqlite"))?;
+        let ready = participant.sqlite(pool, &options).await?;
+        // Their routes (tracking's event intake) are served by the same server here; by each
+        // worker daemon when distributed.
+        routes = routes.merge(ready.routes);
+        tasks.spawn(name, serve(ready.handler, t.clone(), participant.topic().to_owned(), tasks.stop_signal()));
+    }
 
     // The orchestrator: the saga log and each saga's view in one database.
     let store = SqliteStore::connect(&sqlite_url(&config.data_dir, "orquestador"))
@@ -110,9 +102,7 @@ pub async fn start(config: Config, observer: Option<Arc<dyn EngineObserver>>) ->
         faults: config.faults,
         observer,
         http: config.http,
-        // tracking's event intake is served by the same server here; by the tracking daemon
-        // when distributed.
-        routes: tracking_eventos::router(eventos),
+        routes,
     };
     let app = app::build(parts, &tasks).await?;
     let stopped = tasks.stop_signal();

@@ -15,7 +15,8 @@ use saga_core::transport::in_process::InProcessTransport;
 use saga_core::transport::Transport;
 use serde_json::{json, Value};
 use workers::marca::MarcaSeed;
-use workers::servidor::{self, Servicio};
+use workers::participants::{self, Options};
+use workers::servidor;
 
 async fn fresh_database(name: &str) -> String {
     let admin = std::env::var("SAGA_TEST_DATABASE_URL")
@@ -39,23 +40,17 @@ async fn the_daemons_on_postgres_complete_and_compensate_campaigns() {
         activa: true,
         presupuesto_disponible_centavos: 500_000,
     }];
-    let marca_db = fresh_database("marca").await;
+    let options = Options { marcas };
+    let mut marca_db = String::new();
     let mut workers = Vec::new();
-    for (servicio, db) in [
-        (Servicio::Marca, marca_db.clone()),
-        (Servicio::Influencer, fresh_database("influencer").await),
-        (Servicio::Tracking, fresh_database("tracking").await),
-    ] {
-        let w = servidor::start(
-            servicio,
-            &db,
-            "127.0.0.1:0".parse().unwrap(),
-            servicio.topic().into(),
-            transport.clone(),
-            &marcas,
-        )
-        .await
-        .unwrap();
+    for participant in participants::ALL {
+        let db = fresh_database(participant.name()).await;
+        if participant.name() == "marca" {
+            marca_db = db.clone();
+        }
+        let w = servidor::start(*participant, &db, "127.0.0.1:0".parse().unwrap(), transport.clone(), &options)
+            .await
+            .unwrap();
         workers.push(w);
     }
     std::env::set_var("ALPES__DATABASE_URL", fresh_database("orquestador").await);

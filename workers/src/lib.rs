@@ -4,12 +4,14 @@
 //! tombstones, so a handler only states its business rules.
 //!
 //! Here: the business rules of [`marca`], [`influencer`] and [`tracking`] with their migrations,
-//! tracking's event intake ([`tracking_eventos`]), and the worker daemon ([`servidor`]: its
+//! tracking's event intake ([`tracking_eventos`]), the table the daemons run them from
+//! ([`participants`]), and the worker daemon ([`servidor`]: its
 //! configuration, `/health`, `/metrics`), which the `worker` binary (orchestrator package, `pulsar`
 //! feature) runs over Apache Pulsar.
 
 pub mod influencer;
 pub mod marca;
+pub mod participants;
 pub mod servidor;
 mod support;
 pub mod tracking;

@@ -8,48 +8,15 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use axum::routing::get;
-use axum::Router;
 use daemon::{metricas, Tasks};
-use saga_core::log::sql::{migrate, pg_pool};
-use saga_core::participant::{serve_on, CommandHandler, PgParticipant, DEFAULT_CONCURRENCY};
+use saga_core::log::sql::pg_pool;
+use saga_core::participant::{serve_on, DEFAULT_CONCURRENCY};
 use saga_core::transport::Transport;
-use schemas::Envelope;
 use tokio::net::TcpListener;
 use tracing::info;
 
-use crate::marca::{Marca, MarcaSeed};
-use crate::{influencer, marca, tracking, tracking_eventos};
-
-/// Which participant a daemon runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Servicio {
-    /// Budgets.
-    Marca,
-    /// Bookings.
-    Influencer,
-    /// Tracking contexts and events.
-    Tracking,
-}
-
-impl Servicio {
-    /// The service's name, as the command line and the default subscription spell it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Servicio::Marca => "marca",
-            Servicio::Influencer => "influencer",
-            Servicio::Tracking => "tracking",
-        }
-    }
-
-    /// The command topic (part of the message contract: one Avro envelope per topic).
-    pub fn topic(self) -> &'static str {
-        match self {
-            Servicio::Marca => schemas::ComandoMarca::TOPIC,
-            Servicio::Influencer => schemas::ComandoInfluencer::TOPIC,
-            Servicio::Tracking => schemas::ComandoTracking::TOPIC,
-        }
-    }
-}
+use crate::marca::{self, MarcaSeed};
+use crate::participants::{Options, Participant, Ready};
 
 /// A worker daemon's configuration: defaults (per service), then a TOML file, then `ALPES__…`
 /// environment variables (daemon::configuracion).
@@ -72,35 +39,29 @@ pub struct Config {
 pub const REQUIRED: [&str; 1] = ["database_url"];
 
 impl Config {
-    /// The defaults of a service: HTTP on 127.0.0.1:8001 (marca), 8002 (influencer), 8003
-    /// (tracking); the broker on 127.0.0.1:6650, tenant `alpes`, namespace `afiliaciones`, the
-    /// service's name as subscription.
-    pub fn defaults(servicio: Servicio) -> String {
-        let port = match servicio {
-            Servicio::Marca => 8001,
-            Servicio::Influencer => 8002,
-            Servicio::Tracking => 8003,
-        };
+    /// The defaults of a participant: HTTP on 127.0.0.1 and its port (8001 marca, 8002
+    /// influencer, 8003 tracking); the broker on 127.0.0.1:6650, tenant `alpes`, namespace
+    /// `afiliaciones`, the participant's name as subscription.
+    pub fn defaults(participant: &dyn Participant) -> String {
         format!(
-            "http = \"127.0.0.1:{port}\"\n[pulsar]\nurl = \"pulsar://127.0.0.1:6650\"\ntenant = \"alpes\"\n\
+            "http = \"127.0.0.1:{}\"\n[pulsar]\nurl = \"pulsar://127.0.0.1:6650\"\ntenant = \"alpes\"\n\
              namespace = \"afiliaciones\"\nsubscription = \"{}\"\n",
-            servicio.name()
+            participant.http_port(),
+            participant.name()
         )
     }
 
-    /// Reads the configuration of `servicio`.
-    pub fn load(servicio: Servicio, file: Option<&std::path::Path>) -> anyhow::Result<Self> {
-        daemon::configuracion::cargar(&Self::defaults(servicio), file, &REQUIRED)
+    /// Reads the configuration of `participant`.
+    pub fn load(participant: &dyn Participant, file: Option<&std::path::Path>) -> anyhow::Result<Self> {
+        daemon::configuracion::cargar(&Self::defaults(participant), file, &REQUIRED)
     }
 
-    /// Every environment variable the daemon of `servicio` reads.
-    pub fn variables(servicio: Servicio) -> Vec<String> {
+    /// Every environment variable the daemon of `participant` reads.
+    pub fn variables(participant: &dyn Participant) -> Vec<String> {
         let mut keys = REQUIRED.to_vec();
-        if servicio == Servicio::Marca {
-            keys.push("marcas");
-        }
+        keys.extend_from_slice(participant.extra_keys());
         // The defaults are built here and parsed by a test.
-        daemon::configuracion::variables(&Self::defaults(servicio), &keys).unwrap_or_default()
+        daemon::configuracion::variables(&Self::defaults(participant), &keys).unwrap_or_default()
     }
 
     /// The brands to seed: the file's, or the built-in ones.
@@ -116,43 +77,22 @@ impl Config {
 /// A running worker.
 pub use daemon::Running;
 
-/// Starts a worker: migrates its database (and seeds brands, for marca), consumes `topic`.
+/// Starts a worker: migrates its database (and seeds it), consumes its command topic.
 pub async fn start(
-    servicio: Servicio,
+    participant: &dyn Participant,
     database_url: &str,
     http: SocketAddr,
-    topic: String,
     transport: Arc<dyn Transport>,
-    marcas: &[MarcaSeed],
+    options: &Options,
 ) -> anyhow::Result<Running> {
-    let pool = pg_pool(database_url, 10).await.with_context(|| format!("connecting to the {servicio:?} database"))?;
-    let mut app = Router::new();
-    let handler: Arc<dyn CommandHandler> = match servicio {
-        Servicio::Marca => {
-            migrate(&marca::PG_MIGRATOR, &pool).await.context("migrating marca")?;
-            Marca::seed_postgres(&pool, marcas).await.context("seeding brands")?;
-            let p = PgParticipant::new(pool.clone(), Marca);
-            p.migrate().await.context("migrating the participant tables")?;
-            Arc::new(p)
-        }
-        Servicio::Influencer => {
-            migrate(&influencer::PG_MIGRATOR, &pool).await.context("migrating influencer")?;
-            let p = PgParticipant::new(pool.clone(), influencer::Influencers);
-            p.migrate().await.context("migrating the participant tables")?;
-            Arc::new(p)
-        }
-        Servicio::Tracking => {
-            migrate(&tracking::PG_MIGRATOR, &pool).await.context("migrating tracking")?;
-            let p = PgParticipant::new(pool.clone(), tracking::Tracking);
-            p.migrate().await.context("migrating the participant tables")?;
-            app = app.merge(tracking_eventos::router(Arc::new(tracking_eventos::PgEventos { pool: pool.clone() })));
-            Arc::new(p)
-        }
-    };
+    let name = participant.name();
+    let topic = participant.topic();
+    let pool = pg_pool(database_url, 10).await.with_context(|| format!("connecting to the {name} database"))?;
+    let Ready { handler, routes: app } = participant.postgres(pool.clone(), options).await?;
     let tasks = Tasks::new();
     // Subscribed before the HTTP server answers: a worker that reports itself healthy receives
     // every command sent from then on (a first subscription starts at the end of the topic).
-    let commands = transport.commands(&topic).await.with_context(|| format!("subscribing to {topic}"))?;
+    let commands = transport.commands(topic).await.with_context(|| format!("subscribing to {topic}"))?;
     info!(participant = %topic, concurrency = DEFAULT_CONCURRENCY, "participant serving");
     tasks
         .spawn("participant", serve_on(handler, transport.clone(), commands, DEFAULT_CONCURRENCY, tasks.stop_signal()));
@@ -174,7 +114,7 @@ pub async fn start(
     let listener = TcpListener::bind(http).await.with_context(|| format!("binding {http}"))?;
     let addr = listener.local_addr()?;
     tasks.spawn("HTTP server", axum::serve(listener, app).with_graceful_shutdown(tasks.stop_signal()).into_future());
-    info!(?servicio, %addr, topic, "worker ready");
+    info!(participant = name, %addr, topic, "worker ready");
     Ok(Running::new(addr, tasks))
 }
 
@@ -184,13 +124,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_service_lists_its_variables() {
-        for servicio in [Servicio::Marca, Servicio::Influencer, Servicio::Tracking] {
-            let vars = Config::variables(servicio);
+    fn every_participant_lists_its_variables() {
+        for participant in crate::participants::ALL {
+            let vars = Config::variables(*participant);
             for v in ["ALPES__DATABASE_URL", "ALPES__HTTP", "ALPES__PULSAR__URL", "ALPES__PULSAR__SUBSCRIPTION"] {
-                assert!(vars.iter().any(|x| x == v), "{servicio:?} lacks {v}: {vars:?}");
+                assert!(vars.iter().any(|x| x == v), "{} lacks {v}: {vars:?}", participant.name());
             }
-            assert_eq!(vars.iter().any(|x| x == "ALPES__MARCAS"), servicio == Servicio::Marca);
+            assert_eq!(vars.iter().any(|x| x == "ALPES__MARCAS"), participant.name() == "marca");
         }
         let seeds = Config {
             http: "127.0.0.1:1".parse().unwrap(),

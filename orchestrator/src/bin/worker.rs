@@ -7,11 +7,13 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use anyhow::Context;
+use clap::{Parser, Subcommand};
 use daemon::ExposeSecret;
-use workers::servidor::{self, Config, Servicio};
+use workers::participants::{self, Options, Participant};
+use workers::servidor::{self, Config};
 
-/// A CrearCampaña participant daemon.
+/// A participant daemon.
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Cli {
@@ -21,11 +23,12 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Runs the participant: migrates and (marca) seeds its database, consumes its topic, serves
+    /// Runs the participant: migrates and seeds its database, consumes its topic, serves
     /// `/health` and `/metrics` (and tracking's event intake).
     Run {
-        /// Which participant.
-        servicio: Nombre,
+        /// Which participant: marca, influencer or tracking.
+        #[arg(value_parser = participant)]
+        participant: &'static dyn Participant,
         /// TOML configuration file (environment variables override it).
         #[arg(long, env = "ALPES_CONFIG")]
         config: Option<PathBuf>,
@@ -34,53 +37,42 @@ enum Command {
     /// `ALPES_CONFIG`, the `--config` file).
     Env {
         /// Which participant.
-        servicio: Nombre,
+        #[arg(value_parser = participant)]
+        participant: &'static dyn Participant,
     },
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum Nombre {
-    Marca,
-    Influencer,
-    Tracking,
-}
-
-impl From<Nombre> for Servicio {
-    fn from(n: Nombre) -> Self {
-        match n {
-            Nombre::Marca => Servicio::Marca,
-            Nombre::Influencer => Servicio::Influencer,
-            Nombre::Tracking => Servicio::Tracking,
-        }
-    }
+fn participant(name: &str) -> Result<&'static dyn Participant, String> {
+    participants::by_name(name).ok_or_else(|| {
+        let known: Vec<_> = participants::ALL.iter().map(|p| p.name()).collect();
+        format!("no participant {name:?}; one of {}", known.join(", "))
+    })
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Env { servicio } => {
-            for variable in Config::variables(servicio.into()) {
+        Command::Env { participant } => {
+            for variable in Config::variables(participant) {
                 println!("{variable}");
             }
             Ok(())
         }
-        Command::Run { servicio, config } => {
+        Command::Run { participant, config } => {
             daemon::init_logging();
-            let servicio = Servicio::from(servicio);
-            let config = Config::load(servicio, config.as_deref())?;
-            tracing::info!(?servicio, ?config, "configuration");
-            let marcas = if servicio == Servicio::Marca { config.marcas()? } else { Vec::new() };
+            let config = Config::load(participant, config.as_deref())?;
+            tracing::info!(participant = participant.name(), ?config, "configuration");
+            let options = Options { marcas: config.marcas().context("reading the brands to seed")? };
             let transport = config.pulsar.transport(Arc::new(orchestrator::sagas::codec()));
             let running = servidor::start(
-                servicio,
+                participant,
                 config.database_url.expose_secret(),
                 config.http,
-                servicio.topic().to_owned(),
                 Arc::new(transport),
-                &marcas,
+                &options,
             )
             .await?;
-            println!("Alpes Partners {} worker listening on http://{}", servicio.name(), running.addr);
+            println!("Alpes Partners {} worker listening on http://{}", participant.name(), running.addr);
             daemon::shutdown_signal().await;
             running.stop().await;
             Ok(())
