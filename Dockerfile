@@ -25,7 +25,7 @@ COPY . .
 # mount is not part of the image layer.
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/src/target,sharing=locked \
-    cargo build --release --locked -p orchestrator --features pulsar --bins \
+    cargo build --release --locked -p orchestrator -p worker --features pulsar --bins \
     && mkdir -p /out \
     && cp target/release/orchestrator target/release/worker /out/
 

@@ -334,7 +334,7 @@ def env_list(binary: Path, args: List[str], var: str) -> List[str]:
     """The variables a binary says it reads (`BINARY env [SERVICE]`)."""
     if not binary.is_file() or not os.access(binary, os.X_OK):
         raise Invalid(
-            f"{binary} is missing or not executable: build it (cargo build -p orchestrator "
+            f"{binary} is missing or not executable: build it (cargo build -p orchestrator -p worker "
             "--features pulsar --bins) "
             f"or point {var} at it"
         )
@@ -758,7 +758,7 @@ def check_dockerfile_build(ctx: Context) -> Tuple[List[str], str]:
                         features += tokens[i + 1].split(",")
                     elif t.startswith("--features="):
                         features += t.split("=", 1)[1].split(",")
-                for pkg in ("orchestrator",):
+                for pkg in ("orchestrator", "worker"):
                     if not re.search(rf"(-p|--package)[ =]{pkg}\b", run):
                         errors.append(f"{path.name}: `cargo build` does not build package {pkg} (-p {pkg})")
                 for feat in CARGO_BUILD_FEATURES:
@@ -784,7 +784,7 @@ def check_dockerfile_build(ctx: Context) -> Tuple[List[str], str]:
         errors.append(f"{path.name}: builder {builder.image} is older than the workspace's rust-version "
                       f"{workspace.group(1)}.{workspace.group(2)}")
     return errors, f"{path.name}: stage `{builder.name or builder.index}` ({builder.image}) runs " \
-                   f"cargo build --release --locked -p orchestrator with {', '.join(CARGO_BUILD_FEATURES)}"
+                   f"cargo build --release --locked -p orchestrator -p worker with {', '.join(CARGO_BUILD_FEATURES)}"
 
 
 @check("dockerfile runtime")

@@ -48,7 +48,7 @@ if [[ -z "${ORCHESTRATOR_BIN:-}" || -z "${WORKER_BIN:-}" ]]; then
     target_args=()
     if [[ -n "${TARGET_DIR:-}" ]]; then target_args=(--target-dir "$TARGET_DIR"); fi
     log "building orchestrator and worker (debug, feature pulsar)"
-    cargo build --locked -q -p orchestrator --features pulsar --bins \
+    cargo build --locked -q -p orchestrator -p worker --features pulsar --bins \
         "${target_args[@]}"
 fi
 

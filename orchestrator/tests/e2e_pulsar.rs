@@ -3,8 +3,9 @@
 //! talking over a real Apache Pulsar broker. Each test gets its own Pulsar namespace and its own
 //! databases, so tests never see each other's messages or rows.
 //!
-//! Needs the `pulsar` feature (scripts/test.sh runs `cargo test --workspace --all-features`),
-//! PostgreSQL (`SAGA_TEST_DATABASE_URL`) and Pulsar (`SAGA_TEST_PULSAR_URL`,
+//! Needs the `pulsar` feature (scripts/test.sh runs `cargo test --workspace --all-features`), a
+//! current build of the `worker` package's binary (that command builds it first; see
+//! `common::worker_bin`), PostgreSQL (`SAGA_TEST_DATABASE_URL`) and Pulsar (`SAGA_TEST_PULSAR_URL`,
 //! `SAGA_TEST_PULSAR_ADMIN_URL`); without them the tests fail, saying so.
 
 #![cfg(feature = "pulsar")]

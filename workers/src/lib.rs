@@ -6,7 +6,7 @@
 //! Here: the business rules of [`marca`], [`influencer`] and [`tracking`] with their migrations,
 //! tracking's event intake ([`tracking_eventos`]), the table the daemons run them from
 //! ([`participants`]), and the worker daemon ([`servidor`]: its
-//! configuration, `/health`, `/metrics`), which the `worker` binary (orchestrator package, `pulsar`
+//! configuration, `/health`, `/metrics`), which the `worker` binary (`worker` package, `pulsar`
 //! feature) runs over Apache Pulsar.
 
 pub mod influencer;

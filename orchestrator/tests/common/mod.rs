@@ -24,8 +24,83 @@ pub fn env(name: &str) -> String {
     })
 }
 
+/// The crates the `worker` binary is built from: its package and the workspace crates it depends
+/// on. worker/build.rs watches the same ones, so a binary cargo considers current passes here.
+const WORKER_CRATES: [&str; 7] = ["worker", "workers", "orchestrator", "saga-core", "saga-pulsar", "schemas", "daemon"];
+
+/// The `worker` binary (package `worker`): `ALPES_WORKER_BIN` if set, taken as it is; else the
+/// one cargo built beside this test executable (`target/<profile>/worker`, the test being in
+/// `target/<profile>/deps/`), refused if it is missing or older than a source it is built from.
+///
+/// Why not cargo's own answers: `CARGO_BIN_EXE_worker` exists only for the worker package's own
+/// tests, and a `cargo build` started from here waits forever for the target folder's lock,
+/// which the `cargo test` running this holds. `cargo test --workspace` builds the binary before
+/// it runs any test (the worker package has integration tests), so there it is always current.
 pub fn worker_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_worker"))
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(find_worker_bin).clone()
+}
+
+fn find_worker_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("ALPES_WORKER_BIN") {
+        let path = PathBuf::from(path);
+        assert!(path.is_file(), "ALPES_WORKER_BIN is {}, which is not a file", path.display());
+        return path;
+    }
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("the test executable is in target/<profile>/deps");
+    let bin = profile_dir.join(format!("worker{}", std::env::consts::EXE_SUFFIX));
+    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") | None => String::new(),
+        Some("release") => " --release".to_owned(),
+        Some(other) => format!(" --profile {other}"),
+    };
+    let how = format!(
+        "build it with `cargo build -p worker --features pulsar{profile}` (or run `cargo test --workspace \
+         --all-features`, which builds it first), or point ALPES_WORKER_BIN at a worker binary"
+    );
+    let Ok(built) = std::fs::metadata(&bin).and_then(|m| m.modified()) else {
+        panic!("the worker binary {} is missing: {how}", bin.display());
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace root");
+    let mut newer = Vec::new();
+    for krate in WORKER_CRATES {
+        sources_newer_than(&root.join(krate), built, true, &mut newer);
+    }
+    if !newer.is_empty() {
+        newer.sort();
+        let shown: Vec<String> = newer.iter().take(5).map(|p| p.display().to_string()).collect();
+        panic!(
+            "the worker binary {} is older than {} of its sources ({}{}): {how}",
+            bin.display(),
+            newer.len(),
+            shown.join(", "),
+            if newer.len() > shown.len() { ", …" } else { "" }
+        );
+    }
+    bin
+}
+
+/// Collects the files under `dir` that go into the worker binary (Rust, manifests, migrations,
+/// the Avro schemas and the seed compiled in) and were modified after `built`. At a crate's top
+/// level, what is not built into it is skipped, as worker/build.rs skips it.
+fn sources_newer_than(dir: &Path, built: std::time::SystemTime, top: bool, newer: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if top && matches!(name.as_str(), "tests" | "benches" | "examples" | "target") {
+            continue;
+        }
+        let Ok(meta) = entry.metadata() else { continue };
+        if meta.is_dir() {
+            sources_newer_than(&path, built, false, newer);
+        } else if matches!(path.extension().and_then(|e| e.to_str()), Some("rs" | "toml" | "sql" | "avsc" | "json"))
+            && meta.modified().is_ok_and(|m| m > built)
+        {
+            newer.push(path);
+        }
+    }
 }
 
 pub fn free_port() -> u16 {
@@ -164,6 +239,8 @@ pub struct Stack {
 
 impl Stack {
     pub async fn start() -> Self {
+        // First, so a missing or stale worker binary fails the test before it creates anything.
+        let worker_bin = worker_bin();
         let namespace = fresh_namespace().await;
         let dir = std::env::temp_dir().join(format!("alpes-e2e-{namespace}"));
         std::fs::create_dir_all(&dir).unwrap();
@@ -181,7 +258,7 @@ impl Stack {
         };
         let worker = |name: &str| {
             let port = free_port();
-            Daemon::new(name, worker_bin(), &["run", name], common(&dbs[name], port), port, &dir)
+            Daemon::new(name, worker_bin.clone(), &["run", name], common(&dbs[name], port), port, &dir)
         };
         let (mut marca, mut influencer, mut tracking) = (worker("marca"), worker("influencer"), worker("tracking"));
         let port = free_port();
