@@ -9,19 +9,19 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-use orchestrator::embebido::{self, Running, MARCAS_POR_DEFECTO};
+use orchestrator::embedded::{self, Running, MARCAS_POR_DEFECTO};
 use saga_core::inject::FaultPlan;
 use serde_json::{json, Value};
 
 async fn start(dir: &Path, faults: FaultPlan) -> Running {
-    let config = embebido::Config {
+    let config = embedded::Config {
         data_dir: dir.to_owned(),
         http: "127.0.0.1:0".parse().unwrap(),
         marcas: MARCAS_POR_DEFECTO.to_owned(),
         steps: Default::default(),
         faults,
     };
-    embebido::start(config, None).await.unwrap()
+    embedded::start(config, None).await.unwrap()
 }
 
 /// Runs `alpes` with `args` against `url`.

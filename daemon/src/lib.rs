@@ -1,11 +1,11 @@
 //! What every Alpes daemon (the orchestrator, the three workers) does the same way: logging
 //! (human by default, JSON with `ALPES_LOG_FORMAT=json`), layered configuration
-//! ([`configuracion`]: defaults, TOML file, `ALPES__…` variables, and the list of variables read),
+//! ([`config`]: defaults, TOML file, `ALPES__…` variables, and the list of variables read),
 //! secrets in configuration that never print, Ctrl-C/SIGTERM shutdown (a second Ctrl-C exits at
 //! once), and `GET /metrics`.
 
-pub mod configuracion;
-pub mod metricas;
+pub mod config;
+pub mod metrics;
 
 use std::fmt;
 
@@ -146,7 +146,7 @@ impl Running {
 
 /// The answer of a daemon's `GET /health`: 200 when its database and its broker both answered,
 /// else 503, with which one did not (`{"status", "database", "broker"}`).
-pub fn salud<A, B>(
+pub fn health<A, B>(
     database: &Result<A, impl fmt::Display>,
     broker: &Result<B, impl fmt::Display>,
 ) -> axum::response::Response {

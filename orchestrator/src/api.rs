@@ -191,7 +191,7 @@ pub(crate) async fn abortar_saga(
     responses((status = 200, description = "`{status: ok, database: ok}`"), (status = 503, description = "The saga log does not answer")))]
 pub(crate) async fn health(State(s): State<AppState>) -> Response {
     let (database, broker) = tokio::join!(s.engine.store().stats(), s.engine.transport().ready());
-    daemon::salud(&database, &broker)
+    daemon::health(&database, &broker)
 }
 
 async fn openapi() -> Json<utoipa::openapi::OpenApi> {

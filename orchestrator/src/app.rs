@@ -1,7 +1,7 @@
 //! One function builds the orchestrator for every way it runs ([`build`]): the engine over a saga
 //! log and a transport, every saga's own parts (its view, its tasks, its routes: [`SagaModule`]),
-//! the generic saga API and `/metrics`. The run modes ([`crate::embebido`],
-//! [`crate::distribuido`]) only choose the parts: which database, which transport, where
+//! the generic saga API and `/metrics`. The run modes ([`crate::embedded`],
+//! [`crate::distributed`]) only choose the parts: which database, which transport, where
 //! integration events go.
 
 use std::collections::HashMap;
@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::Context;
 use async_trait::async_trait;
 use axum::Router;
-use daemon::{metricas, Tasks};
+use daemon::{metrics, Tasks};
 use saga_core::definition::SagaDefinition;
 use saga_core::engine::{Engine, EngineConfig, EngineObserver};
 use saga_core::inject::FaultPlan;
@@ -168,7 +168,7 @@ pub async fn build(parts: Parts, tasks: &Tasks) -> anyhow::Result<App> {
         let cx = SagaContext { engine: engine.clone(), db: &parts.db, events: &parts.events, tasks, finished };
         app = app.merge(module.start(cx).await.with_context(|| format!("starting {}", module.saga_type()))?);
     }
-    let app = app.merge(parts.routes).merge(metricas::router(metricas::prometheus()));
+    let app = app.merge(parts.routes).merge(metrics::router(metrics::prometheus()));
 
     let listener = TcpListener::bind(parts.http).await.with_context(|| format!("binding {}", parts.http))?;
     let addr = listener.local_addr()?;

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use orchestrator::embebido::{self, MARCAS_POR_DEFECTO};
+use orchestrator::embedded::{self, MARCAS_POR_DEFECTO};
 
 /// The CrearCampaña orchestrator.
 #[derive(Parser, Debug)]
@@ -25,13 +25,13 @@ enum Mode {
     /// Orchestrator and the three participants in one process, with SQLite files in a folder.
     Embedded {
         /// Folder for the SQLite files.
-        #[arg(long, env = "ALPES_DATA_DIR", default_value = ".data/embebido")]
+        #[arg(long, env = "ALPES__DATA_DIR", default_value = ".data/embedded")]
         data_dir: PathBuf,
         /// Address of the HTTP API (loopback by default).
-        #[arg(long, env = "ALPES_HTTP", default_value = "127.0.0.1:8000")]
+        #[arg(long, env = "ALPES__HTTP", default_value = "127.0.0.1:8000")]
         http: SocketAddr,
         /// JSON file of brands to seed (default: workers/seed/marcas.json, built in).
-        #[arg(long, env = "ALPES_MARCAS")]
+        #[arg(long, env = "ALPES__MARCAS")]
         marcas: Option<PathBuf>,
         /// Drill: every action of this step fails as if refused (repeatable).
         #[arg(long = "inject-fail-action", value_name = "STEP")]
@@ -73,8 +73,8 @@ async fn main() -> anyhow::Result<()> {
                 Some(path) => std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?,
                 None => MARCAS_POR_DEFECTO.to_owned(),
             };
-            let config = embebido::Config { data_dir, http, marcas, steps: Default::default(), faults };
-            let running = embebido::start(config, None).await?;
+            let config = embedded::Config { data_dir, http, marcas, steps: Default::default(), faults };
+            let running = embedded::start(config, None).await?;
             println!("Alpes Partners (embedded) listening on http://{}", running.addr);
             println!("  POST http://{}/afiliaciones/campana   GET /afiliaciones/campanas   GET /sagas", running.addr);
             daemon::shutdown_signal().await;
@@ -86,20 +86,20 @@ async fn main() -> anyhow::Result<()> {
             use std::sync::Arc;
 
             use orchestrator::app::EventSink;
-            use orchestrator::distribuido;
+            use orchestrator::distributed;
 
-            let config = distribuido::Config::load(config.as_deref())?;
+            let config = distributed::Config::load(config.as_deref())?;
             tracing::info!(?config, "configuration");
             let transport = config.pulsar.transport(Arc::new(orchestrator::sagas::codec()));
             let events = EventSink::Broker(transport.clone());
-            let running = distribuido::start(&config, Arc::new(transport), events).await?;
+            let running = distributed::start(&config, Arc::new(transport), events).await?;
             println!("Alpes Partners orchestrator listening on http://{}", running.addr);
             daemon::shutdown_signal().await;
             running.stop().await;
             Ok(())
         }
         Mode::Env => {
-            for variable in orchestrator::distribuido::Config::variables() {
+            for variable in orchestrator::distributed::Config::variables() {
                 println!("{variable}");
             }
             Ok(())

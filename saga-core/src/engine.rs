@@ -90,7 +90,7 @@ impl Default for EngineConfig {
             // timeout while costing one indexed query per tick.
             poll_interval: Duration::from_millis(100),
             tick_batch: 256,
-            // Measured with the distributed benchmark (orchestrator/benches/distribuido.rs):
+            // Measured with the distributed benchmark (orchestrator/benches/distributed.rs):
             // one reply at a time capped the orchestrator at about 60 sagas/s.
             reply_concurrency: 16,
             store_retry: RetryPolicy {

@@ -11,7 +11,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use daemon::ExposeSecret;
 use workers::participants::{self, Options, Participant};
-use workers::servidor::{self, Config};
+use workers::server::{self, Config};
 
 /// A participant daemon.
 #[derive(Parser, Debug)]
@@ -64,7 +64,7 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!(participant = participant.name(), ?config, "configuration");
             let options = Options { marcas: config.marcas().context("reading the brands to seed")? };
             let transport = config.pulsar.transport(Arc::new(orchestrator::sagas::codec()));
-            let running = servidor::start(
+            let running = server::start(
                 participant,
                 config.database_url.expose_secret(),
                 config.http,

@@ -5,14 +5,14 @@
 //!
 //! Here: the business rules of [`marca`], [`influencer`] and [`tracking`] with their migrations,
 //! tracking's event intake ([`tracking_eventos`]), the table the daemons run them from
-//! ([`participants`]), and the worker daemon ([`servidor`]: its
+//! ([`participants`]), and the worker daemon ([`server`]: its
 //! configuration, `/health`, `/metrics`), which the `worker` binary (`worker` package, `pulsar`
 //! feature) runs over Apache Pulsar.
 
 pub mod influencer;
 pub mod marca;
 pub mod participants;
-pub mod servidor;
+pub mod server;
 mod support;
 pub mod tracking;
 pub mod tracking_eventos;

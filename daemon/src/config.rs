@@ -19,12 +19,12 @@ pub const VARIABLES_DE_REGISTRO: [&str; 2] = ["ALPES_LOG_FORMAT", "RUST_LOG"];
 /// names the keys without a default, for the error message. An empty variable counts as unset;
 /// a key the configuration does not have (a typo such as `ALPES__PULSAR_URL`) is an error if the
 /// configuration type says `deny_unknown_fields`, as the daemons' do.
-pub fn cargar<T: DeserializeOwned>(defaults: &str, file: Option<&Path>, required: &[&str]) -> anyhow::Result<T> {
-    cargar_de(defaults, file, required, None)
+pub fn load<T: DeserializeOwned>(defaults: &str, file: Option<&Path>, required: &[&str]) -> anyhow::Result<T> {
+    load_from(defaults, file, required, None)
 }
 
-/// [`cargar`] with the variables given instead of the process's (tests).
-fn cargar_de<T: DeserializeOwned>(
+/// [`load`] with the variables given instead of the process's (tests).
+fn load_from<T: DeserializeOwned>(
     defaults: &str,
     file: Option<&Path>,
     required: &[&str],
@@ -143,7 +143,7 @@ mod tests {
 
     #[test]
     fn variables_override_nested_keys_and_typos_and_empties_are_refused() {
-        let c: Nested = cargar_de(
+        let c: Nested = load_from(
             NESTED,
             None,
             &["database_url"],
@@ -160,7 +160,7 @@ mod tests {
         );
         assert_eq!(c.database_url, "postgres://x");
         // A typo (one underscore) is a key the configuration does not have.
-        let typo = cargar_de::<Nested>(
+        let typo = load_from::<Nested>(
             NESTED,
             None,
             &["database_url"],
@@ -168,7 +168,7 @@ mod tests {
         );
         assert!(format!("{:#}", typo.unwrap_err()).contains("pulsar_url"));
         // An empty required variable is missing, and named.
-        let empty = cargar_de::<Nested>(NESTED, None, &["database_url"], vars(&[("ALPES__DATABASE_URL", "")]));
+        let empty = load_from::<Nested>(NESTED, None, &["database_url"], vars(&[("ALPES__DATABASE_URL", "")]));
         assert!(format!("{:#}", empty.unwrap_err()).contains("ALPES__DATABASE_URL"));
     }
 
@@ -180,13 +180,13 @@ mod tests {
             database_url: String,
         }
         let defaults = "http = \"127.0.0.1:1\"\n";
-        let err = cargar_de::<C>(defaults, None, &["database_url"], vars(&[])).err().unwrap();
+        let err = load_from::<C>(defaults, None, &["database_url"], vars(&[])).err().unwrap();
         assert!(format!("{err:#}").contains("ALPES__DATABASE_URL"), "{err:#}");
         let dir = std::env::temp_dir().join(format!("alpes-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("c.toml");
         std::fs::write(&file, "database_url = \"postgres://f\"\nhttp = \"127.0.0.1:2\"\n").unwrap();
-        let c: C = cargar_de(defaults, Some(&file), &["database_url"], vars(&[])).unwrap();
+        let c: C = load_from(defaults, Some(&file), &["database_url"], vars(&[])).unwrap();
         assert_eq!((c.http.as_str(), c.database_url.as_str()), ("127.0.0.1:2", "postgres://f"));
         std::fs::remove_dir_all(&dir).unwrap();
     }

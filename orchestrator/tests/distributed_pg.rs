@@ -9,14 +9,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use orchestrator::distribuido::{self, Config};
+use orchestrator::distributed::{self, Config};
 use saga_core::log::sql::{create_database, pg_pool};
 use saga_core::transport::in_process::InProcessTransport;
 use saga_core::transport::Transport;
 use serde_json::{json, Value};
 use workers::marca::MarcaSeed;
 use workers::participants::{self, Options};
-use workers::servidor;
+use workers::server;
 
 async fn fresh_database(name: &str) -> String {
     let admin = std::env::var("SAGA_TEST_DATABASE_URL")
@@ -48,7 +48,7 @@ async fn the_daemons_on_postgres_complete_and_compensate_campaigns() {
         if participant.name() == "marca" {
             marca_db = db.clone();
         }
-        let w = servidor::start(*participant, &db, "127.0.0.1:0".parse().unwrap(), transport.clone(), &options)
+        let w = server::start(*participant, &db, "127.0.0.1:0".parse().unwrap(), transport.clone(), &options)
             .await
             .unwrap();
         workers.push(w);
@@ -57,7 +57,7 @@ async fn the_daemons_on_postgres_complete_and_compensate_campaigns() {
     std::env::set_var("ALPES__HTTP", "127.0.0.1:0");
     let config = Config::load(None).unwrap();
     assert!(!format!("{config:?}").contains("postgres://"), "the database URL never prints");
-    let orchestrator = distribuido::start(&config, transport, orchestrator::app::EventSink::Log).await.unwrap();
+    let orchestrator = distributed::start(&config, transport, orchestrator::app::EventSink::Log).await.unwrap();
     let base = format!("http://{}", orchestrator.addr);
     let http = reqwest::Client::new();
 

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use orchestrator::embebido::{self, MARCAS_POR_DEFECTO};
+use orchestrator::embedded::{self, MARCAS_POR_DEFECTO};
 use serde_json::{json, Value};
 
 /// The value of the sample of `name` whose labels include every `label="value"` in `labels`
@@ -30,15 +30,15 @@ fn ejemplo(id_marca: &str, influencer: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counters_move_by_exactly_the_sagas_run() {
-    let dir = std::env::temp_dir().join(format!("alpes-metricas-{}", uuid::Uuid::new_v4().simple()));
-    let config = embebido::Config {
+    let dir = std::env::temp_dir().join(format!("alpes-metrics-{}", uuid::Uuid::new_v4().simple()));
+    let config = embedded::Config {
         data_dir: dir,
         http: "127.0.0.1:0".parse().unwrap(),
         marcas: MARCAS_POR_DEFECTO.to_owned(),
         steps: Default::default(),
         faults: saga_core::inject::FaultPlan::none(),
     };
-    let running = embebido::start(config, None).await.unwrap();
+    let running = embedded::start(config, None).await.unwrap();
     let base = format!("http://{}", running.addr);
     let http = reqwest::Client::new();
     let scrape = || async { http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap() };

@@ -12,23 +12,23 @@ use std::time::Duration;
 
 use casos::pair;
 
-use orchestrator::embebido::{self, Running, MARCAS_POR_DEFECTO};
+use orchestrator::embedded::{self, Running, MARCAS_POR_DEFECTO};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 async fn start(dir: &std::path::Path) -> Running {
-    let config = embebido::Config {
+    let config = embedded::Config {
         data_dir: dir.to_owned(),
         http: "127.0.0.1:0".parse().unwrap(),
         marcas: MARCAS_POR_DEFECTO.to_owned(),
         steps: Default::default(),
         faults: saga_core::inject::FaultPlan::none(),
     };
-    embebido::start(config, None).await.unwrap()
+    embedded::start(config, None).await.unwrap()
 }
 
 fn data_dir() -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("alpes-embebido-{}", uuid::Uuid::new_v4().simple()))
+    std::env::temp_dir().join(format!("alpes-embedded-{}", uuid::Uuid::new_v4().simple()))
 }
 
 /// The public API's documented example request.

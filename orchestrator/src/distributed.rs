@@ -32,7 +32,7 @@ pub struct Config {
     /// The orchestrator's PostgreSQL database (saga log and campaign view).
     pub database_url: SecretString,
     /// The broker.
-    pub pulsar: daemon::configuracion::Pulsar,
+    pub pulsar: daemon::config::Pulsar,
     /// Reply timeout of every step, in seconds.
     pub step_timeout_secs: u64,
     /// Attempts of a step (action or compensation) before giving up.
@@ -60,13 +60,13 @@ subscription = "orchestrator"
 impl Config {
     /// Defaults, then `file` (TOML) if given, then `ALPES__…` environment variables.
     pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
-        daemon::configuracion::cargar(DEFAULTS, file, &REQUIRED)
+        daemon::config::load(DEFAULTS, file, &REQUIRED)
     }
 
     /// Every environment variable this configuration reads.
     pub fn variables() -> Vec<String> {
         // The defaults are a constant, parsed by a test.
-        daemon::configuracion::variables(DEFAULTS, &REQUIRED).unwrap_or_default()
+        daemon::config::variables(DEFAULTS, &REQUIRED).unwrap_or_default()
     }
 
     /// The steps' timeouts and retries from this configuration.

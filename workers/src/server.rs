@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use axum::routing::get;
-use daemon::{metricas, Tasks};
+use daemon::{metrics, Tasks};
 use saga_core::log::sql::pg_pool;
 use saga_core::participant::{serve_on, DEFAULT_CONCURRENCY};
 use saga_core::transport::Transport;
@@ -19,7 +19,7 @@ use crate::marca::{self, MarcaSeed};
 use crate::participants::{Options, Participant, Ready};
 
 /// A worker daemon's configuration: defaults (per service), then a TOML file, then `ALPES__…`
-/// environment variables (daemon::configuracion).
+/// environment variables (daemon::config).
 #[derive(Clone, Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -28,7 +28,7 @@ pub struct Config {
     /// Its own PostgreSQL database. A secret: never printed.
     pub database_url: daemon::SecretString,
     /// The broker.
-    pub pulsar: daemon::configuracion::Pulsar,
+    pub pulsar: daemon::config::Pulsar,
     /// marca only: a JSON file of brands to seed (a list of [`MarcaSeed`]); without it, the
     /// built-in `workers/seed/marcas.json`. Seeding adds missing brands and never changes one.
     #[serde(default)]
@@ -53,7 +53,7 @@ impl Config {
 
     /// Reads the configuration of `participant`.
     pub fn load(participant: &dyn Participant, file: Option<&std::path::Path>) -> anyhow::Result<Self> {
-        daemon::configuracion::cargar(&Self::defaults(participant), file, &REQUIRED)
+        daemon::config::load(&Self::defaults(participant), file, &REQUIRED)
     }
 
     /// Every environment variable the daemon of `participant` reads.
@@ -61,7 +61,7 @@ impl Config {
         let mut keys = REQUIRED.to_vec();
         keys.extend_from_slice(participant.extra_keys());
         // The defaults are built here and parsed by a test.
-        daemon::configuracion::variables(&Self::defaults(participant), &keys).unwrap_or_default()
+        daemon::config::variables(&Self::defaults(participant), &keys).unwrap_or_default()
     }
 
     /// The brands to seed: the file's, or the built-in ones.
@@ -106,11 +106,11 @@ pub async fn start(
                 let transport = health_transport.clone();
                 async move {
                     let (database, broker) = tokio::join!(sqlx::query("SELECT 1").execute(&pool), transport.ready());
-                    daemon::salud(&database, &broker)
+                    daemon::health(&database, &broker)
                 }
             }),
         )
-        .merge(metricas::router(metricas::prometheus()));
+        .merge(metrics::router(metrics::prometheus()));
     let listener = TcpListener::bind(http).await.with_context(|| format!("binding {http}"))?;
     let addr = listener.local_addr()?;
     tasks.spawn("HTTP server", axum::serve(listener, app).with_graceful_shutdown(tasks.stop_signal()).into_future());
@@ -135,7 +135,7 @@ mod tests {
         let seeds = Config {
             http: "127.0.0.1:1".parse().unwrap(),
             database_url: "x".into(),
-            pulsar: daemon::configuracion::Pulsar {
+            pulsar: daemon::config::Pulsar {
                 url: "u".into(),
                 tenant: "t".into(),
                 namespace: "n".into(),

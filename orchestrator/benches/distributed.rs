@@ -9,7 +9,7 @@
 //! scripts/postgres.sh start && scripts/pulsar.sh start
 //! cargo build --release -p worker --features pulsar   # the bench starts target/release/worker
 //! SAGA_TEST_DATABASE_URL=$(scripts/postgres.sh url) SAGA_TEST_PULSAR_URL=pulsar://127.0.0.1:6650 \
-//!   SAGA_TEST_PULSAR_ADMIN_URL=http://127.0.0.1:8080 cargo bench -p orchestrator --features pulsar --bench distribuido
+//!   SAGA_TEST_PULSAR_ADMIN_URL=http://127.0.0.1:8080 cargo bench -p orchestrator --features pulsar --bench distributed
 //! ```
 
 #![allow(clippy::unwrap_used)]
