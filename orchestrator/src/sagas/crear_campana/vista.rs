@@ -20,9 +20,9 @@ use crate::sagas::crear_campana::CrearCampana;
 use schemas::EventoCampana;
 
 /// Migrations of the campaign view on PostgreSQL.
-pub static PG_MIGRATOR: Migrator = sqlx::migrate!("migrations/campana/postgres");
+pub static PG_MIGRATOR: Migrator = sqlx::migrate!("src/sagas/crear_campana/migrations/postgres");
 /// Migrations of the campaign view on SQLite.
-pub static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("migrations/campana/sqlite");
+pub static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("src/sagas/crear_campana/migrations/sqlite");
 
 /// A campaign's state as clients see it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
