@@ -44,8 +44,9 @@ except ImportError:  # pragma: no cover - depends on the machine
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-WORKERS = ("marca", "influencer", "tracking")
-DAEMONS = ("orchestrator",) + WORKERS
+# Every participant the worker binary runs (`worker list`); set in main() before any check.
+WORKERS: Tuple[str, ...] = ()
+DAEMONS: Tuple[str, ...] = ("orchestrator",)
 REQUIRED_SERVICES = ("pulsar", "pulsar-init", "postgres") + DAEMONS + ("prometheus",)
 CARGO_BUILD_FEATURES = ("pulsar",)
 PULSAR_URL = "pulsar://pulsar:6650"
@@ -355,6 +356,19 @@ def env_list(binary: Path, args: List[str], var: str) -> List[str]:
         names.append(token)
     if not names:
         raise Invalid(f"`{' '.join(cmd)}` printed no variable")
+    return names
+
+
+def worker_names(binary: Path) -> List[str]:
+    """The participants the worker binary runs (`worker list`, one name a line)."""
+    cmd = [str(binary), "list"]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise Invalid(f"`{' '.join(cmd)}` could not run (build it: cargo build -p worker --features pulsar): {e}") from e
+    names = [line.strip() for line in proc.stdout.splitlines() if line.strip()]
+    if proc.returncode != 0 or not names or not all(re.fullmatch(r"[a-z][a-z0-9_-]*", n) for n in names):
+        raise Invalid(f"`{' '.join(cmd)}` exited {proc.returncode} and printed {proc.stdout!r}: expected participant names")
     return names
 
 
@@ -898,6 +912,13 @@ def main() -> int:
         print(f"FAIL compose file: {e}")
         return 2
     print(f"compose check: {compose_path} (read through {how})")
+    global WORKERS, DAEMONS
+    try:
+        WORKERS = tuple(worker_names(binary_path("WORKER_BIN", "worker")))
+    except Invalid as e:
+        print(f"FAIL worker list: {e}")
+        return 2
+    DAEMONS = ("orchestrator",) + WORKERS
     ctx = Context(compose_path, model)
     passed, failed = 0, 0
     for name, fn in CHECKS:

@@ -3,6 +3,7 @@
 //!
 //! - `worker run marca|influencer|tracking [--config FILE]`
 //! - `worker env marca|influencer|tracking`: the environment variables it reads.
+//! - `worker list`: every participant this binary runs.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -33,6 +34,8 @@ enum Command {
         #[arg(long, env = "ALPES_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Prints the name of every participant, one per line.
+    List,
     /// Prints every configuration variable the participant reads, one per line (besides
     /// `ALPES_CONFIG`, the `--config` file).
     Env {
@@ -52,6 +55,12 @@ fn participant(name: &str) -> Result<&'static dyn Participant, String> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Command::List => {
+            for participant in participants::ALL {
+                println!("{}", participant.name());
+            }
+            Ok(())
+        }
         Command::Env { participant } => {
             for variable in Config::variables(participant) {
                 println!("{variable}");
