@@ -644,7 +644,7 @@ impl Engine {
         let policy = &self.config.store_retry;
         if *attempt >= policy.max_attempts {
             error!(attempts = *attempt, error = %error, "saga log write failed; giving the error to the caller");
-            return Err(EngineError::Store(StoreError::Unavailable(error.to_string())));
+            return Err(EngineError::Store(StoreError::unavailable(format!("after {} attempts: {error}", *attempt))));
         }
         // The log level rises with the failures: one blip is noise, a run of them is an outage.
         if *attempt < 3 {

@@ -92,7 +92,7 @@ pub struct Handled {
 pub enum ParticipantError {
     /// The database failed: leave the message unacknowledged so it comes back.
     #[error("participant database unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] sqlx::Error),
     /// The message can never be handled: dead-letter it.
     #[error("poison message: {0}")]
     Poison(String),
@@ -180,7 +180,7 @@ fn plan(kind: StepKind, step: Option<(StepRecord, Option<Outcome>)>) -> Plan {
 }
 
 fn db_err(e: sqlx::Error) -> ParticipantError {
-    ParticipantError::Unavailable(e.to_string())
+    ParticipantError::Unavailable(e)
 }
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {

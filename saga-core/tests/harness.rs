@@ -90,13 +90,16 @@ struct EveryDelivery {
 #[async_trait]
 impl CommandHandler for EveryDelivery {
     async fn handle(&self, command: &Command) -> Result<Handled, ParticipantError> {
-        let unavailable = |e: sqlx::Error| ParticipantError::Unavailable(e.to_string());
+        let unavailable = ParticipantError::Unavailable;
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
         let outcome = match command.correlation.kind {
             StepKind::Action => self.ledger.action(&mut tx, command).await,
             StepKind::Compensation => self.ledger.compensation(&mut tx, command).await,
         }
-        .map_err(|e| ParticipantError::Unavailable(e.to_string()))?;
+        .map_err(|e| match e {
+            saga_core::participant::HandlerError::Database(e) => ParticipantError::Unavailable(e),
+            saga_core::participant::HandlerError::Invalid(why) => ParticipantError::Poison(why),
+        })?;
         tx.commit().await.map_err(unavailable)?;
         Ok(Handled {
             reply: Reply { correlation: command.correlation.clone(), outcome },

@@ -56,7 +56,7 @@ impl MemoryStore {
 
     fn check_write(inner: &Inner) -> Result<(), StoreError> {
         match inner.write_limit {
-            Some(limit) if inner.writes >= limit => Err(StoreError::Unavailable("injected crash".into())),
+            Some(limit) if inner.writes >= limit => Err(StoreError::unavailable("injected crash")),
             _ => Ok(()),
         }
     }

@@ -24,8 +24,14 @@ pub enum StoreError {
     #[error("version conflict on saga {0}")]
     Conflict(SagaId),
     /// The database could not be reached or was busy; retry with backoff.
-    #[error("saga log unavailable: {0}")]
-    Unavailable(String),
+    #[error("saga log unavailable: {message}")]
+    Unavailable {
+        /// What failed.
+        message: String,
+        /// The driver's error, when there is one.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
     /// Stored data could not be read back (a bug or a hand edit); never retried.
     #[error("saga log corrupt: {0}")]
     Corrupt(String),
@@ -34,7 +40,20 @@ pub enum StoreError {
 impl StoreError {
     /// True when retrying the same call may succeed.
     pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Unavailable(_))
+        matches!(self, StoreError::Unavailable { .. })
+    }
+
+    /// Unavailable, with no underlying error to keep.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        StoreError::Unavailable { message: message.into(), source: None }
+    }
+
+    /// Unavailable because of `source`, which is kept.
+    pub fn unavailable_from(
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        StoreError::Unavailable { message: message.into(), source: Some(Box::new(source)) }
     }
 }
 

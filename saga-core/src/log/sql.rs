@@ -32,13 +32,13 @@ pub(crate) fn map_err(id: Option<SagaId>, e: sqlx::Error) -> StoreError {
     match e {
         sqlx::Error::Database(ref d) if d.is_unique_violation() => match id {
             Some(id) => StoreError::Conflict(id),
-            None => StoreError::Unavailable(e.to_string()),
+            None => StoreError::unavailable_from(e.to_string(), e),
         },
         sqlx::Error::Decode(_)
         | sqlx::Error::ColumnDecode { .. }
         | sqlx::Error::ColumnNotFound(_)
         | sqlx::Error::TypeNotFound { .. } => StoreError::Corrupt(e.to_string()),
-        other => StoreError::Unavailable(other.to_string()),
+        other => StoreError::unavailable_from(other.to_string(), other),
     }
 }
 
@@ -182,7 +182,7 @@ macro_rules! sql_store {
                     tx.rollback().await.map_err(|e| map_err(None, e))?;
                     return match self.load(id).await? {
                         Some(existing) => Ok(Created::Existing(Box::new(existing))),
-                        None => Err(StoreError::Unavailable(format!("saga {id} vanished during create"))),
+                        None => Err(StoreError::unavailable(format!("saga {id} vanished during create"))),
                     };
                 }
                 for entry in entries {
@@ -349,7 +349,7 @@ impl PgStore {
     /// Connects to `url` and applies migrations.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let store = Self::new(pg_pool(url, 10).await.map_err(|e| map_err(None, e))?);
-        store.migrate().await.map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        store.migrate().await.map_err(|e| StoreError::unavailable_from("migrating the saga log", e))?;
         Ok(store)
     }
 }
@@ -358,7 +358,7 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `url` and applies migrations.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let store = Self::new(sqlite_pool(url).await.map_err(|e| map_err(None, e))?);
-        store.migrate().await.map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        store.migrate().await.map_err(|e| StoreError::unavailable_from("migrating the saga log", e))?;
         Ok(store)
     }
 }

@@ -445,8 +445,8 @@ impl World {
             }
             if self.engine.tick().await? == 0 {
                 // Something was due and nothing moved: the timer's write failed (a crash).
-                return Err(saga_core::EngineError::Store(saga_core::log::StoreError::Unavailable(
-                    "timer pass made no progress".into(),
+                return Err(saga_core::EngineError::Store(saga_core::log::StoreError::unavailable(
+                    "timer pass made no progress",
                 )));
             }
         }
