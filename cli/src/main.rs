@@ -214,7 +214,8 @@ fn timeline(saga: &Value) -> Vec<Vec<String>> {
     let history = saga["historia"].as_array().cloned().unwrap_or_default();
     let parse = |v: &Value| v.as_str().and_then(|t| t.parse::<DateTime<Utc>>().ok());
     let start = history.first().and_then(|e| parse(&e["at"]));
-    let mut sent_at: Option<DateTime<Utc>> = None;
+    // When each (step, kind) last had a command sent: parallel steps are in flight together.
+    let mut sent_at: std::collections::HashMap<(String, String), DateTime<Utc>> = std::collections::HashMap::new();
     let mut steps: Vec<String> = Vec::new();
     history
         .iter()
@@ -237,7 +238,9 @@ fn timeline(saga: &Value) -> Vec<Vec<String>> {
                     let c = &ev["command"]["correlation"];
                     (step, k, attempt) = (s(&c["step_name"]), s(&c["kind"]), s(&c["attempt"]));
                     detail = s(&ev["command"]["message_type"]);
-                    sent_at = at;
+                    if let Some(at) = at {
+                        sent_at.insert((step.clone(), k.clone()), at);
+                    }
                 }
                 "reply_accepted" | "timed_out" | "retry_scheduled" | "gave_up" | "build_failed" => {
                     let idx = ev["step"].as_u64().unwrap_or(0) as usize;
@@ -259,7 +262,7 @@ fn timeline(saga: &Value) -> Vec<Vec<String>> {
                         _ => String::new(),
                     };
                     if kind == "reply_accepted" || kind == "timed_out" {
-                        if let (Some(a), Some(b)) = (sent_at, at) {
+                        if let (Some(a), Some(b)) = (sent_at.get(&(step.clone(), k.clone())), at) {
                             took = format!("{}ms", (b - a).num_milliseconds());
                         }
                     }
