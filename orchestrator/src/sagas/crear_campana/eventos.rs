@@ -104,18 +104,18 @@ pub fn de_saga(state: &SagaState) -> Result<Option<EventoCampana>, String> {
 
 /// Where events go.
 #[async_trait]
-pub trait Publicador: Send + Sync + 'static {
+pub trait Publisher: Send + Sync + 'static {
     /// Publishes one event; `Err` leaves it in the outbox for the next pass.
-    async fn publicar(&self, topico: &str, evento: &EventoCampana) -> Result<(), String>;
+    async fn publish(&self, topico: &str, evento: &EventoCampana) -> Result<(), String>;
 }
 
 /// The embedded mode's publisher: there is no broker, so an event is checked against its Avro
 /// schema and written to the log; the outbox keeps it, with its publication time.
-pub struct AlRegistro;
+pub struct LogPublisher;
 
 #[async_trait]
-impl Publicador for AlRegistro {
-    async fn publicar(&self, topico: &str, evento: &EventoCampana) -> Result<(), String> {
+impl Publisher for LogPublisher {
+    async fn publish(&self, topico: &str, evento: &EventoCampana) -> Result<(), String> {
         schemas::encode(evento).map_err(|e| e.to_string())?;
         info!(topico, id_evento = %evento.id_evento, tipo = %evento.message_type, "integration event published to the log");
         Ok(())
@@ -126,12 +126,12 @@ impl Publicador for AlRegistro {
 /// `EventoCampana` schema attached (so the registry holds it and consumers can read it by it)
 /// and `id_evento`, `saga_id` and `message_type` in the message properties.
 #[cfg(feature = "pulsar")]
-pub struct AlBroker(pub saga_pulsar::PulsarTransport);
+pub struct BrokerPublisher(pub saga_pulsar::PulsarTransport);
 
 #[cfg(feature = "pulsar")]
 #[async_trait]
-impl Publicador for AlBroker {
-    async fn publicar(&self, topico: &str, evento: &EventoCampana) -> Result<(), String> {
+impl Publisher for BrokerPublisher {
+    async fn publish(&self, topico: &str, evento: &EventoCampana) -> Result<(), String> {
         use saga_core::transport::codec::{SchemaKind, WireSchema};
         let payload = schemas::encode(evento).map_err(|e| e.to_string())?;
         let schema = WireSchema {
@@ -150,10 +150,10 @@ impl Publicador for AlBroker {
 }
 
 /// How often the relay looks at the outbox.
-pub const RELEVO: Duration = Duration::from_millis(500);
+pub const RELAY_INTERVAL: Duration = Duration::from_millis(500);
 
 /// One relay pass: publishes what the outbox holds unpublished to `topico`, oldest first.
-pub async fn relevar(vista: &dyn Vista, publicador: &dyn Publicador, topico: &str) -> usize {
+pub async fn relay_once(vista: &dyn Vista, publisher: &dyn Publisher, topico: &str) -> usize {
     let pendientes = match vista.eventos_pendientes(100).await {
         Ok(p) => p,
         Err(e) => {
@@ -163,7 +163,7 @@ pub async fn relevar(vista: &dyn Vista, publicador: &dyn Publicador, topico: &st
     };
     let mut n = 0;
     for evento in pendientes {
-        match publicador.publicar(topico, &evento).await {
+        match publisher.publish(topico, &evento).await {
             Ok(()) => match vista.marcar_publicado(evento.id_evento, Utc::now()).await {
                 Ok(()) => n += 1,
                 Err(e) => warn!(error = %e, "event published but not marked; it will be published again"),
@@ -178,11 +178,11 @@ pub async fn relevar(vista: &dyn Vista, publicador: &dyn Publicador, topico: &st
 }
 
 /// Runs the relay forever, publishing to `topico`.
-pub async fn run(vista: Arc<dyn Vista>, publicador: Arc<dyn Publicador>, topico: String) {
-    let mut tick = tokio::time::interval(RELEVO);
+pub async fn run(vista: Arc<dyn Vista>, publisher: Arc<dyn Publisher>, topico: String) {
+    let mut tick = tokio::time::interval(RELAY_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        relevar(vista.as_ref(), publicador.as_ref(), &topico).await;
+        relay_once(vista.as_ref(), publisher.as_ref(), &topico).await;
     }
 }

@@ -5,13 +5,13 @@
 //!   tracking in parallel);
 //! - [`solicitud`]: validation of the public request into the saga's parameters;
 //! - [`vista`]: the campaign view the API answers from, with its outbox;
-//! - [`proyector`]: keeps the view up to date with the sagas' ends;
+//! - [`projector`]: keeps the view up to date with the sagas' ends;
 //! - [`eventos`]: the integration events (`CampanaCreada`, `CampanaRechazada`) and their relay.
 
 pub mod api;
 pub mod definicion;
 pub mod eventos;
-pub mod proyector;
+pub mod projector;
 pub mod solicitud;
 pub mod vista;
 
@@ -55,14 +55,13 @@ impl SagaModule for Modulo {
                 Arc::new(vista::PgVista::new(pool.clone()).await.context("migrating the campaign view")?)
             }
         };
-        let publicador: Arc<dyn eventos::Publicador> = match cx.events {
-            EventSink::Log => Arc::new(eventos::AlRegistro),
+        let publisher: Arc<dyn eventos::Publisher> = match cx.events {
+            EventSink::Log => Arc::new(eventos::LogPublisher),
             #[cfg(feature = "pulsar")]
-            EventSink::Broker(transport) => Arc::new(eventos::AlBroker(transport.clone())),
+            EventSink::Broker(transport) => Arc::new(eventos::BrokerPublisher(transport.clone())),
         };
-        cx.tasks.spawn_until_stopped("projector", proyector::run(cx.engine.clone(), vista.clone(), cx.finished));
-        cx.tasks
-            .spawn_until_stopped("event relay", eventos::run(vista.clone(), publicador, eventos::TOPICO.to_owned()));
+        cx.tasks.spawn_until_stopped("projector", projector::run(cx.engine.clone(), vista.clone(), cx.finished));
+        cx.tasks.spawn_until_stopped("event relay", eventos::run(vista.clone(), publisher, eventos::TOPICO.to_owned()));
         Ok(api::router(api::CampanaApi { engine: cx.engine, vista }))
     }
 

@@ -1,6 +1,6 @@
 //! Keeps the campaign view up to date from the saga log. The engine reports every finished saga
 //! through a channel (`app`'s observer: no I/O in the engine's path); the projector reads the saga's
-//! final state and records it in the view. At start-up, and then every [`REPASO`], it catches up
+//! final state and records it in the view. At start-up, and then every [`CATCH_UP_INTERVAL`], it catches up
 //! with every campaign still `pendiente`: it starts a saga that was never started (a crash
 //! between recording the campaign and starting its saga; `start` is idempotent on the saga id)
 //! and projects sagas that ended while nobody listened.
@@ -18,7 +18,7 @@ use super::vista::{Final, Vista};
 use super::SagaCrearCampana;
 
 /// How often the projector catches up with campaigns still pending.
-pub const REPASO: Duration = Duration::from_secs(10);
+pub const CATCH_UP_INTERVAL: Duration = Duration::from_secs(10);
 
 /// What the view records for a saga in its final state, if it is final.
 pub fn final_de(state: &SagaState) -> Option<Final> {
@@ -37,7 +37,7 @@ pub fn final_de(state: &SagaState) -> Option<Final> {
 }
 
 /// Projects saga `id` into the view if it has ended.
-pub async fn proyectar(engine: &Engine, vista: &dyn Vista, id: SagaId) {
+pub async fn project(engine: &Engine, vista: &dyn Vista, id: SagaId) {
     match engine.get(id).await {
         Ok(Some(state)) => {
             if let Some(fin) = final_de(&state) {
@@ -61,7 +61,7 @@ pub async fn proyectar(engine: &Engine, vista: &dyn Vista, id: SagaId) {
 }
 
 /// One catch-up pass over the campaigns still pending.
-pub async fn repasar(engine: &Engine, vista: &dyn Vista) {
+pub async fn catch_up(engine: &Engine, vista: &dyn Vista) {
     let pendientes = match vista.pendientes(1_000).await {
         Ok(p) => p,
         Err(e) => {
@@ -75,25 +75,25 @@ pub async fn repasar(engine: &Engine, vista: &dyn Vista) {
                 Ok(_) => info!(saga_id = %c.saga_id, "started the saga of a campaign recorded before a crash"),
                 Err(e) => warn!(saga_id = %c.saga_id, error = %e, "could not start a pending campaign's saga"),
             },
-            Ok(Some(_)) => proyectar(engine, vista, c.saga_id).await,
+            Ok(Some(_)) => project(engine, vista, c.saga_id).await,
             Err(e) => warn!(saga_id = %c.saga_id, error = %e, "saga not readable"),
         }
     }
 }
 
 /// Runs the projector until `rx` closes: reacts to finished sagas, and catches up every
-/// [`REPASO`].
+/// [`CATCH_UP_INTERVAL`].
 pub async fn run(engine: Arc<Engine>, vista: Arc<dyn Vista>, mut rx: mpsc::UnboundedReceiver<SagaId>) {
-    repasar(&engine, vista.as_ref()).await;
-    let mut tick = tokio::time::interval(REPASO);
+    catch_up(&engine, vista.as_ref()).await;
+    let mut tick = tokio::time::interval(CATCH_UP_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             id = rx.recv() => match id {
-                Some(id) => proyectar(&engine, vista.as_ref(), id).await,
+                Some(id) => project(&engine, vista.as_ref(), id).await,
                 None => return,
             },
-            _ = tick.tick() => repasar(&engine, vista.as_ref()).await,
+            _ = tick.tick() => catch_up(&engine, vista.as_ref()).await,
         }
     }
 }
