@@ -856,3 +856,43 @@ fn send<R: Rng>(state: &SagaState, d: &mut Decide<'_, R>, step: u32, kind: StepK
         },
     }
 }
+
+/// Where a saga's log breaks reverse dependency order, if it does: a step's compensation first
+/// sent before the compensation of a step depending on it (both compensated) succeeded. Entries
+/// are named by their position in `history`. The engine's tests and the per-saga harness check
+/// every log they produce with it.
+pub fn compensation_order_violation(history: &[LogEntry], definition: &SagaDefinition) -> Option<String> {
+    let first_sent = |step: &str| {
+        history.iter().position(|e| {
+            matches!(&e.event, SagaEvent::CommandSent { command, .. }
+                if command.correlation.step_name == step && command.correlation.kind == StepKind::Compensation)
+        })
+    };
+    let succeeded = |index: usize| {
+        history.iter().position(|e| {
+            matches!(&e.event, SagaEvent::ReplyAccepted { step, kind: StepKind::Compensation, outcome: Outcome::Success { .. }, .. }
+                if *step as usize == index)
+        })
+    };
+    for (i, step) in definition.steps.iter().enumerate() {
+        for &j in definition.deps(i) {
+            let dependency = &definition.steps[j].name;
+            if let (Some(_), Some(dep_sent)) = (first_sent(&step.name), first_sent(dependency)) {
+                let Some(done) = succeeded(i) else {
+                    return Some(format!(
+                        "{dependency} compensated (entry {dep_sent}) although the compensation of {}, which depends \
+                         on it, never succeeded",
+                        step.name
+                    ));
+                };
+                if done > dep_sent {
+                    return Some(format!(
+                        "{dependency} compensated (entry {dep_sent}) before its dependent {} finished (entry {done})",
+                        step.name
+                    ));
+                }
+            }
+        }
+    }
+    None
+}

@@ -313,7 +313,7 @@ impl SagaHarness {
                 self.fail(check, scenario, format!("{} was compensated although its action was never sent", step.name));
             }
         }
-        if let Some(problem) = reverse_dependency_order_violation(history, &self.definition) {
+        if let Some(problem) = crate::saga::compensation_order_violation(history, &self.definition) {
             self.fail(check, scenario, problem);
         }
         if after != before {
@@ -398,7 +398,7 @@ impl SagaHarness {
                 ),
             );
         }
-        if let Some(problem) = reverse_dependency_order_violation(&run.history(id).await, &self.definition) {
+        if let Some(problem) = crate::saga::compensation_order_violation(&run.history(id).await, &self.definition) {
             self.fail(CRASH, point, problem);
         }
     }
@@ -652,51 +652,13 @@ fn delivered_commands<'a>(history: &'a [LogEntry], faults: &FaultPlan) -> Vec<&'
         .collect()
 }
 
-/// Where `history` breaks reverse dependency order, if it does: a step's compensation first sent
-/// before the compensation of a step depending on it (both compensated) succeeded.
-fn reverse_dependency_order_violation(history: &[LogEntry], definition: &SagaDefinition) -> Option<String> {
-    let first_sent = |step: &str| {
-        history.iter().position(|e| {
-            matches!(&e.event, SagaEvent::CommandSent { command, .. }
-                if command.correlation.step_name == step && command.correlation.kind == StepKind::Compensation)
-        })
-    };
-    let succeeded = |index: usize| {
-        history.iter().position(|e| {
-            matches!(&e.event, SagaEvent::ReplyAccepted { step, kind: StepKind::Compensation, outcome: Outcome::Success { .. }, .. }
-                if *step as usize == index)
-        })
-    };
-    for (i, step) in definition.steps.iter().enumerate() {
-        for &j in definition.deps(i) {
-            let dependency = &definition.steps[j].name;
-            if let (Some(_), Some(dep_sent)) = (first_sent(&step.name), first_sent(dependency)) {
-                let Some(done) = succeeded(i) else {
-                    return Some(format!(
-                        "{dependency} compensated (entry {dep_sent}) although the compensation of {}, which depends \
-                         on it, never succeeded",
-                        step.name
-                    ));
-                };
-                if done > dep_sent {
-                    return Some(format!(
-                        "{dependency} compensated (entry {dep_sent}) before its dependent {} finished (entry {done})",
-                        step.name
-                    ));
-                }
-            }
-        }
-    }
-    None
-}
-
 /// Checks that compensations ran in reverse dependency order: for every step and every step it
 /// depends on, both compensated, the dependent's compensation succeeded before the dependency's
 /// was first sent. Entries are counted by their position in `history`.
 ///
 /// Panics, saying which steps and entries, when they did not.
 pub fn assert_reverse_dependency_order(history: &[LogEntry], definition: &SagaDefinition) {
-    if let Some(problem) = reverse_dependency_order_violation(history, definition) {
+    if let Some(problem) = crate::saga::compensation_order_violation(history, definition) {
         panic!("saga {}: compensations out of reverse dependency order: {problem}", definition.name);
     }
 }

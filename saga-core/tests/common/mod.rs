@@ -98,33 +98,10 @@ pub fn registry() -> Arc<Registry> {
 
 /// Checks that compensations ran in reverse dependency order: for every step and every step it
 /// depends on, both compensated, the dependent's compensation succeeded before the dependency's
-/// was first sent. The same check as `saga_core::testing::assert_reverse_dependency_order`, kept
-/// here because the other test files build without the `testing` feature.
+/// was first sent (`saga_core::saga::compensation_order_violation`, which the harness uses too).
 pub fn assert_reverse_dependency_order(history: &[saga_core::LogEntry], definition: &SagaDefinition) {
-    let first_sent = |step: &str| {
-        history.iter().position(|e| {
-            matches!(&e.event, SagaEvent::CommandSent { command, .. }
-                if command.correlation.step_name == step && command.correlation.kind == StepKind::Compensation)
-        })
-    };
-    let succeeded = |index: usize| {
-        history.iter().position(|e| {
-            matches!(&e.event, SagaEvent::ReplyAccepted { step, kind: StepKind::Compensation, outcome: Outcome::Success { .. }, .. }
-                if *step as usize == index)
-        })
-    };
-    for (i, step) in definition.steps.iter().enumerate() {
-        for &j in definition.deps(i) {
-            let dependency = &definition.steps[j].name;
-            if let (Some(_), Some(dep_sent)) = (first_sent(&step.name), first_sent(dependency)) {
-                let done = succeeded(i).unwrap_or_else(|| panic!("{} compensation sent, never succeeded", step.name));
-                assert!(
-                    done < dep_sent,
-                    "{dependency} compensated (entry {dep_sent}) before its dependent {} finished (entry {done})",
-                    step.name
-                );
-            }
-        }
+    if let Some(problem) = saga_core::saga::compensation_order_violation(history, definition) {
+        panic!("{problem}");
     }
 }
 
