@@ -362,8 +362,10 @@ pub struct SagaState {
     /// Outputs of succeeded actions, by step name.
     pub outputs: BTreeMap<String, Value>,
     /// The commands awaiting their replies, at most one per step, in step order.
+    #[serde(deserialize_with = "one_or_many")]
     pub in_flight: Vec<InFlight>,
     /// Attempts waiting for their backoff delay, at most one per step, in step order.
+    #[serde(default, alias = "retry", deserialize_with = "one_or_many")]
     pub retries: Vec<PendingRetry>,
     /// Why it compensates, if it does.
     pub failure: Option<Failure>,
@@ -373,6 +375,25 @@ pub struct SagaState {
     pub created_at: DateTime<Utc>,
     /// When its log was last written.
     pub updated_at: DateTime<Utc>,
+}
+
+/// Reads a list that state rows written before steps ran in parallel hold as one optional value
+/// (`null` or an object), so an upgrade reads the current-state rows of sagas in flight.
+fn one_or_many<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany<T> {
+        Many(Vec<T>),
+        One(Option<T>),
+    }
+    Ok(match OneOrMany::deserialize(deserializer)? {
+        OneOrMany::Many(v) => v,
+        OneOrMany::One(o) => o.into_iter().collect(),
+    })
 }
 
 /// A log that does not start with `Started`, or an entry out of sequence.
@@ -895,4 +916,60 @@ pub fn compensation_order_violation(history: &[LogEntry], definition: &SagaDefin
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state_with_one_in_flight() -> SagaState {
+        let id = SagaId::new();
+        let at = Utc::now();
+        let started = LogEntry {
+            seq: 1,
+            at,
+            event: SagaEvent::Started {
+                saga_type: "prueba".into(),
+                version: 1,
+                steps: vec!["uno".into()],
+                params: serde_json::json!({}),
+            },
+        };
+        let mut state = SagaState::started(id, &started).expect("started");
+        let command = Command {
+            correlation: Correlation {
+                saga_id: id,
+                saga_type: "prueba".into(),
+                step_name: "uno".into(),
+                attempt: 1,
+                kind: StepKind::Action,
+                message_id: MessageId::new(),
+            },
+            participant: "comandos.uno".into(),
+            reply_to: "respuestas".into(),
+            message_type: "Hacer".into(),
+            body: serde_json::json!({}),
+        };
+        state.apply(&LogEntry { seq: 2, at, event: SagaEvent::CommandSent { command, deadline: at } }).expect("apply");
+        state
+    }
+
+    /// A current-state row written before steps ran in parallel held `in_flight` as one optional
+    /// command and `retry` as one optional retry: it still reads, as lists.
+    #[test]
+    fn a_state_row_of_the_sequential_engine_still_reads() {
+        let state = state_with_one_in_flight();
+        let mut old = serde_json::to_value(&state).expect("json");
+        let one = old["in_flight"][0].clone();
+        old["in_flight"] = one;
+        let retries = old.as_object_mut().expect("object").remove("retries");
+        assert_eq!(retries, Some(serde_json::json!([])));
+        old["retry"] = serde_json::Value::Null;
+        let read: SagaState = serde_json::from_value(old.clone()).expect("old shape reads");
+        assert_eq!(read, state);
+
+        old["in_flight"] = serde_json::Value::Null;
+        let read: SagaState = serde_json::from_value(old).expect("null reads");
+        assert!(read.in_flight.is_empty() && read.retries.is_empty());
+    }
 }
