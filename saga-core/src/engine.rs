@@ -48,12 +48,13 @@ pub enum EngineError {
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The parameters could not be written as JSON.
-    #[error("invalid parameters for {saga_type}: {reason}")]
+    #[error("invalid parameters for {saga_type}: {source}")]
     InvalidParams {
         /// The saga type.
         saga_type: String,
         /// What serde said.
-        reason: String,
+        #[source]
+        source: serde_json::Error,
     },
     /// The log holds something the engine cannot fold.
     #[error(transparent)]
@@ -275,7 +276,7 @@ impl Engine {
     /// Starts a saga of type `S` with typed parameters: see [`Engine::start`].
     pub async fn start_saga<S: SagaType>(&self, id: SagaId, params: &S::Params) -> Result<Started, EngineError> {
         let params = serde_json::to_value(params)
-            .map_err(|e| EngineError::InvalidParams { saga_type: S::NAME.to_owned(), reason: e.to_string() })?;
+            .map_err(|source| EngineError::InvalidParams { saga_type: S::NAME.to_owned(), source })?;
         self.start(S::NAME, id, params).await
     }
 
