@@ -133,12 +133,7 @@ impl EngineObserver for Finished {
 /// API answers, so the reply to any command it sends has a subscription to land on.
 pub async fn build(parts: Parts, tasks: &Tasks) -> anyhow::Result<App> {
     let modules = crate::sagas::modules();
-    let mut registry = saga_core::Registry::new();
-    for module in &modules {
-        for definition in module.definitions(&parts.steps) {
-            registry.register(definition).with_context(|| format!("registering {}", module.saga_type()))?;
-        }
-    }
+    let registry = crate::sagas::registry(&parts.steps).context("registering the sagas")?;
     let mut by_type = HashMap::new();
     let mut finished = Vec::new();
     for module in &modules {
