@@ -103,6 +103,7 @@ pub async fn start(config: Config, observer: Option<Arc<dyn EngineObserver>>) ->
         observer,
         http: config.http,
         routes,
+        cliente_url: None,
     };
     let app = app::build(parts, &tasks).await?;
     let stopped = tasks.stop_signal();
