@@ -182,12 +182,11 @@ async fn a_payout_completes_with_exact_amounts_in_every_service() {
             .await
             .unwrap();
     assert_eq!(comision, vec![("COMISION".to_owned(), 15_005)]);
-    let operacion: Vec<(String, i64)> =
-        sqlx::query_as("SELECT estado, valor_menor FROM operacion WHERE id_pago = $1")
-            .bind(id_pago)
-            .fetch_all(&w.db("proveedor").await)
-            .await
-            .unwrap();
+    let operacion: Vec<(String, i64)> = sqlx::query_as("SELECT estado, valor_menor FROM operacion WHERE id_pago = $1")
+        .bind(id_pago)
+        .fetch_all(&w.db("proveedor").await)
+        .await
+        .unwrap();
     assert_eq!(operacion, vec![("AUTORIZADA".to_owned(), 150_050)]);
     assert_eq!(w.total_pagos(&partner).await, 1);
     let (_, cliente) = w.get_cliente(&partner).await;
