@@ -3,6 +3,9 @@
 //! mode, so every outcome of the saga can be produced on purpose:
 //!
 //! - `METODO_NO_SOPORTADO`: the method is not one of [`METODOS_SOPORTADOS`];
+//! - `MONTO_INVALIDO`: the amount is zero or less (pagos refuses such a payout first; a gateway
+//!   checks it anyway, and the table's `CHECK` would otherwise make it a database error, retried
+//!   forever);
 //! - `LIMITE_EXCEDIDO`: the amount is over [`LIMITE_POR_OPERACION`] minor units;
 //! - `TARJETA_RECHAZADA`: the method's mask ends in [`MASCARA_RECHAZADA`] (declined);
 //! - a mask ending in [`MASCARA_LENTA`] times out on the first attempt: the answer is
@@ -37,6 +40,8 @@ pub static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("migrations/proveedor/sqli
 pub const METODO_NO_SOPORTADO: &str = "METODO_NO_SOPORTADO";
 /// The card was declined.
 pub const TARJETA_RECHAZADA: &str = "TARJETA_RECHAZADA";
+/// The amount is zero or negative.
+pub const MONTO_INVALIDO: &str = "MONTO_INVALIDO";
 /// The amount is over the per-operation limit.
 pub const LIMITE_EXCEDIDO: &str = "LIMITE_EXCEDIDO";
 /// Another saga already sent this payout.
@@ -97,6 +102,9 @@ macro_rules! proveedor_for {
                         METODO_NO_SOPORTADO,
                         format!("el método {:?} no se admite ({})", metodo.tipo, METODOS_SOPORTADOS.join(", ")),
                     ));
+                }
+                if e.monto.valor_menor <= 0 {
+                    return Ok(refuse(MONTO_INVALIDO, format!("el monto debe ser positivo, no {}", e.monto)));
                 }
                 if e.monto.valor_menor > LIMITE_POR_OPERACION {
                     return Ok(refuse(

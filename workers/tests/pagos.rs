@@ -192,8 +192,20 @@ async fn a_cycle_is_paid_once(w: World) {
 
 const RACERS: usize = 16;
 
+/// On PostgreSQL the payouts are made to race for real: a transaction holds the table in SHARE
+/// mode (reads go on, inserts wait) until every payout has checked the cycle, found it free and
+/// queued its insert; then they all insert at once. Without it, short transactions mostly run one
+/// after another and the check alone would pass. SQLite participants are serialized by design.
 async fn concurrent_payouts_of_one_cycle_pay_it_once(w: World) {
     let w = Arc::new(w);
+    let blocker = match &w.db {
+        Db::Pg(pool) => {
+            let mut tx = pool.begin().await.unwrap();
+            sqlx::query("LOCK TABLE pago IN SHARE MODE").execute(&mut *tx).await.unwrap();
+            Some((pool.clone(), tx))
+        }
+        Db::Lite(_) => None,
+    };
     let mut tasks = Vec::new();
     for i in 0..RACERS {
         let w = w.clone();
@@ -201,6 +213,20 @@ async fn concurrent_payouts_of_one_cycle_pay_it_once(w: World) {
             let r = registrar(Uuid::now_v7(), "partner-1", "2026-11", usd(10_000 + i as i64));
             w.send(&w.registro(SagaId::new(), 1, &r)).await
         }));
+    }
+    if let Some((pool, tx)) = blocker {
+        let waiting = "SELECT COUNT(*) FROM pg_locks WHERE relation = 'pago'::regclass AND NOT granted \
+                       AND database = (SELECT oid FROM pg_database WHERE datname = current_database())";
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let n: i64 = sqlx::query_scalar(waiting).fetch_one(&pool).await.unwrap();
+            if n == RACERS as i64 {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "only {n} of {RACERS} payouts reached the insert");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        tx.commit().await.unwrap();
     }
     let mut applied = 0;
     for task in tasks {

@@ -18,7 +18,7 @@ use schemas::{AnularPago, EnviarPago, MetodoPago, Moneda, Monto, PagoEnviado};
 use uuid::Uuid;
 use workers::proveedor::{
     self, Proveedor, LIMITE_EXCEDIDO, LIMITE_POR_OPERACION, LIQUIDACION, METODOS_SOPORTADOS, METODO_NO_SOPORTADO,
-    PAGO_DUPLICADO, TARJETA_RECHAZADA,
+    MONTO_INVALIDO, PAGO_DUPLICADO, TARJETA_RECHAZADA,
 };
 
 struct World {
@@ -125,6 +125,8 @@ async fn sends_through_every_supported_method_and_refuses_the_rest(w: World) {
         (envio(100, "bank_transfer", "****1234"), METODO_NO_SOPORTADO),
         (envio(100, "CARD", "****0002"), TARJETA_RECHAZADA),
         (envio(LIMITE_POR_OPERACION + 1, "BANK_TRANSFER", "****1234"), LIMITE_EXCEDIDO),
+        (envio(0, "BANK_TRANSFER", "****1234"), MONTO_INVALIDO),
+        (envio(-5, "BANK_TRANSFER", "****1234"), MONTO_INVALIDO),
     ];
     for (e, expected) in refusals {
         let outcome = w.send(&w.enviar(SagaId::new(), 1, &e)).await;
