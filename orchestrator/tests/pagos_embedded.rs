@@ -144,6 +144,20 @@ async fn each_provider_refusal_compensates_the_credit_then_the_payout() {
     }
     let (_, c) = api.get(&format!("/cliente/{partner}")).await;
     assert_eq!(c["total_pagos"], 0, "every credit reverted: {c}");
+
+    // A failed payout paid nothing: the same cycle, asked again with a card that works, is a
+    // new payout, and it completes.
+    let mut rechazado = casos::pago(&partner);
+    rechazado["payment_method_mask"] = json!("****0002");
+    let fallido = api.pagar(&rechazado).await;
+    assert_eq!(api.settled(fallido["id"].as_str().unwrap()).await["estado"], "FALLIDO");
+    rechazado["payment_method_mask"] = json!("****1234");
+    let nuevo = api.pagar(&rechazado).await;
+    assert_ne!(nuevo["id"], fallido["id"]);
+    assert_eq!(nuevo["existente"], false);
+    assert_eq!(api.settled(nuevo["id"].as_str().unwrap()).await["estado"], "COMPLETADO");
+    let (_, c) = api.get(&format!("/cliente/{partner}")).await;
+    assert_eq!(c["total_pagos"], 1, "{c}");
     running.stop().await;
 }
 

@@ -8,8 +8,8 @@
 //! it), `PAGO_DUPLICADO` (another saga already recorded this payout id), `PAGO_NO_CONFIRMABLE`
 //! (confirming a payout that is not `PROCESANDO`, or unknown).
 //!
-//! A partner's cycle is paid at most once: `UNIQUE (id_partner, id_ciclo)`. A failed payout keeps
-//! its cycle. Payouts registered at the same time insert with `ON CONFLICT DO NOTHING` (on
+//! A partner's cycle is paid at most once: a unique index on `(id_partner, id_ciclo)` over the
+//! payouts not `FALLIDO` (a failed payout paid nothing, so it frees its cycle for a new one). Payouts registered at the same time insert with `ON CONFLICT DO NOTHING` (on
 //! PostgreSQL a unique violation would abort the participant's transaction; the losing insert
 //! waits for the winner's commit and then inserts nothing) and read back who owns the cycle.
 //!
@@ -122,7 +122,7 @@ macro_rules! pagos_for {
                 let titular = |otro: Uuid| {
                     refuse(CICLO_YA_PAGADO, format!("el ciclo {} del partner {} ya lo paga el pago {otro}", r.id_ciclo, r.id_partner))
                 };
-                let owner: Option<Uuid> = sqlx::query_scalar("SELECT id_pago FROM pago WHERE id_partner = $1 AND id_ciclo = $2")
+                let owner: Option<Uuid> = sqlx::query_scalar("SELECT id_pago FROM pago WHERE id_partner = $1 AND id_ciclo = $2 AND estado <> 'FALLIDO'")
                     .bind(&r.id_partner)
                     .bind(&r.id_ciclo)
                     .fetch_optional(&mut **tx)
@@ -151,7 +151,7 @@ macro_rules! pagos_for {
                 .rows_affected();
                 if inserted == 0 {
                     let owner: Option<Uuid> =
-                        sqlx::query_scalar("SELECT id_pago FROM pago WHERE id_partner = $1 AND id_ciclo = $2")
+                        sqlx::query_scalar("SELECT id_pago FROM pago WHERE id_partner = $1 AND id_ciclo = $2 AND estado <> 'FALLIDO'")
                             .bind(&r.id_partner)
                             .bind(&r.id_ciclo)
                             .fetch_optional(&mut **tx)

@@ -165,7 +165,8 @@ async fn a_payout_of_zero_or_less_is_refused(w: World) {
 
 async fn a_cycle_is_paid_once(w: World) {
     let primero = registrar(Uuid::now_v7(), "partner-1", "2026-11", usd(10_000));
-    success::<PagoRegistrado>(w.send(&w.registro(SagaId::new(), 1, &primero)).await);
+    let saga_primero = SagaId::new();
+    success::<PagoRegistrado>(w.send(&w.registro(saga_primero, 1, &primero)).await);
     let segundo = registrar(Uuid::now_v7(), "partner-1", "2026-11", usd(20_000));
     match w.send(&w.registro(SagaId::new(), 1, &segundo)).await {
         Outcome::BusinessFailure { code, reason } => {
@@ -175,10 +176,14 @@ async fn a_cycle_is_paid_once(w: World) {
         other => panic!("expected CICLO_YA_PAGADO, got {other:?}"),
     }
     assert!(w.pago(segundo.id_pago).await.is_none());
-    // Even once the first failed: a failed payout keeps its cycle.
-    w.send(&w.fallido(SagaId::new(), 1, primero.id_pago)).await;
+    // Once the first failed, it paid nothing: its cycle is free for a new payout, and that one
+    // holds it in turn.
+    w.send(&w.fallido(saga_primero, 1, primero.id_pago)).await;
+    assert_eq!(w.pago(primero.id_pago).await.map(|p| p.estado), Some(EstadoPago::Fallido));
     let tercero = registrar(Uuid::now_v7(), "partner-1", "2026-11", usd(20_000));
-    assert_eq!(code(&w.send(&w.registro(SagaId::new(), 1, &tercero)).await), CICLO_YA_PAGADO);
+    success::<PagoRegistrado>(w.send(&w.registro(SagaId::new(), 1, &tercero)).await);
+    let cuarto = registrar(Uuid::now_v7(), "partner-1", "2026-11", usd(20_000));
+    assert_eq!(code(&w.send(&w.registro(SagaId::new(), 1, &cuarto)).await), CICLO_YA_PAGADO);
     // Another cycle, or another partner's same cycle, is paid.
     let otro_ciclo = registrar(Uuid::now_v7(), "partner-1", "2026-12", usd(20_000));
     success::<PagoRegistrado>(w.send(&w.registro(SagaId::new(), 1, &otro_ciclo)).await);
@@ -187,7 +192,7 @@ async fn a_cycle_is_paid_once(w: World) {
     // Another saga with a payout id already used (for another cycle).
     let mismo_id = registrar(primero.id_pago, "partner-3", "2027-01", usd(1));
     assert_eq!(code(&w.send(&w.registro(SagaId::new(), 1, &mismo_id)).await), PAGO_DUPLICADO);
-    assert_eq!(w.count("SELECT COUNT(*) FROM pago").await, 3);
+    assert_eq!(w.count("SELECT COUNT(*) FROM pago").await, 4);
 }
 
 const RACERS: usize = 16;

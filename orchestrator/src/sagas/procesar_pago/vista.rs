@@ -3,8 +3,9 @@
 //! in the orchestrator's database beside the saga log; PostgreSQL and SQLite run the same
 //! statements.
 //!
-//! One payout per `(partner, cycle)`: the table's unique constraint decides between concurrent
-//! requests, so a cycle is paid at most once whatever the retries and the concurrency.
+//! One live payout per `(partner, cycle)`: a unique index over the payouts not `FALLIDO` decides
+//! between concurrent requests, so a cycle is paid at most once whatever the retries and the
+//! concurrency; a failed payout paid nothing and frees its cycle for a new request.
 
 use std::str::FromStr;
 
@@ -129,8 +130,8 @@ pub struct Filtro {
 /// The payout view.
 #[async_trait]
 pub trait VistaPagos: Send + Sync + 'static {
-    /// Records a new `PENDIENTE` payout; when its partner's cycle already has one, records
-    /// nothing and returns that one.
+    /// Records a new `PENDIENTE` payout; when its partner's cycle already has one not
+    /// `FALLIDO`, records nothing and returns that one.
     async fn registrar(&self, pago: &ProcesarPago, saga_id: SagaId) -> Result<Registrado, VistaError>;
     /// One payout.
     async fn obtener(&self, id: Uuid) -> Result<Option<Pago>, VistaError>;
@@ -201,7 +202,7 @@ macro_rules! sql_vista {
 
             async fn by_cycle(&self, id_partner: &str, id_ciclo: &str) -> Result<Option<Pago>, VistaError> {
                 let row: Option<Row> = sqlx::query_as(&format!(
-                    "SELECT {COLUMNS} FROM vista_pago WHERE id_partner = $1 AND id_ciclo = $2"
+                    "SELECT {COLUMNS} FROM vista_pago WHERE id_partner = $1 AND id_ciclo = $2 AND estado <> 'FALLIDO'"
                 ))
                 .bind(id_partner)
                 .bind(id_ciclo)
@@ -219,12 +220,15 @@ macro_rules! sql_vista {
                 }
                 let now = Utc::now();
                 let inserted = sqlx::query(&format!(
-                    "INSERT INTO vista_pago ({COLUMNS}) VALUES ($1, $2, 'PENDIENTE', NULL, NULL, NULL, $3, $4, $4)"
+                    "INSERT INTO vista_pago ({COLUMNS}, id_partner, id_ciclo) \
+                     VALUES ($1, $2, 'PENDIENTE', NULL, NULL, NULL, $3, $4, $4, $5, $6)"
                 ))
                 .bind(p.id_pago)
                 .bind(saga_id.0)
                 .bind(Json(p))
                 .bind(now)
+                .bind(&p.id_partner)
+                .bind(&p.id_ciclo)
                 .execute(&self.pool)
                 .await;
                 match inserted {

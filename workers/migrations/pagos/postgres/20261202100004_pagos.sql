@@ -11,10 +11,11 @@ CREATE TABLE pago (
     estado          TEXT        NOT NULL CHECK (estado IN ('PROCESANDO', 'COMPLETADO', 'FALLIDO')),
     id_confirmacion TEXT,
     creado_en       TIMESTAMPTZ NOT NULL,
-    actualizado_en  TIMESTAMPTZ NOT NULL,
-    -- A partner's cycle is paid at most once, even by payouts registered at the same time.
-    UNIQUE (id_partner, id_ciclo)
+    actualizado_en  TIMESTAMPTZ NOT NULL
 );
+-- A partner's cycle is paid at most once, even by payouts registered at the same time; a failed
+-- payout paid nothing and frees its cycle.
+CREATE UNIQUE INDEX pago_ciclo_vigente ON pago (id_partner, id_ciclo) WHERE estado <> 'FALLIDO';
 
 CREATE TABLE transaccion_pago (
     id_transaccion UUID        PRIMARY KEY,

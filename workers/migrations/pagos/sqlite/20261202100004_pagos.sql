@@ -10,9 +10,10 @@ CREATE TABLE pago (
     estado          TEXT    NOT NULL CHECK (estado IN ('PROCESANDO', 'COMPLETADO', 'FALLIDO')),
     id_confirmacion TEXT,
     creado_en       TEXT    NOT NULL,
-    actualizado_en  TEXT    NOT NULL,
-    UNIQUE (id_partner, id_ciclo)
+    actualizado_en  TEXT    NOT NULL
 );
+-- A failed payout paid nothing and frees its cycle.
+CREATE UNIQUE INDEX pago_ciclo_vigente ON pago (id_partner, id_ciclo) WHERE estado <> 'FALLIDO';
 
 CREATE TABLE transaccion_pago (
     id_transaccion BLOB    PRIMARY KEY,

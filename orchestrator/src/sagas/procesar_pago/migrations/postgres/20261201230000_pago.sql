@@ -1,6 +1,6 @@
 -- The orchestrator's query side of the payout saga: payouts as clients see them, kept up to
--- date from the saga log by the projector. One payout per (partner, cycle): the unique
--- constraint is what makes "paid at most once" hold under concurrent requests.
+-- date from the saga log by the projector. One live payout per (partner, cycle): the unique
+-- index is what makes "paid at most once" hold under concurrent requests.
 CREATE TABLE vista_pago (
     id_pago          UUID        PRIMARY KEY,
     saga_id          UUID        NOT NULL UNIQUE,
@@ -12,9 +12,10 @@ CREATE TABLE vista_pago (
     paso_fallido     TEXT,
     solicitud        JSONB       NOT NULL,
     fecha_creacion      TIMESTAMPTZ NOT NULL,
-    fecha_actualizacion TIMESTAMPTZ NOT NULL,
-    UNIQUE (id_partner, id_ciclo)
+    fecha_actualizacion TIMESTAMPTZ NOT NULL
 );
+-- A failed payout paid nothing: it frees its cycle for a new request.
+CREATE UNIQUE INDEX vista_pago_ciclo_vigente ON vista_pago (id_partner, id_ciclo) WHERE estado <> 'FALLIDO';
 CREATE INDEX vista_pago_estado_idx ON vista_pago (estado, fecha_creacion);
 CREATE INDEX vista_pago_creado_idx ON vista_pago (fecha_creacion DESC, id_pago DESC);
 

@@ -11,9 +11,10 @@ CREATE TABLE vista_pago (
     paso_fallido     TEXT,
     solicitud        TEXT NOT NULL,
     fecha_creacion      TEXT NOT NULL,
-    fecha_actualizacion TEXT NOT NULL,
-    UNIQUE (id_partner, id_ciclo)
+    fecha_actualizacion TEXT NOT NULL
 );
+-- A failed payout paid nothing: it frees its cycle for a new request.
+CREATE UNIQUE INDEX vista_pago_ciclo_vigente ON vista_pago (id_partner, id_ciclo) WHERE estado <> 'FALLIDO';
 CREATE INDEX vista_pago_estado_idx ON vista_pago (estado, fecha_creacion);
 CREATE INDEX vista_pago_creado_idx ON vista_pago (fecha_creacion DESC, id_pago DESC);
 
