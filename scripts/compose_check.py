@@ -571,7 +571,7 @@ def check_healthchecks(ctx: Context) -> Tuple[List[str], str]:
                 errors.append(f"{name}: healthcheck `{line}` does not GET /health over HTTP")
             elif int(m.group(1)) != port:
                 errors.append(f"{name}: healthcheck probes port {m.group(1)}, ALPES__HTTP listens on {port}")
-    return errors, "postgres, pulsar and the four daemons have healthchecks; the daemons' GET /health on their port"
+    return errors, "postgres, pulsar and every daemon has healthchecks; the daemons' GET /health on their port"
 
 
 @check("builds")
@@ -592,7 +592,7 @@ def check_builds(ctx: Context) -> Tuple[List[str], str]:
     if len(seen) > 1:
         errors.append(f"the daemons are built from different Dockerfiles or contexts: {sorted(map(str, seen))}")
     where = next(iter(seen))[1] if len(seen) == 1 else "?"
-    return errors, f"the four daemons are built from {where}"
+    return errors, f"every daemon is built from {where}"
 
 
 @check("commands")
