@@ -100,6 +100,8 @@ pub struct Parts {
     pub http: SocketAddr,
     /// More routes on the same server (the embedded mode serves tracking's event intake).
     pub routes: Router,
+    /// The description of `routes`, merged into `GET /openapi.json`.
+    pub openapi: utoipa::openapi::OpenApi,
 }
 
 /// A built orchestrator.
@@ -163,7 +165,10 @@ pub async fn build(parts: Parts, tasks: &Tasks) -> anyhow::Result<App> {
         let cx = SagaContext { engine: engine.clone(), db: &parts.db, events: &parts.events, tasks, finished };
         app = app.merge(module.start(cx).await.with_context(|| format!("starting {}", module.saga_type()))?);
     }
-    let app = app.merge(parts.routes).merge(metrics::router(metrics::prometheus()));
+    let mut doc = crate::openapi::document();
+    doc.merge(parts.openapi);
+    let app =
+        app.merge(parts.routes).merge(metrics::router(metrics::prometheus())).merge(daemon::openapi::router(&doc));
 
     let listener = TcpListener::bind(parts.http).await.with_context(|| format!("binding {}", parts.http))?;
     let addr = listener.local_addr()?;
