@@ -238,3 +238,63 @@ macro_rules! suite {
 
 suite!(postgres);
 suite!(sqlite);
+
+/// An event recorded before events had `datos` (the first migration only) reads back after the
+/// later migrations with `{}`, its kind and time kept: the SQLite table rebuild loses nothing.
+macro_rules! events_survive_the_datos_migration {
+    ($test:ident, $fresh:path, $migrator:path, $eventos:ident) => {
+        #[tokio::test]
+        async fn $test() {
+            let pool = $fresh().await;
+            let first = sqlx::migrate::Migrator {
+                migrations: std::borrow::Cow::Owned($migrator.migrations[..1].to_vec()),
+                ..sqlx::migrate::Migrator::DEFAULT
+            };
+            saga_core::log::sql::migrate(&first, &pool).await.unwrap();
+            let (id_tracking, id_campana, id_evento) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+            let at = chrono::DateTime::from_timestamp_micros(1_750_000_000_123_456).unwrap();
+            let dia: chrono::NaiveDateTime = "2025-01-01T00:00:00".parse().unwrap();
+            sqlx::query(
+                "INSERT INTO contexto_tracking (id_tracking, id_campana, id_marca, fecha_inicio, fecha_fin, estado) \
+                 VALUES ($1, $2, $3, $4, $4, 'abierto')",
+            )
+            .bind(id_tracking)
+            .bind(id_campana)
+            .bind(Uuid::now_v7())
+            .bind(dia)
+            .execute(&pool)
+            .await
+            .unwrap();
+            sqlx::query(
+                "INSERT INTO evento_tracking (id_evento, id_tracking, codigo, tipo, valor_centavos, ocurrido_en) \
+                 VALUES ($1, $2, NULL, 'clic', NULL, $3)",
+            )
+            .bind(id_evento)
+            .bind(id_tracking)
+            .bind(at)
+            .execute(&pool)
+            .await
+            .unwrap();
+            saga_core::log::sql::migrate(&$migrator, &pool).await.unwrap();
+            let (eventos, total) = $eventos { pool }.listar(id_campana, 10, 0).await.unwrap().unwrap();
+            assert_eq!(total, 1);
+            assert_eq!(
+                (eventos[0].id, eventos[0].tipo_evento.as_str(), eventos[0].datos.is_empty(), eventos[0].fecha_evento),
+                (id_evento, "clic", true, at)
+            );
+        }
+    };
+}
+
+events_survive_the_datos_migration!(
+    postgres_events_survive_the_datos_migration,
+    common::fresh_pg,
+    tracking::PG_MIGRATOR,
+    PgEventos
+);
+events_survive_the_datos_migration!(
+    sqlite_events_survive_the_datos_migration,
+    common::fresh_sqlite,
+    tracking::SQLITE_MIGRATOR,
+    SqliteEventos
+);
