@@ -44,6 +44,43 @@ fn openapi() {}
 #[openapi(paths(health, metrics, openapi), components(schemas(Salud)))]
 struct Operations;
 
+/// A schema's shape: without its descriptions and examples, which may differ between two services
+/// that describe the same body.
+fn shape(schema: &impl Serialize) -> Option<serde_json::Value> {
+    fn strip(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(map) => {
+                for key in ["description", "example", "examples"] {
+                    map.remove(key);
+                }
+                map.values_mut().for_each(strip);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let mut v = serde_json::to_value(schema).ok()?;
+    strip(&mut v);
+    Some(v)
+}
+
+/// Merges `other` into `doc`, refusing a schema that `doc` already names with another shape:
+/// utoipa keeps the first of two schemas of one name, so a clash would describe one service's
+/// bodies with another's.
+pub fn merge(doc: &mut utoipa::openapi::OpenApi, other: utoipa::openapi::OpenApi) -> Result<(), String> {
+    if let (Some(mine), Some(theirs)) = (&doc.components, &other.components) {
+        for (name, schema) in &theirs.schemas {
+            if let Some(existing) = mine.schemas.get(name) {
+                if shape(existing) != shape(schema) {
+                    return Err(format!("two different schemas are named {name} in one OpenAPI document"));
+                }
+            }
+        }
+    }
+    doc.merge(other);
+    Ok(())
+}
+
 /// `/health`, `/metrics` and `/openapi.json`, described.
 pub fn operations() -> utoipa::openapi::OpenApi {
     Operations::openapi()

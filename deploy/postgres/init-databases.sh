@@ -30,6 +30,18 @@ REVOKE ALL ON DATABASE influencer FROM PUBLIC;
 CREATE ROLE tracking LOGIN PASSWORD :'pw';
 CREATE DATABASE tracking OWNER tracking;
 REVOKE ALL ON DATABASE tracking FROM PUBLIC;
+
+CREATE ROLE cliente LOGIN PASSWORD :'pw';
+CREATE DATABASE cliente OWNER cliente;
+REVOKE ALL ON DATABASE cliente FROM PUBLIC;
+
+CREATE ROLE pagos LOGIN PASSWORD :'pw';
+CREATE DATABASE pagos OWNER pagos;
+REVOKE ALL ON DATABASE pagos FROM PUBLIC;
+
+CREATE ROLE proveedor LOGIN PASSWORD :'pw';
+CREATE DATABASE proveedor OWNER proveedor;
+REVOKE ALL ON DATABASE proveedor FROM PUBLIC;
 SQL
 
-echo "init-databases.sh: created databases orchestrator, marca, influencer, tracking"
+echo "init-databases.sh: created databases orchestrator, marca, influencer, tracking, cliente, pagos, proveedor"

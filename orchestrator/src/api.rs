@@ -57,6 +57,9 @@ pub struct ApiError {
     body: Value,
 }
 
+/// What a 503 asks clients to wait before retrying, in seconds.
+pub const RETRY_AFTER_SECS: u64 = 2;
+
 impl ApiError {
     /// `{"error": message}` with `status`.
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
@@ -68,6 +71,11 @@ impl ApiError {
         Self { status, body }
     }
 
+    /// A dependency that does not answer: `503` with `Retry-After`.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, message)
+    }
+
     /// An internal error: logged with `context`, answered with a generic message.
     pub fn internal(context: &str, e: impl std::fmt::Display) -> Self {
         error!(error = %e, "{context}");
@@ -77,7 +85,11 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(self.body)).into_response()
+        let mut response = (self.status, Json(self.body)).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, RETRY_AFTER_SECS.into());
+        }
+        response
     }
 }
 
@@ -90,7 +102,7 @@ impl From<EngineError> for ApiError {
             }
             EngineError::Store(s) if s.is_transient() => {
                 error!(error = %s, "saga log unavailable");
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "la base de datos no responde; inténtelo de nuevo")
+                ApiError::unavailable("la base de datos no responde; inténtelo de nuevo")
             }
             other => ApiError::internal("engine error", other),
         }

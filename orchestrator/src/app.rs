@@ -60,6 +60,16 @@ pub struct SagaContext<'a> {
     pub tasks: &'a Tasks,
     /// The ids of this saga type's sagas as they end (completed, compensated, aborted).
     pub finished: mpsc::UnboundedReceiver<SagaId>,
+    /// Where the services that sagas query synchronously answer.
+    pub services: &'a Services,
+}
+
+/// The services whose HTTP APIs a saga's routes query while answering a request (the payout
+/// saga asks cliente whether a partner is registered before it starts a saga).
+#[derive(Clone, Debug)]
+pub struct Services {
+    /// The cliente service's base URL.
+    pub cliente_url: String,
 }
 
 /// A saga as the orchestrator runs it: its definitions, and its own parts (a view, routes,
@@ -98,10 +108,13 @@ pub struct Parts {
     pub observer: Option<Arc<dyn EngineObserver>>,
     /// Where the HTTP API listens (port 0: any free port).
     pub http: SocketAddr,
-    /// More routes on the same server (the embedded mode serves tracking's event intake).
+    /// More routes on the same server (the embedded mode serves the participants' own routes).
     pub routes: Router,
     /// The description of `routes`, merged into `GET /openapi.json`.
     pub openapi: utoipa::openapi::OpenApi,
+    /// The cliente service's base URL; `None`: this server's own address (the embedded mode,
+    /// where cliente's routes are in `routes`).
+    pub cliente_url: Option<String>,
 }
 
 /// A built orchestrator.
@@ -160,18 +173,29 @@ pub async fn build(parts: Parts, tasks: &Tasks) -> anyhow::Result<App> {
         saga_core::metrics::poll_store_gauges(engine.store().clone(), Duration::from_secs(5)),
     );
 
+    // Bound before the sagas start, so the embedded mode can give its own address to the routes
+    // that query its participants' HTTP APIs.
+    let listener = TcpListener::bind(parts.http).await.with_context(|| format!("binding {}", parts.http))?;
+    let addr = listener.local_addr()?;
+    let services = Services { cliente_url: parts.cliente_url.unwrap_or_else(|| format!("http://{addr}")) };
+
     let mut app = api::router(engine.clone());
     for (module, finished) in modules.iter().zip(finished) {
-        let cx = SagaContext { engine: engine.clone(), db: &parts.db, events: &parts.events, tasks, finished };
+        let cx = SagaContext {
+            engine: engine.clone(),
+            db: &parts.db,
+            events: &parts.events,
+            tasks,
+            finished,
+            services: &services,
+        };
         app = app.merge(module.start(cx).await.with_context(|| format!("starting {}", module.saga_type()))?);
     }
     let mut doc = crate::openapi::document();
-    doc.merge(parts.openapi);
+    daemon::openapi::merge(&mut doc, parts.openapi).map_err(anyhow::Error::msg).context("describing the routes")?;
     let app =
         app.merge(parts.routes).merge(metrics::router(metrics::prometheus())).merge(daemon::openapi::router(&doc));
 
-    let listener = TcpListener::bind(parts.http).await.with_context(|| format!("binding {}", parts.http))?;
-    let addr = listener.local_addr()?;
     tasks.spawn("HTTP server", axum::serve(listener, app).with_graceful_shutdown(tasks.stop_signal()).into_future());
     info!(%addr, sagas = modules.len(), "orchestrator ready");
     Ok(App { addr, engine })

@@ -39,6 +39,8 @@ pub struct Config {
     pub max_attempts: u32,
     /// First retry delay, in milliseconds (doubles up to 10 s).
     pub initial_backoff_ms: u64,
+    /// The cliente service's HTTP API (the payout saga checks partners there).
+    pub cliente_url: String,
 }
 
 /// Keys without a default.
@@ -50,6 +52,7 @@ http = "127.0.0.1:8000"
 step_timeout_secs = 10
 max_attempts = 5
 initial_backoff_ms = 200
+cliente_url = "http://127.0.0.1:8004"
 [pulsar]
 url = "pulsar://127.0.0.1:6650"
 tenant = "alpes"
@@ -105,6 +108,7 @@ pub async fn start(config: &Config, transport: Arc<dyn Transport>, events: Event
         http: config.http,
         routes: Router::new(),
         openapi: utoipa::openapi::OpenApi::default(),
+        cliente_url: Some(config.cliente_url.clone()),
     };
     let app = app::build(parts, &tasks).await?;
     Ok(Running::new(app.addr, tasks))

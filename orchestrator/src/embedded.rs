@@ -86,7 +86,9 @@ pub async fn start(config: Config, observer: Option<Arc<dyn EngineObserver>>) ->
         // Their routes (tracking's event intake) are served by the same server here; by each
         // worker daemon when distributed.
         routes = routes.merge(ready.routes);
-        openapi.merge(ready.openapi);
+        daemon::openapi::merge(&mut openapi, ready.openapi)
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("describing {name}'s routes"))?;
         tasks.spawn(name, serve(ready.handler, t.clone(), participant.topic().to_owned(), tasks.stop_signal()));
     }
 
@@ -106,6 +108,7 @@ pub async fn start(config: Config, observer: Option<Arc<dyn EngineObserver>>) ->
         http: config.http,
         routes,
         openapi,
+        cliente_url: None,
     };
     let app = app::build(parts, &tasks).await?;
     let stopped = tasks.stop_signal();

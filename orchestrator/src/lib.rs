@@ -9,4 +9,6 @@ pub mod app;
 pub mod distributed;
 pub mod embedded;
 pub mod openapi;
+pub mod outbox;
+pub mod projector;
 pub mod sagas;

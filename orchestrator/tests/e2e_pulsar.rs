@@ -1,4 +1,4 @@
-//! CrearCampaña end to end as it is deployed: the orchestrator and the three workers as separate
+//! CrearCampaña end to end as it is deployed: the orchestrator and every worker as separate
 //! processes (the `orchestrator` and `worker` binaries), each with its own PostgreSQL database,
 //! talking over a real Apache Pulsar broker. Each test gets its own Pulsar namespace and its own
 //! databases, so tests never see each other's messages or rows.
@@ -43,7 +43,7 @@ async fn a_campaign_completes_across_processes_and_campana_creada_is_on_the_topi
     );
     stack.check_effects(&[(id.clone(), c, 1_500_000, 2)]).await;
 
-    let evento = stack.event_of(&saga).await;
+    let evento = stack.event_of::<schemas::EventoCampana>(&saga).await;
     assert_eq!(evento.message_type, "CampanaCreada");
     let schemas::Evento::CampanaCreada(creada) = evento.evento else { panic!("expected CampanaCreada") };
     assert_eq!(creada.id_campana.to_string(), id);
@@ -54,9 +54,9 @@ async fn a_campaign_completes_across_processes_and_campana_creada_is_on_the_topi
     // The saga's ids crossed the process boundary in the message properties: each worker's
     // span for the command carries the saga id, its step and its attempt.
     for (worker, step) in [
-        (&stack.marca, "reservar_presupuesto"),
-        (&stack.influencer, "reservar_influencers"),
-        (&stack.tracking, "abrir_tracking"),
+        (stack.worker("marca"), "reservar_presupuesto"),
+        (stack.worker("influencer"), "reservar_influencers"),
+        (stack.worker("tracking"), "abrir_tracking"),
     ] {
         let logs = worker.logs();
         let line = logs
@@ -79,7 +79,7 @@ async fn a_campaign_completes_across_processes_and_campana_creada_is_on_the_topi
         "{orchestrator}"
     );
     assert!(orchestrator.contains("transport_messages_published_total{transport=\"pulsar\""), "{orchestrator}");
-    let marca = scrape(stack.marca.url()).await;
+    let marca = scrape(stack.worker("marca").url()).await;
     assert!(marca.contains("participant_commands_total{participant=\"comandos.marca\",kind=\"action\",disposition=\"applied\",outcome=\"success\"} 1"), "{marca}");
 }
 
@@ -99,7 +99,7 @@ async fn each_business_failure_compensates_exactly_the_steps_done_in_reverse() {
         assert_eq!((c["paso_fallido"].as_str(), c["codigo"].as_str()), (Some(step), Some(code)), "{c}");
         let sent: Vec<_> = stack.commands(&saga).await.into_iter().filter(|(_, k)| k == "compensation").collect();
         assert_eq!(sent, compensations, "failure at {step}");
-        let evento = stack.event_of(&saga).await;
+        let evento = stack.event_of::<schemas::EventoCampana>(&saga).await;
         let schemas::Evento::CampanaRechazada(rechazada) = evento.evento else { panic!("expected CampanaRechazada") };
         assert_eq!((rechazada.paso_fallido.as_str(), rechazada.codigo.as_str()), (step, code));
         effects.push((id, c, 1_500_000, 2));
@@ -142,7 +142,7 @@ async fn the_orchestrator_killed_mid_sagas_and_restarted_ends_every_saga() {
     let mut stack = Stack::start().await;
     // tracking is frozen, so every saga stops mid-way with its tracking step in flight (its
     // sibling, influencer, answers meanwhile).
-    stack.tracking.signal("STOP");
+    stack.worker("tracking").signal("STOP");
     let started = start_many(&stack, 24).await;
     wait_for(Duration::from_secs(30), "every saga waiting on tracking", || async {
         for (_, saga) in &started {
@@ -158,7 +158,7 @@ async fn the_orchestrator_killed_mid_sagas_and_restarted_ends_every_saga() {
     stack.orchestrator.kill9();
     // tracking wakes up and answers while the orchestrator is dead: the replies wait on the
     // orchestrator's durable subscription.
-    stack.tracking.signal("CONT");
+    stack.worker("tracking").signal("CONT");
     tokio::time::sleep(Duration::from_secs(1)).await;
     stack.orchestrator.spawn();
     stack.orchestrator.ready().await;
@@ -171,7 +171,7 @@ async fn the_orchestrator_killed_mid_sagas_and_restarted_ends_every_saga() {
     assert!(sagas.iter().all(|s| s["status"] == "completed" || s["status"] == "compensated"), "{sagas:?}");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let events = stack.events().await;
+        let events = stack.events::<schemas::EventoCampana>().await;
         let mut per_saga: HashMap<Uuid, usize> = HashMap::new();
         for e in &events {
             *per_saga.entry(e.saga_id).or_default() += 1;
@@ -195,7 +195,7 @@ async fn a_worker_killed_and_restarted_applies_no_effect_twice() {
     // maybe between its commit and its reply), then killed: what it held unacknowledged comes
     // back to the new process.
     let first = start_many(&stack, 12).await;
-    stack.marca.signal("STOP");
+    stack.worker("marca").signal("STOP");
     let second = start_many(&stack, 6).await;
     // The second batch's first step is marca's: those sagas wait on it, so commands were sent to
     // marca and not answered when it dies.
@@ -209,10 +209,10 @@ async fn a_worker_killed_and_restarted_applies_no_effect_twice() {
         true
     })
     .await;
-    stack.marca.kill9();
+    stack.worker_mut("marca").kill9();
     let third = start_many(&stack, 6).await;
-    stack.marca.spawn();
-    stack.marca.ready().await;
+    stack.worker_mut("marca").spawn();
+    stack.worker_mut("marca").ready().await;
     let started: Vec<_> = first.into_iter().chain(second).chain(third).collect();
     let effects = settle_all(&stack, &started).await;
     // One reservation per campaign and the brand's budget moved once per active campaign.
@@ -268,7 +268,7 @@ async fn poison_on_a_command_topic_is_dead_lettered_and_the_worker_goes_on() {
     let reason = res.headers()["X-Pulsar-PROPERTY-dead_letter_reason"].to_str().unwrap().to_owned();
     assert!(reason.starts_with("undecodable"), "{reason}");
     assert_eq!(res.bytes().await.unwrap().as_ref(), b"\x00\x01not avro");
-    let metrics = reqwest::get(format!("{}/metrics", stack.marca.url())).await.unwrap().text().await.unwrap();
+    let metrics = reqwest::get(format!("{}/metrics", stack.worker("marca").url())).await.unwrap().text().await.unwrap();
     let topic = format!("persistent://alpes/{}/comandos.marca", stack.namespace);
     assert!(
         metrics

@@ -100,37 +100,41 @@ avro_message!(
 
 // ---- Topic envelopes -----------------------------------------------------------------------
 
-/// Declares a participant's body union (action first, with the record its success answers, then
-/// compensation), the envelope of its command topic, and for the saga engine which participant
+/// Declares a participant's body union (for each step it runs: the action, with the record its
+/// success answers, then the compensation; `;` between steps), the envelope of its command topic, and for the saga engine which participant
 /// each command goes to and what the action answers: the topic is written here and nowhere else.
 macro_rules! command_topic {
     (
         $(#[$envelope_meta:meta])* $envelope:ident on $topic:literal,
-        $(#[$body_meta:meta])* $body:ident { $action:ident -> $output:ident, $compensation:ident }
+        $(#[$body_meta:meta])* $body:ident { $($action:ident -> $output:ident, $compensation:ident);+ $(;)? }
     ) => {
-        impl saga_core::CommandMessage for $action {
-            const PARTICIPANT: &'static str = $topic;
-        }
+        $(
+            impl saga_core::CommandMessage for $action {
+                const PARTICIPANT: &'static str = $topic;
+            }
 
-        impl saga_core::ActionMessage for $action {
-            type Output = $output;
-        }
+            impl saga_core::ActionMessage for $action {
+                type Output = $output;
+            }
 
-        impl saga_core::CommandMessage for $compensation {
-            const PARTICIPANT: &'static str = $topic;
-        }
+            impl saga_core::CommandMessage for $compensation {
+                const PARTICIPANT: &'static str = $topic;
+            }
+        )+
 
         message_union! {
             $(#[$body_meta])*
-            $body { $action, $compensation }
+            $body { $($action, $compensation),+ }
         }
 
         impl $body {
-            /// Whether this body is the step's action or its compensation.
+            /// Whether this body is a step's action or its compensation.
             pub fn kind(&self) -> TipoPaso {
                 match self {
-                    Self::$action(_) => TipoPaso::Accion,
-                    Self::$compensation(_) => TipoPaso::Compensacion,
+                    $(
+                        Self::$action(_) => TipoPaso::Accion,
+                        Self::$compensation(_) => TipoPaso::Compensacion,
+                    )+
                 }
             }
         }
@@ -140,7 +144,7 @@ macro_rules! command_topic {
         pub struct $envelope {
             /// Correlation header; `message_type` and `kind` must agree with the body.
             pub correlacion: Correlacion,
-            /// The action or its compensation.
+            /// An action or a compensation.
             pub cuerpo: $body,
         }
 
@@ -164,6 +168,7 @@ macro_rules! command_topic {
         }
     };
 }
+pub(crate) use command_topic;
 
 command_topic! {
     /// Envelope of topic `comandos.marca`.

@@ -24,19 +24,7 @@ impl Centavos {
     /// point. `10.005` has three and is refused, as is `0.1 + 0.2` (`0.30000000000000004`).
     /// The sign is kept; callers that want a positive or bounded amount check it on the result.
     pub fn from_decimal(value: f64) -> Result<Centavos, ImporteInvalido> {
-        if !value.is_finite() {
-            return Err(ImporteInvalido::FueraDeRango);
-        }
-        // `Display` of an `f64` is the shortest round-trip decimal, without exponent.
-        let text = value.abs().to_string();
-        let (units, fraction) = text.split_once('.').unwrap_or((&text, ""));
-        if fraction.len() > 2 {
-            return Err(ImporteInvalido::DemasiadosDecimales);
-        }
-        let units: i64 = units.parse().map_err(|_| ImporteInvalido::FueraDeRango)?;
-        let cents: i64 = format!("{fraction:0<2}").parse().map_err(|_| ImporteInvalido::FueraDeRango)?;
-        let total = units.checked_mul(100).and_then(|c| c.checked_add(cents)).ok_or(ImporteInvalido::FueraDeRango)?;
-        Ok(Centavos(if value < 0.0 { -total } else { total }))
+        minor_units(value, 2).map(Centavos)
     }
 
     /// The amount in currency units as a JSON number, the form the public API takes it in and
@@ -59,11 +47,37 @@ impl Centavos {
     }
 }
 
+/// `value` in minor units of a currency with `decimals` decimals, exactly, as
+/// [`Centavos::from_decimal`] counts them (which is this with two).
+pub(crate) fn minor_units(value: f64, decimals: u32) -> Result<i64, ImporteInvalido> {
+    if !value.is_finite() {
+        return Err(ImporteInvalido::FueraDeRango);
+    }
+    // `Display` of an `f64` is the shortest round-trip decimal, without exponent.
+    let text = value.abs().to_string();
+    let (units, fraction) = text.split_once('.').unwrap_or((&text, ""));
+    let decimals_len = decimals as usize;
+    if fraction.len() > decimals_len {
+        return Err(ImporteInvalido::DemasiadosDecimales);
+    }
+    let units: i64 = units.parse().map_err(|_| ImporteInvalido::FueraDeRango)?;
+    let minor: i64 = if decimals_len == 0 {
+        0
+    } else {
+        format!("{fraction:0<decimals_len$}").parse().map_err(|_| ImporteInvalido::FueraDeRango)?
+    };
+    let total = units
+        .checked_mul(10i64.pow(decimals))
+        .and_then(|c| c.checked_add(minor))
+        .ok_or(ImporteInvalido::FueraDeRango)?;
+    Ok(if value < 0.0 { -total } else { total })
+}
+
 /// Why [`Centavos::from_decimal`] refused an amount.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ImporteInvalido {
-    /// More than two decimals: not a whole number of centavos.
-    #[error("the amount has more than two decimals")]
+    /// More decimals than the currency's minor unit has (two for centavos).
+    #[error("the amount has more decimals than the currency's minor unit")]
     DemasiadosDecimales,
     /// Not finite, or too large for an `i64` of centavos.
     #[error("the amount does not fit in 64-bit centavos")]

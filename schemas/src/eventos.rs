@@ -123,18 +123,19 @@ impl AvroMessage for EventoCampana {
     const NAME: &'static str = "EventoCampana";
 
     fn check(&self) -> Result<(), SchemaError> {
-        if self.message_type == self.evento.message_type() {
-            Ok(())
-        } else {
-            Err(SchemaError::Inconsistent {
-                envelope: Self::NAME,
-                problem: format!(
-                    "message_type is `{}` but the event is `{}`",
-                    self.message_type,
-                    self.evento.message_type()
-                ),
-            })
-        }
+        check_event_type(Self::NAME, &self.message_type, self.evento.message_type())
+    }
+}
+
+/// Checks that an event envelope's `message_type` names its event's record.
+pub(crate) fn check_event_type(envelope: &'static str, message_type: &str, actual: &str) -> Result<(), SchemaError> {
+    if message_type == actual {
+        Ok(())
+    } else {
+        Err(SchemaError::Inconsistent {
+            envelope,
+            problem: format!("message_type is `{message_type}` but the event is `{actual}`"),
+        })
     }
 }
 

@@ -1,10 +1,11 @@
-//! Avro schemas of the CrearCampaña messages (`schemas/v1/*.avsc`), their Rust types, and the
+//! Avro schemas of the messages of every saga (CrearCampaña, the payout saga) (`schemas/v1/*.avsc`), their Rust types, and the
 //! codec the Pulsar transport and the workers use.
 //!
 //! - Every `.avsc` file defines one named type and has a Rust type of the same name whose serde
 //!   shape matches it field for field ([`AvroMessage`]).
 //! - Each topic carries one envelope ([`Envelope`]): [`ComandoMarca`], [`ComandoInfluencer`],
-//!   [`ComandoTracking`], [`RespuestaAfiliaciones`] and [`EventoCampana`].
+//!   [`ComandoTracking`], [`ComandoPagos`], [`ComandoProveedor`], [`ComandoCliente`],
+//!   [`RespuestaAfiliaciones`], [`EventoCampana`] and [`EventoPago`].
 //! - [`encode`], [`decode`] and [`decode_from`] work on raw Avro datums, the payload of a Pulsar
 //!   topic with schema type AVRO; [`ParsedSchema::json`] is the schema a producer attaches.
 //! - The saga engine holds command bodies and step outputs as `(message_type, JSON)`;
@@ -17,6 +18,7 @@ mod comandos;
 mod comun;
 mod error;
 mod eventos;
+mod pagos;
 mod registry;
 mod respuestas;
 mod union;
@@ -33,6 +35,12 @@ pub use comandos::{
 pub use comun::{Centavos, Correlacion, ImporteInvalido, Influencer, Marca, TipoPaso};
 pub use error::SchemaError;
 pub use eventos::{CampanaCreada, CampanaRechazada, Evento, EventoCampana, InfluencerContratado, SolicitudCampana};
+pub use pagos::{
+    AnularPago, ComandoCliente, ComandoPagos, ComandoProveedor, ConfirmarPago, CuerpoCliente, CuerpoPagos,
+    CuerpoProveedor, EnviarPago, EventoDePago, EventoPago, MarcarPagoFallido, MetodoPago, Moneda, MonedaDesconocida,
+    Monto, PagoClienteRegistrado, PagoCompletado, PagoConfirmado, PagoEnviado, PagoFallido, PagoRegistrado,
+    RegistrarPago, RegistrarPagoCliente, RevertirConfirmacion, RevertirPagoCliente, SolicitudPago, TransaccionPago,
+};
 pub use registry::ParsedSchema;
 pub use respuestas::{
     CompensacionConfirmada, EnlaceTracking, ErrorTransitorio, Exito, FalloNegocio, InfluencersReservados,

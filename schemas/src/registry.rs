@@ -29,6 +29,9 @@ pub(crate) const V1: &[(&str, &str)] = embedded!(
     "Correlacion",
     "Marca",
     "Influencer",
+    "Monto",
+    "MetodoPago",
+    "TransaccionPago",
     // Commands
     "ReservarPresupuesto",
     "LiberarPresupuesto",
@@ -36,6 +39,14 @@ pub(crate) const V1: &[(&str, &str)] = embedded!(
     "LiberarInfluencers",
     "AbrirTracking",
     "CerrarTracking",
+    "RegistrarPago",
+    "MarcarPagoFallido",
+    "EnviarPago",
+    "AnularPago",
+    "RegistrarPagoCliente",
+    "RevertirPagoCliente",
+    "ConfirmarPago",
+    "RevertirConfirmacion",
     // Step outputs
     "PresupuestoReservado",
     "ReservaInfluencer",
@@ -43,6 +54,10 @@ pub(crate) const V1: &[(&str, &str)] = embedded!(
     "EnlaceTracking",
     "TrackingAbierto",
     "CompensacionConfirmada",
+    "PagoRegistrado",
+    "PagoEnviado",
+    "PagoClienteRegistrado",
+    "PagoConfirmado",
     // Outcomes
     "Exito",
     "FalloNegocio",
@@ -52,12 +67,19 @@ pub(crate) const V1: &[(&str, &str)] = embedded!(
     "InfluencerContratado",
     "CampanaCreada",
     "CampanaRechazada",
+    "SolicitudPago",
+    "PagoCompletado",
+    "PagoFallido",
     // Topic envelopes
     "ComandoMarca",
     "ComandoInfluencer",
     "ComandoTracking",
     "RespuestaAfiliaciones",
     "EventoCampana",
+    "ComandoPagos",
+    "ComandoProveedor",
+    "ComandoCliente",
+    "EventoPago",
 );
 
 /// The embedded schemas by simple name. The files are compiled in and a test parses them, so a

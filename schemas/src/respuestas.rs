@@ -7,6 +7,7 @@ use uuid::Uuid;
 use crate::codec::{avro_message, AvroMessage, Envelope, Sealed};
 use crate::comandos::check_header;
 use crate::comun::{Centavos, Correlacion};
+use crate::pagos::{PagoClienteRegistrado, PagoConfirmado, PagoEnviado, PagoRegistrado};
 use crate::union::{message_union, MessageUnion};
 use crate::SchemaError;
 
@@ -76,7 +77,16 @@ pub struct CompensacionConfirmada {
 
 message_union! {
     /// A step's output: what a successful reply carries.
-    Salida { PresupuestoReservado, InfluencersReservados, TrackingAbierto, CompensacionConfirmada }
+    Salida {
+        PresupuestoReservado,
+        InfluencersReservados,
+        TrackingAbierto,
+        CompensacionConfirmada,
+        PagoRegistrado,
+        PagoEnviado,
+        PagoClienteRegistrado,
+        PagoConfirmado,
+    }
 }
 
 // ---- Outcomes ------------------------------------------------------------------------------

@@ -142,8 +142,134 @@ fn salidas() -> Vec<Salida> {
         influencers_reservados().into(),
         tracking_abierto().into(),
         CompensacionConfirmada { lapida: true }.into(),
+        pago_registrado().into(),
+        pago_enviado().into(),
+        pago_cliente_registrado().into(),
+        pago_confirmado().into(),
     ]
 }
+
+fn usd(valor_menor: i64) -> Monto {
+    Monto { valor_menor, moneda: Moneda::Usd }
+}
+
+fn metodo() -> MetodoPago {
+    MetodoPago { tipo: "BANK_TRANSFER".into(), mascara: "****1234".into() }
+}
+
+fn comision() -> TransaccionPago {
+    TransaccionPago { id_transaccion: id(70), tipo: "COMISION".into(), monto: usd(15_005), porcentaje: 10 }
+}
+
+fn registrar_pago() -> RegistrarPago {
+    RegistrarPago {
+        id_pago: id(60),
+        id_partner: "partner-001".into(),
+        id_ciclo: "2025-01".into(),
+        monto: usd(150_050),
+        metodo_pago: metodo(),
+    }
+}
+
+fn enviar_pago() -> EnviarPago {
+    EnviarPago { id_pago: id(60), id_partner: "partner-001".into(), monto: usd(150_050), metodo_pago: metodo() }
+}
+
+fn pago_registrado() -> PagoRegistrado {
+    PagoRegistrado { id_pago: id(60), transacciones: vec![comision()] }
+}
+
+fn pago_enviado() -> PagoEnviado {
+    PagoEnviado {
+        id_operacion: id(61),
+        id_confirmacion: "PRV-0001".into(),
+        procesado_en: utc("2025-01-01T12:30:00.123Z"),
+    }
+}
+
+fn pago_cliente_registrado() -> PagoClienteRegistrado {
+    PagoClienteRegistrado {
+        id_partner: "partner-001".into(),
+        total_pagos: 3,
+        ultimo_pago: utc("2025-01-01T12:30:00.123Z"),
+    }
+}
+
+fn pago_confirmado() -> PagoConfirmado {
+    PagoConfirmado { id_pago: id(60), completado_en: utc("2025-01-01T12:30:00.123Z") }
+}
+
+fn cuerpos_pagos() -> Vec<CuerpoPagos> {
+    vec![
+        registrar_pago().into(),
+        MarcarPagoFallido { id_pago: id(60) }.into(),
+        ConfirmarPago { id_pago: id(60), id_confirmacion: "PRV-0001".into() }.into(),
+        RevertirConfirmacion { id_pago: id(60) }.into(),
+    ]
+}
+
+fn cuerpos_proveedor() -> Vec<CuerpoProveedor> {
+    vec![
+        enviar_pago().into(),
+        AnularPago { id_pago: id(60), id_operacion: Some(id(61)) }.into(),
+        AnularPago { id_pago: id(60), id_operacion: None }.into(),
+    ]
+}
+
+fn cuerpos_cliente() -> Vec<CuerpoCliente> {
+    vec![
+        RegistrarPagoCliente { id_partner: "partner-001".into(), id_pago: id(60), monto: usd(150_050) }.into(),
+        RevertirPagoCliente { id_partner: "partner-001".into(), id_pago: id(60) }.into(),
+    ]
+}
+
+fn solicitud_pago() -> SolicitudPago {
+    SolicitudPago {
+        id_partner: "partner-001".into(),
+        id_ciclo: "2025-01".into(),
+        monto: usd(150_050),
+        metodo_pago: metodo(),
+    }
+}
+
+fn eventos_pago() -> Vec<EventoDePago> {
+    vec![
+        PagoCompletado {
+            id_pago: id(60),
+            solicitud: solicitud_pago(),
+            transacciones: vec![comision()],
+            id_operacion: id(61),
+            id_confirmacion: "PRV-0001".into(),
+            total_pagos_cliente: 3,
+            ocurrido_en: utc("2025-01-01T12:30:00.123Z"),
+        }
+        .into(),
+        PagoFallido {
+            id_pago: id(60),
+            solicitud: solicitud_pago(),
+            paso_fallido: "enviar_pago".into(),
+            codigo: "TARJETA_RECHAZADA".into(),
+            motivo: "el proveedor rechazó la tarjeta".into(),
+            ocurrido_en: utc("2025-01-01T12:30:00.123Z"),
+        }
+        .into(),
+    ]
+}
+
+macro_rules! comando {
+    ($name:ident, $envelope:ident, $body:ident) => {
+        fn $name(cuerpo: $body) -> $envelope {
+            $envelope {
+                correlacion: correlacion(cuerpo.message_type(), cuerpo.kind(), Some("respuestas.afiliaciones")),
+                cuerpo,
+            }
+        }
+    };
+}
+
+comando!(comando_pagos, ComandoPagos, CuerpoPagos);
+comando!(comando_proveedor, ComandoProveedor, CuerpoProveedor);
+comando!(comando_cliente, ComandoCliente, CuerpoCliente);
 
 fn fallo() -> FalloNegocio {
     FalloNegocio { codigo: "PRESUPUESTO_INSUFICIENTE".into(), motivo: "la marca tiene 10000 disponibles".into() }
@@ -312,6 +438,34 @@ fn checks() -> BTreeMap<&'static str, Vec<Check>> {
     cuerpos_tracking().into_iter().for_each(|c| add(check(comando_tracking(c))));
     resultados().into_iter().for_each(|r| add(check(respuesta(r))));
     eventos().into_iter().for_each(|e| add(check(evento(e))));
+    add(check(usd(150_050)));
+    add(check(Monto { valor_menor: 1500, moneda: Moneda::Clp }));
+    add(check(metodo()));
+    add(check(comision()));
+    add(check(solicitud_pago()));
+    add(check(registrar_pago()));
+    add(check(MarcarPagoFallido { id_pago: id(60) }));
+    add(check(ConfirmarPago { id_pago: id(60), id_confirmacion: "PRV-0001".into() }));
+    add(check(RevertirConfirmacion { id_pago: id(60) }));
+    add(check(enviar_pago()));
+    add(check(AnularPago { id_pago: id(60), id_operacion: None }));
+    add(check(RegistrarPagoCliente { id_partner: "partner-001".into(), id_pago: id(60), monto: usd(1) }));
+    add(check(RevertirPagoCliente { id_partner: "partner-001".into(), id_pago: id(60) }));
+    add(check(pago_registrado()));
+    add(check(pago_enviado()));
+    add(check(pago_cliente_registrado()));
+    add(check(pago_confirmado()));
+    eventos_pago().into_iter().for_each(|e| match e {
+        EventoDePago::PagoCompletado(c) => add(check(c)),
+        EventoDePago::PagoFallido(f) => add(check(f)),
+    });
+    cuerpos_pagos().into_iter().for_each(|c| add(check(comando_pagos(c))));
+    cuerpos_proveedor().into_iter().for_each(|c| add(check(comando_proveedor(c))));
+    cuerpos_cliente().into_iter().for_each(|c| add(check(comando_cliente(c))));
+    eventos_pago().into_iter().for_each(|e| {
+        let message_type = e.message_type().to_owned();
+        add(check(EventoPago { id_evento: id(3), saga_id: id(1), message_type, evento: e }));
+    });
     all
 }
 
@@ -640,6 +794,10 @@ fn every_message_type_maps_to_json_and_back() {
     json_round_trip(cuerpos_tracking());
     json_round_trip(salidas());
     json_round_trip(eventos());
+    json_round_trip(cuerpos_pagos());
+    json_round_trip(cuerpos_proveedor());
+    json_round_trip(cuerpos_cliente());
+    json_round_trip(eventos_pago());
 }
 
 #[test]

@@ -20,9 +20,10 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::{
-    decode, encode, AvroMessage, ComandoInfluencer, ComandoMarca, ComandoTracking, CompensacionConfirmada, Correlacion,
-    CuerpoInfluencer, CuerpoMarca, CuerpoTracking, Envelope, ErrorTransitorio, Exito, FalloNegocio, MessageUnion,
-    ParsedSchema, RespuestaAfiliaciones, Resultado, Salida, TipoPaso,
+    decode, encode, AvroMessage, ComandoCliente, ComandoInfluencer, ComandoMarca, ComandoPagos, ComandoProveedor,
+    ComandoTracking, CompensacionConfirmada, Correlacion, CuerpoCliente, CuerpoInfluencer, CuerpoMarca, CuerpoPagos,
+    CuerpoProveedor, CuerpoTracking, Envelope, ErrorTransitorio, Exito, FalloNegocio, MessageUnion, ParsedSchema,
+    RespuestaAfiliaciones, Resultado, Salida, TipoPaso,
 };
 
 /// The Avro codec for the sagas' topics.
@@ -176,6 +177,9 @@ command_topics! {
     ComandoMarca => CuerpoMarca,
     ComandoInfluencer => CuerpoInfluencer,
     ComandoTracking => CuerpoTracking,
+    ComandoPagos => CuerpoPagos,
+    ComandoProveedor => CuerpoProveedor,
+    ComandoCliente => CuerpoCliente,
 }
 
 impl Codec for AvroCodec {

@@ -15,7 +15,9 @@ use sqlx::{PgPool, SqlitePool};
 use utoipa::openapi::OpenApi;
 
 use crate::marca::{Marca, MarcaSeed};
+use crate::{cliente, pagos, proveedor};
 use crate::{influencer, marca, tracking, tracking_eventos};
+use schemas::{ComandoCliente, ComandoPagos, ComandoProveedor};
 
 /// What a participant needs beyond its database (marca: the brands to seed).
 #[derive(Clone, Debug, Default)]
@@ -62,7 +64,14 @@ impl std::fmt::Debug for dyn Participant {
 }
 
 /// Every participant. A new one adds its line here.
-pub static ALL: &[&dyn Participant] = &[&MarcaParticipant, &InfluencerParticipant, &TrackingParticipant];
+pub static ALL: &[&dyn Participant] = &[
+    &MarcaParticipant,
+    &InfluencerParticipant,
+    &TrackingParticipant,
+    &ClienteParticipant,
+    &PagosParticipant,
+    &ProveedorParticipant,
+];
 
 /// The participant named `name`.
 pub fn by_name(name: &str) -> Option<&'static dyn Participant> {
@@ -157,6 +166,93 @@ impl Participant for TrackingParticipant {
         let p = PgParticipant::new(pool, tracking::Tracking);
         p.migrate().await.context("migrating tracking's participant tables")?;
         Ok(Ready { handler: Arc::new(p), routes, openapi: tracking_eventos::openapi() })
+    }
+}
+
+/// The partners who get paid: their registration and look-up routes, and the payments recorded
+/// on each (the payout saga's step 3).
+struct ClienteParticipant;
+
+#[async_trait]
+impl Participant for ClienteParticipant {
+    fn name(&self) -> &'static str {
+        "cliente"
+    }
+    fn topic(&self) -> &'static str {
+        ComandoCliente::TOPIC
+    }
+    fn http_port(&self) -> u16 {
+        8004
+    }
+    async fn sqlite(&self, pool: SqlitePool, _: &Options) -> anyhow::Result<Ready> {
+        migrate(&cliente::SQLITE_MIGRATOR, &pool).await.context("migrating cliente")?;
+        let routes = cliente::router(Arc::new(cliente::SqliteClientes { pool: pool.clone() }));
+        let p = SqliteParticipant::new(pool, cliente::Comandos);
+        p.migrate().await.context("migrating cliente's participant tables")?;
+        Ok(Ready { handler: Arc::new(p), routes, openapi: cliente::openapi() })
+    }
+    async fn postgres(&self, pool: PgPool, _: &Options) -> anyhow::Result<Ready> {
+        migrate(&cliente::PG_MIGRATOR, &pool).await.context("migrating cliente")?;
+        let routes = cliente::router(Arc::new(cliente::PgClientes { pool: pool.clone() }));
+        let p = PgParticipant::new(pool, cliente::Comandos);
+        p.migrate().await.context("migrating cliente's participant tables")?;
+        Ok(Ready { handler: Arc::new(p), routes, openapi: cliente::openapi() })
+    }
+}
+
+/// The payout ledger (the payout saga's steps 1 and 4).
+struct PagosParticipant;
+
+#[async_trait]
+impl Participant for PagosParticipant {
+    fn name(&self) -> &'static str {
+        "pagos"
+    }
+    fn topic(&self) -> &'static str {
+        ComandoPagos::TOPIC
+    }
+    fn http_port(&self) -> u16 {
+        8005
+    }
+    async fn sqlite(&self, pool: SqlitePool, _: &Options) -> anyhow::Result<Ready> {
+        migrate(&pagos::SQLITE_MIGRATOR, &pool).await.context("migrating pagos")?;
+        let p = SqliteParticipant::new(pool, pagos::Pagos);
+        p.migrate().await.context("migrating pagos' participant tables")?;
+        Ok(Ready { handler: Arc::new(p), routes: Router::new(), openapi: OpenApi::default() })
+    }
+    async fn postgres(&self, pool: PgPool, _: &Options) -> anyhow::Result<Ready> {
+        migrate(&pagos::PG_MIGRATOR, &pool).await.context("migrating pagos")?;
+        let p = PgParticipant::new(pool, pagos::Pagos);
+        p.migrate().await.context("migrating pagos' participant tables")?;
+        Ok(Ready { handler: Arc::new(p), routes: Router::new(), openapi: OpenApi::default() })
+    }
+}
+
+/// The payment provider, standing for the external gateway (the payout saga's step 2).
+struct ProveedorParticipant;
+
+#[async_trait]
+impl Participant for ProveedorParticipant {
+    fn name(&self) -> &'static str {
+        "proveedor"
+    }
+    fn topic(&self) -> &'static str {
+        ComandoProveedor::TOPIC
+    }
+    fn http_port(&self) -> u16 {
+        8006
+    }
+    async fn sqlite(&self, pool: SqlitePool, _: &Options) -> anyhow::Result<Ready> {
+        migrate(&proveedor::SQLITE_MIGRATOR, &pool).await.context("migrating proveedor")?;
+        let p = SqliteParticipant::new(pool, proveedor::Proveedor);
+        p.migrate().await.context("migrating proveedor's participant tables")?;
+        Ok(Ready { handler: Arc::new(p), routes: Router::new(), openapi: OpenApi::default() })
+    }
+    async fn postgres(&self, pool: PgPool, _: &Options) -> anyhow::Result<Ready> {
+        migrate(&proveedor::PG_MIGRATOR, &pool).await.context("migrating proveedor")?;
+        let p = PgParticipant::new(pool, proveedor::Proveedor);
+        p.migrate().await.context("migrating proveedor's participant tables")?;
+        Ok(Ready { handler: Arc::new(p), routes: Router::new(), openapi: OpenApi::default() })
     }
 }
 

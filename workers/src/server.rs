@@ -80,7 +80,10 @@ pub use daemon::Running;
 
 /// The `/openapi.json` of `participant`'s daemon: its own routes (`own`, from [`Ready`]), then
 /// `/health`, `/metrics` and `/openapi.json`.
-pub fn document(participant: &dyn Participant, own: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+pub fn document(
+    participant: &dyn Participant,
+    own: utoipa::openapi::OpenApi,
+) -> anyhow::Result<utoipa::openapi::OpenApi> {
     let mut doc = utoipa::openapi::OpenApiBuilder::new()
         .info(
             utoipa::openapi::InfoBuilder::new()
@@ -94,9 +97,9 @@ pub fn document(participant: &dyn Participant, own: utoipa::openapi::OpenApi) ->
                 .build(),
         )
         .build();
-    doc.merge(own);
-    doc.merge(daemon::openapi::operations());
-    doc
+    daemon::openapi::merge(&mut doc, own).map_err(anyhow::Error::msg)?;
+    daemon::openapi::merge(&mut doc, daemon::openapi::operations()).map_err(anyhow::Error::msg)?;
+    Ok(doc)
 }
 
 /// Starts a worker: migrates its database (and seeds it), consumes its command topic.
@@ -133,7 +136,7 @@ pub async fn start(
             }),
         )
         .merge(metrics::router(metrics::prometheus()))
-        .merge(daemon::openapi::router(&document(participant, openapi)));
+        .merge(daemon::openapi::router(&document(participant, openapi).context("describing the routes")?));
     let listener = TcpListener::bind(http).await.with_context(|| format!("binding {http}"))?;
     let addr = listener.local_addr()?;
     tasks.spawn("HTTP server", axum::serve(listener, app).with_graceful_shutdown(tasks.stop_signal()).into_future());

@@ -2,6 +2,7 @@
 //! routes, integration events), registered in [`modules`] with one line per saga.
 
 pub mod crear_campana;
+pub mod procesar_pago;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,7 +44,7 @@ impl StepSettings {
 
 /// Every saga this orchestrator runs. A new saga adds its line here.
 pub fn modules() -> Vec<Arc<dyn SagaModule>> {
-    vec![Arc::new(crear_campana::Modulo)]
+    vec![Arc::new(crear_campana::Modulo), Arc::new(procesar_pago::Modulo)]
 }
 
 /// Every saga definition, every version still in use.

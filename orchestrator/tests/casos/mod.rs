@@ -75,3 +75,67 @@ pub fn comandos(saga: &Value) -> Vec<(String, String)> {
     }
     out
 }
+
+/// A client as `POST /cliente/registrar` takes it, with an id and an email of its own.
+pub fn cliente() -> (String, Value) {
+    let id = format!("partner-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let body = json!({
+        "id": id, "nombre": "Laura Gómez", "email": format!("{id}@alpes.example.com"),
+        "cedula": "1032456789", "fecha_nacimiento": "1990-05-17"
+    });
+    (id, body)
+}
+
+/// A payout request as `POST /pagos/pagar` takes it, for `partner` and a cycle of its own.
+pub fn pago(partner: &str) -> Value {
+    json!({
+        "partner_id": partner, "cycle_id": format!("2025-{}", uuid::Uuid::new_v4().simple()),
+        "total_amount": 1500.5, "currency": "USD",
+        "payment_method_type": "BANK_TRANSFER", "payment_method_mask": "****1234",
+        "confirmation_id": "conf-2025-01", "processed_at": null, "completed_at": null
+    })
+}
+
+/// The payout's steps as the saga sends them when it completes: record, then send and credit in
+/// parallel (in either order), then confirm.
+pub fn pasos_pago_completo(sent: &[(String, String)]) -> bool {
+    let actions: Vec<&str> = sent.iter().filter(|(_, k)| k == "action").map(|(s, _)| s.as_str()).collect();
+    actions.len() == 4
+        && actions[0] == "registrar_pago"
+        && actions[3] == "confirmar_pago"
+        && actions[1..3].contains(&"enviar_pago")
+        && actions[1..3].contains(&"registrar_pago_cliente")
+        && sent.iter().all(|(_, k)| k == "action")
+}
+
+/// Each business refusal of the payment provider, built from `pago`: the client was credited
+/// beside it, so the saga undoes that, then marks the payout failed.
+pub fn fallos_pago(pago: impl Fn() -> Value) -> Vec<Fallo> {
+    let with = |edit: &dyn Fn(&mut Value)| {
+        let mut body = pago();
+        edit(&mut body);
+        body
+    };
+    let compensaciones =
+        || vec![pair("registrar_pago_cliente", "compensation"), pair("registrar_pago", "compensation")];
+    vec![
+        Fallo {
+            solicitud: with(&|b| b["payment_method_mask"] = json!("****0002")),
+            paso: "enviar_pago",
+            codigo: "TARJETA_RECHAZADA",
+            compensaciones: compensaciones(),
+        },
+        Fallo {
+            solicitud: with(&|b| b["total_amount"] = json!(100_000.01)),
+            paso: "enviar_pago",
+            codigo: "LIMITE_EXCEDIDO",
+            compensaciones: compensaciones(),
+        },
+        Fallo {
+            solicitud: with(&|b| b["payment_method_type"] = json!("CRYPTO")),
+            paso: "enviar_pago",
+            codigo: "METODO_NO_SOPORTADO",
+            compensaciones: compensaciones(),
+        },
+    ]
+}

@@ -226,13 +226,12 @@ impl Drop for Daemon {
     }
 }
 
-/// The deployment: three workers and the orchestrator, in their own namespace and databases.
+/// The deployment: every participant's worker (`workers::participants::ALL`) and the
+/// orchestrator, in their own namespace and databases.
 pub struct Stack {
     pub namespace: String,
     pub dbs: HashMap<&'static str, String>,
-    pub marca: Daemon,
-    pub influencer: Daemon,
-    pub tracking: Daemon,
+    pub workers: Vec<Daemon>,
     pub orchestrator: Daemon,
     pub http: reqwest::Client,
 }
@@ -244,8 +243,9 @@ impl Stack {
         let namespace = fresh_namespace().await;
         let dir = std::env::temp_dir().join(format!("alpes-e2e-{namespace}"));
         std::fs::create_dir_all(&dir).unwrap();
+        let names: Vec<&'static str> = workers::participants::ALL.iter().map(|p| p.name()).collect();
         let mut dbs = HashMap::new();
-        for s in ["orchestrator", "marca", "influencer", "tracking"] {
+        for s in names.iter().copied().chain(["orchestrator"]) {
             dbs.insert(s, fresh_database(s).await);
         }
         let common = |db: &str, port: u16| {
@@ -256,15 +256,19 @@ impl Stack {
                 ("ALPES__PULSAR__NAMESPACE".to_owned(), namespace.clone()),
             ])
         };
-        let worker = |name: &str| {
-            let port = free_port();
-            Daemon::new(name, worker_bin.clone(), &["run", name], common(&dbs[name], port), port, &dir)
-        };
-        let (mut marca, mut influencer, mut tracking) = (worker("marca"), worker("influencer"), worker("tracking"));
+        let mut workers: Vec<Daemon> = names
+            .iter()
+            .map(|name| {
+                let port = free_port();
+                Daemon::new(name, worker_bin.clone(), &["run", name], common(&dbs[name], port), port, &dir)
+            })
+            .collect();
         let port = free_port();
         let mut orchestrator_env = common(&dbs["orchestrator"], port);
         // Short step timeouts, so a command lost with a killed worker is resent soon.
         orchestrator_env.insert("ALPES__STEP_TIMEOUT_SECS".to_owned(), "3".to_owned());
+        let cliente = workers.iter().find(|w| w.name == "cliente").expect("a cliente worker").url();
+        orchestrator_env.insert("ALPES__CLIENTE_URL".to_owned(), cliente);
         let mut orchestrator = Daemon::new(
             "orchestrator",
             PathBuf::from(env!("CARGO_BIN_EXE_orchestrator")),
@@ -273,13 +277,30 @@ impl Stack {
             port,
             &dir,
         );
-        for d in [&mut marca, &mut influencer, &mut tracking, &mut orchestrator] {
+        for d in workers.iter_mut().chain([&mut orchestrator]) {
             d.spawn();
         }
-        for d in [&mut marca, &mut influencer, &mut tracking, &mut orchestrator] {
+        for d in workers.iter_mut().chain([&mut orchestrator]) {
             d.ready().await;
         }
-        Self { namespace, dbs, marca, influencer, tracking, orchestrator, http: reqwest::Client::new() }
+        Self { namespace, dbs, workers, orchestrator, http: reqwest::Client::new() }
+    }
+
+    /// The worker of participant `name`.
+    pub fn worker(&self, name: &str) -> &Daemon {
+        self.workers.iter().find(|w| w.name == name).unwrap_or_else(|| panic!("no worker {name}"))
+    }
+
+    /// The worker of participant `name`, to kill and restart it.
+    pub fn worker_mut(&mut self, name: &str) -> &mut Daemon {
+        self.workers.iter_mut().find(|w| w.name == name).unwrap_or_else(|| panic!("no worker {name}"))
+    }
+
+    /// POSTs `body` to `path` on `service` (`orchestrator` or a worker).
+    pub async fn post_to(&self, service: &str, path: &str, body: &Value) -> (StatusCode, Value) {
+        let base = if service == "orchestrator" { self.orchestrator.url() } else { self.worker(service).url() };
+        let res = self.http.post(format!("{base}{path}")).json(body).send().await.unwrap();
+        (res.status(), res.json().await.unwrap_or(Value::Null))
     }
 
     pub async fn post(&self, body: &Value, key: Option<&str>) -> (StatusCode, Value) {
@@ -320,16 +341,17 @@ impl Stack {
         pg_pool(&self.dbs[service], 2).await.unwrap()
     }
 
-    /// Every integration event on `eventos.campanas`, read from the broker (the admin API's
+    /// Every integration event on `E`'s topic, read from the broker (the admin API's
     /// examine-message, oldest first), decoded with the v1 Avro schema.
-    pub async fn events(&self) -> Vec<schemas::EventoCampana> {
+    pub async fn events<E: IntegrationEvent>(&self) -> Vec<E> {
         let admin = env("SAGA_TEST_PULSAR_ADMIN_URL");
         let mut out = Vec::new();
         let mut last = None;
         for position in 1.. {
             let url = format!(
-                "{admin}/admin/v2/persistent/alpes/{}/eventos.campanas/examinemessage?initialPosition=earliest&messagePosition={position}",
-                self.namespace
+                "{admin}/admin/v2/persistent/alpes/{}/{}/examinemessage?initialPosition=earliest&messagePosition={position}",
+                self.namespace,
+                E::TOPIC
             );
             let res = self.http.get(url).send().await.unwrap();
             if !res.status().is_success() {
@@ -342,19 +364,19 @@ impl Stack {
             }
             last = id;
             let bytes = res.bytes().await.unwrap();
-            out.push(schemas::decode::<schemas::EventoCampana>(&bytes).expect("an EventoCampana in Avro"));
+            out.push(schemas::decode::<E>(&bytes).unwrap_or_else(|e| panic!("not an {} in Avro: {e}", E::TOPIC)));
         }
         out
     }
 
-    /// Waits until the saga's event is on the topic.
-    pub async fn event_of(&self, saga: &str) -> schemas::EventoCampana {
+    /// Waits until the saga's event is on its topic.
+    pub async fn event_of<E: IntegrationEvent>(&self, saga: &str) -> E {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Some(e) = self.events().await.into_iter().find(|e| e.saga_id.to_string() == saga) {
+            if let Some(e) = self.events::<E>().await.into_iter().find(|e| e.saga_id().to_string() == saga) {
                 return e;
             }
-            assert!(Instant::now() < deadline, "no event of saga {saga} on eventos.campanas after 30 s");
+            assert!(Instant::now() < deadline, "no event of saga {saga} on {} after 30 s", E::TOPIC);
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
@@ -406,6 +428,32 @@ impl Stack {
                 .await
                 .unwrap();
         assert_eq!(available, NIKE_BUDGET - held, "Nike's budget: seed minus the active campaigns' reservations");
+    }
+}
+
+/// The envelope of an integration events topic.
+pub trait IntegrationEvent: schemas::Envelope {
+    /// The saga that produced it.
+    fn saga_id(&self) -> Uuid;
+    /// Its id, on which consumers deduplicate.
+    fn id_evento(&self) -> Uuid;
+}
+
+impl IntegrationEvent for schemas::EventoCampana {
+    fn saga_id(&self) -> Uuid {
+        self.saga_id
+    }
+    fn id_evento(&self) -> Uuid {
+        self.id_evento
+    }
+}
+
+impl IntegrationEvent for schemas::EventoPago {
+    fn saga_id(&self) -> Uuid {
+        self.saga_id
+    }
+    fn id_evento(&self) -> Uuid {
+        self.id_evento
     }
 }
 

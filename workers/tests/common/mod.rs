@@ -79,6 +79,21 @@ pub fn command(
     }
 }
 
+/// A command of the payout saga (`procesar_pago`)'s step `step` for `participant`.
+pub fn payout_command(
+    step: &str,
+    participant: &str,
+    kind: StepKind,
+    attempt: u32,
+    saga: SagaId,
+    message_type: &str,
+    body: serde_json::Value,
+) -> Command {
+    let mut c = command(step, participant, kind, attempt, saga, message_type, body);
+    c.correlation.saga_type = "procesar_pago".into();
+    c
+}
+
 pub fn code(outcome: &Outcome) -> &str {
     match outcome {
         Outcome::BusinessFailure { code, .. } => code,

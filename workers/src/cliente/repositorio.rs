@@ -1,0 +1,182 @@
+//! The clients in the cliente database: the repository the HTTP routes use, and that the
+//! orchestrator may use to look a client up in-process ([`Clientes`]), over PostgreSQL
+//! ([`PgClientes`]) or SQLite ([`SqliteClientes`]) with the same statements.
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Serialize;
+use sqlx::{PgPool, SqlitePool};
+use utoipa::ToSchema;
+
+use super::valores::{Cedula, Email, IdCliente, Nombre};
+use crate::support::ahora;
+
+/// A client as recorded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Cliente {
+    /// Its id.
+    #[schema(value_type = String, example = "partner-123")]
+    pub id: IdCliente,
+    /// Its name.
+    #[schema(value_type = String, example = "Ana García")]
+    pub nombre: Nombre,
+    /// Its email, trimmed and lower case.
+    #[schema(value_type = String, example = "ana@example.com")]
+    pub email: Email,
+    /// Its cédula, digits.
+    #[schema(value_type = String, example = "1020304050")]
+    pub cedula: Cedula,
+    /// Its date of birth.
+    pub fecha_nacimiento: NaiveDate,
+    /// When it was registered (RFC 3339, UTC).
+    pub fecha_registro: DateTime<Utc>,
+    /// How many payments it has received.
+    pub total_pagos: i64,
+    /// When its last payment was recorded (RFC 3339, UTC); `null` when none.
+    pub ultimo_pago: Option<DateTime<Utc>>,
+}
+
+/// What a registration asks for (validated).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NuevoCliente {
+    /// The id chosen by the caller.
+    pub id: IdCliente,
+    /// The name.
+    pub nombre: Nombre,
+    /// The email.
+    pub email: Email,
+    /// The cédula.
+    pub cedula: Cedula,
+    /// The date of birth (not in the future).
+    pub fecha_nacimiento: NaiveDate,
+}
+
+impl NuevoCliente {
+    /// Whether `cliente` was registered with exactly these data (a retried registration).
+    pub fn es(&self, cliente: &Cliente) -> bool {
+        self.id == cliente.id
+            && self.nombre == cliente.nombre
+            && self.email == cliente.email
+            && self.cedula == cliente.cedula
+            && self.fecha_nacimiento == cliente.fecha_nacimiento
+    }
+}
+
+/// What a registration did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Registro {
+    /// Registered now.
+    Creado(Cliente),
+    /// This id was already registered with the same data: a retry; here it is.
+    Repetido(Cliente),
+    /// This id is registered with other data.
+    IdOcupado,
+    /// This email belongs to another client.
+    EmailOcupado,
+}
+
+/// The clients.
+#[async_trait]
+pub trait Clientes: Send + Sync + 'static {
+    /// Registers a client, or says why not. Concurrent registrations of one email (or one id)
+    /// register one; the others see it.
+    async fn registrar(&self, nuevo: &NuevoCliente) -> Result<Registro, sqlx::Error>;
+    /// The client `id`, if registered.
+    async fn buscar(&self, id: &str) -> Result<Option<Cliente>, sqlx::Error>;
+}
+
+type Fila = (String, String, String, String, NaiveDate, DateTime<Utc>, i64, Option<DateTime<Utc>>);
+
+fn decode<T: std::str::FromStr>(s: &str) -> Result<T, sqlx::Error>
+where
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    s.parse().map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
+fn cliente(fila: Fila) -> Result<Cliente, sqlx::Error> {
+    let (id, nombre, email, cedula, fecha_nacimiento, fecha_registro, total_pagos, ultimo_pago) = fila;
+    Ok(Cliente {
+        id: decode(&id)?,
+        nombre: decode(&nombre)?,
+        email: decode(&email)?,
+        cedula: decode(&cedula)?,
+        fecha_nacimiento,
+        fecha_registro,
+        total_pagos,
+        ultimo_pago,
+    })
+}
+
+const SELECT: &str = "SELECT id, nombre, email, cedula, fecha_nacimiento, fecha_registro, total_pagos, ultimo_pago \
+                      FROM cliente WHERE id = $1";
+
+macro_rules! sql_clientes {
+    ($(#[$meta:meta])* $name:ident, $pool:ty) => {
+        $(#[$meta])*
+        #[derive(Clone, Debug)]
+        pub struct $name {
+            /// The cliente database.
+            pub pool: $pool,
+        }
+
+        #[async_trait]
+        impl Clientes for $name {
+            async fn registrar(&self, nuevo: &NuevoCliente) -> Result<Registro, sqlx::Error> {
+                let existente = |c: Cliente| if nuevo.es(&c) { Registro::Repetido(c) } else { Registro::IdOcupado };
+                if let Some(c) = self.buscar(nuevo.id.as_str()).await? {
+                    return Ok(existente(c));
+                }
+                // A concurrent registration of the same id or email may win between the look-up
+                // and here: the insert then does nothing (on PostgreSQL, after waiting for the
+                // winner's commit), and the winner is read back.
+                let fecha_registro = ahora();
+                let inserted = sqlx::query(
+                    "INSERT INTO cliente (id, nombre, email, cedula, fecha_nacimiento, fecha_registro, total_pagos) \
+                     VALUES ($1, $2, $3, $4, $5, $6, 0) ON CONFLICT DO NOTHING",
+                )
+                .bind(nuevo.id.as_str())
+                .bind(nuevo.nombre.as_str())
+                .bind(nuevo.email.as_str())
+                .bind(nuevo.cedula.as_str())
+                .bind(nuevo.fecha_nacimiento)
+                .bind(fecha_registro)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+                if inserted == 1 {
+                    return Ok(Registro::Creado(Cliente {
+                        id: nuevo.id.clone(),
+                        nombre: nuevo.nombre.clone(),
+                        email: nuevo.email.clone(),
+                        cedula: nuevo.cedula.clone(),
+                        fecha_nacimiento: nuevo.fecha_nacimiento,
+                        fecha_registro,
+                        total_pagos: 0,
+                        ultimo_pago: None,
+                    }));
+                }
+                Ok(match self.buscar(nuevo.id.as_str()).await? {
+                    Some(c) => existente(c),
+                    None => Registro::EmailOcupado,
+                })
+            }
+
+            async fn buscar(&self, id: &str) -> Result<Option<Cliente>, sqlx::Error> {
+                let fila: Option<Fila> = sqlx::query_as(SELECT).bind(id).fetch_optional(&self.pool).await?;
+                fila.map(cliente).transpose()
+            }
+        }
+    };
+}
+
+sql_clientes!(
+    /// The clients in PostgreSQL.
+    PgClientes,
+    PgPool
+);
+sql_clientes!(
+    /// The clients in SQLite (the embedded mode).
+    SqliteClientes,
+    SqlitePool
+);
