@@ -411,39 +411,34 @@ async fn run(cli: Cli) -> Result<()> {
             }
             let v = api.get(&path).await?;
             print(out, &v, |v| {
-                let rows = v["campanas"]
+                let rows: Vec<Vec<String>> = v["campanas"]
                     .as_array()
                     .map(|a| {
                         a.iter()
                             .map(|c| {
-                                vec![
-                                    s(&c["id_campana"]),
-                                    s(&c["solicitud"]["nombre"]),
-                                    s(&c["estado"]),
-                                    s(&c["codigo"]),
-                                    s(&c["saga_id"]),
-                                ]
+                                vec![s(&c["id"]), s(&c["nombre"]), s(&c["estado"]), s(&c["codigo"]), s(&c["saga_id"])]
                             })
                             .collect()
                     })
                     .unwrap_or_default();
+                let shown = rows.len();
                 table(&["id", "nombre", "estado", "codigo", "saga"], rows);
+                println!("{shown} of {}", s(&v["total"]));
             });
         }
         Top::Campana(CampanaCmd::Show { id }) => {
             let v = api.get(&format!("/afiliaciones/campana/{id}")).await?;
             print(out, &v, |c| {
-                let sol = &c["solicitud"];
                 table(
                     &["campo", "valor"],
                     vec![
-                        vec!["id".into(), s(&c["id_campana"])],
-                        vec!["nombre".into(), s(&sol["nombre"])],
+                        vec!["id".into(), s(&c["id"])],
+                        vec!["nombre".into(), s(&c["nombre"])],
                         vec!["estado".into(), s(&c["estado"])],
-                        vec!["marca".into(), s(&sol["marca"]["nombre_marca"])],
-                        vec!["presupuesto_centavos".into(), s(&sol["presupuesto_centavos"])],
-                        vec!["fechas".into(), format!("{} – {}", s(&sol["fecha_inicio"]), s(&sol["fecha_fin"]))],
-                        vec!["influencers".into(), sol["influencers"].as_array().map_or(0, Vec::len).to_string()],
+                        vec!["marca".into(), s(&c["marca"]["nombre_marca"])],
+                        vec!["presupuesto".into(), s(&c["presupuesto"])],
+                        vec!["fechas".into(), format!("{} – {}", s(&c["fecha_inicio"]), s(&c["fecha_fin"]))],
+                        vec!["influencers".into(), c["influencers"].as_array().map_or(0, Vec::len).to_string()],
                         vec!["codigo".into(), s(&c["codigo"])],
                         vec!["motivo".into(), s(&c["motivo"])],
                         vec!["saga".into(), s(&c["saga_id"])],

@@ -93,10 +93,15 @@ async fn start_watch_show_list_and_campaigns() {
     assert!(!stdout(&o).contains(&saga));
 
     let o = alpes(&url, &["campana", "list"]).await;
-    assert!(stdout(&o).contains(&campana) && stdout(&o).contains("activa"));
+    assert!(stdout(&o).contains(&campana) && stdout(&o).contains("activa") && stdout(&o).contains("Campaña CLI"));
+    assert!(stdout(&o).contains("1 of 1"), "{}", stdout(&o));
     let o = alpes(&url, &["campana", "show", &campana]).await;
     assert!(o.status.success());
-    assert!(stdout(&o).contains("Campaña CLI"));
+    let text = stdout(&o);
+    for needle in ["Campaña CLI", "Nike", "presupuesto  100", "2025-01-01T00:00:00 – 2025-02-01T00:00:00", &campana]
+    {
+        assert!(text.contains(needle), "campana show lacks {needle:?}: {text}");
+    }
 
     let o = alpes(&url, &["completions", "bash"]).await;
     assert!(o.status.success() && stdout(&o).contains("alpes"));

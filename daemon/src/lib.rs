@@ -2,10 +2,12 @@
 //! (human by default, JSON with `ALPES_LOG_FORMAT=json`), layered configuration
 //! ([`config`]: defaults, TOML file, `ALPES__…` variables, and the list of variables read),
 //! secrets in configuration that never print, Ctrl-C/SIGTERM shutdown (a second Ctrl-C exits at
-//! once), and `GET /metrics`.
+//! once), `GET /metrics`, and the description of those routes for `GET /openapi.json`
+//! ([`openapi`]).
 
 pub mod config;
 pub mod metrics;
+pub mod openapi;
 
 use std::fmt;
 

@@ -8,12 +8,13 @@
 //! | `POST /sagas/{id}/retry`, `POST /sagas/{id}/abort` | operator actions (body `{"nota": "..."}`, optional) |
 //! | `GET /health` | liveness, and readiness of the database and the broker |
 //!
-//! Errors are JSON `{"error": "..."}` (and `"errores": [...]` for field errors). Internal errors
+//! `GET /openapi.json` and `GET /metrics` are added by [`crate::app::build`]. Errors are JSON `{"error": "..."}` (and `"errores": [...]` for field errors). Internal errors
 //! are logged and answered with a generic message: nothing internal leaks.
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -45,7 +46,6 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/sagas/{id}/retry", post(reintentar_saga))
         .route("/sagas/{id}/abort", post(abortar_saga))
         .route("/health", get(health))
-        .route("/openapi.json", get(openapi))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(AppState { engine })
 }
@@ -115,6 +115,13 @@ pub fn parse_id(raw: &str, what: &str) -> Result<Uuid, ApiError> {
         .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, format!("{what} debe ser un UUID, no {raw:?}")))
 }
 
+/// The query of a list route, or a 400 in the API's error shape (axum's own rejection is plain
+/// text).
+pub fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    q.map(|Query(p)| p)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("parámetros inválidos: {}", e.body_text())))
+}
+
 /// Paging and filter of the list routes.
 #[derive(Debug, Deserialize)]
 pub struct Pagina {
@@ -129,8 +136,14 @@ pub struct Pagina {
 #[utoipa::path(get, path = "/sagas", tag = "sagas",
     params(("estado" = Option<String>, Query, description = "running, compensating, completed, compensated, stuck or aborted"),
            ("limite" = Option<u32>, Query), ("desde" = Option<u32>, Query)),
-    responses((status = 200, description = "`{sagas: [summary], limite, desde}`, newest first"), (status = 400, body = crate::openapi::Error)))]
-pub(crate) async fn listar_sagas(State(s): State<AppState>, Query(p): Query<Pagina>) -> Result<Json<Value>, ApiError> {
+    responses((status = 200, description = "`{sagas: [summary], limite, desde}`, newest first"),
+              (status = 400, description = "Unknown `estado`, or a bad number", body = crate::openapi::Error),
+              (status = 503, description = "The saga log does not answer", body = crate::openapi::Error)))]
+pub(crate) async fn listar_sagas(
+    State(s): State<AppState>,
+    p: Result<Query<Pagina>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let p = query(p)?;
     let status = p
         .estado
         .as_deref()
@@ -145,7 +158,9 @@ pub(crate) async fn listar_sagas(State(s): State<AppState>, Query(p): Query<Pagi
 
 #[utoipa::path(get, path = "/sagas/{id}", tag = "sagas",
     params(("id" = Uuid, Path, description = "The saga id")),
-    responses((status = 200, description = "`{saga: state, historia: [log entry with seq, at, event]}`"), (status = 404, body = crate::openapi::Error)))]
+    responses((status = 200, description = "`{saga: state, historia: [log entry with seq, at, event]}`"),
+              (status = 400, description = "Not a UUID", body = crate::openapi::Error),
+              (status = 404, description = "No such saga", body = crate::openapi::Error)))]
 pub(crate) async fn obtener_saga(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let id = SagaId(parse_id(&id, "el id de saga")?);
     let state = s.engine.get(id).await?.ok_or(EngineError::NotFound(id))?;
@@ -172,7 +187,9 @@ fn nota(body: &Bytes) -> Result<String, ApiError> {
 
 #[utoipa::path(post, path = "/sagas/{id}/retry", tag = "sagas",
     params(("id" = Uuid, Path)), request_body(content = Option<crate::openapi::NotaOperador>),
-    responses((status = 200, description = "`{saga: state}`"), (status = 404, body = crate::openapi::Error),
+    responses((status = 200, description = "`{saga: state}`"),
+              (status = 400, description = "Not a UUID, or a body that is not `{\"nota\": \"...\"}`", body = crate::openapi::Error),
+              (status = 404, description = "No such saga", body = crate::openapi::Error),
               (status = 409, description = "Only a stuck saga can be retried", body = crate::openapi::Error)))]
 pub(crate) async fn reintentar_saga(
     State(s): State<AppState>,
@@ -186,7 +203,9 @@ pub(crate) async fn reintentar_saga(
 
 #[utoipa::path(post, path = "/sagas/{id}/abort", tag = "sagas",
     params(("id" = Uuid, Path)), request_body(content = Option<crate::openapi::NotaOperador>),
-    responses((status = 200, description = "`{saga: state}`"), (status = 404, body = crate::openapi::Error),
+    responses((status = 200, description = "`{saga: state}`"),
+              (status = 400, description = "Not a UUID, or a body that is not `{\"nota\": \"...\"}`", body = crate::openapi::Error),
+              (status = 404, description = "No such saga", body = crate::openapi::Error),
               (status = 409, description = "Only a running or stuck saga can be aborted", body = crate::openapi::Error)))]
 pub(crate) async fn abortar_saga(
     State(s): State<AppState>,
@@ -199,13 +218,8 @@ pub(crate) async fn abortar_saga(
     Ok(Json(json!({ "saga": state })))
 }
 
-#[utoipa::path(get, path = "/health", tag = "operacion",
-    responses((status = 200, description = "`{status: ok, database: ok}`"), (status = 503, description = "The saga log does not answer")))]
+/// `GET /health` (described with the other daemons' in `daemon::openapi`).
 pub(crate) async fn health(State(s): State<AppState>) -> Response {
     let (database, broker) = tokio::join!(s.engine.store().stats(), s.engine.transport().ready());
     daemon::health(&database, &broker)
-}
-
-async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(crate::openapi::document())
 }

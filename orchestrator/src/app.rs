@@ -110,6 +110,8 @@ pub struct Parts {
     pub http: SocketAddr,
     /// More routes on the same server (the embedded mode serves the participants' own routes).
     pub routes: Router,
+    /// The description of `routes`, merged into `GET /openapi.json`.
+    pub openapi: utoipa::openapi::OpenApi,
     /// The cliente service's base URL; `None`: this server's own address (the embedded mode,
     /// where cliente's routes are in `routes`).
     pub cliente_url: Option<String>,
@@ -189,7 +191,10 @@ pub async fn build(parts: Parts, tasks: &Tasks) -> anyhow::Result<App> {
         };
         app = app.merge(module.start(cx).await.with_context(|| format!("starting {}", module.saga_type()))?);
     }
-    let app = app.merge(parts.routes).merge(metrics::router(metrics::prometheus()));
+    let mut doc = crate::openapi::document();
+    daemon::openapi::merge(&mut doc, parts.openapi).map_err(anyhow::Error::msg).context("describing the routes")?;
+    let app =
+        app.merge(parts.routes).merge(metrics::router(metrics::prometheus())).merge(daemon::openapi::router(&doc));
 
     tasks.spawn("HTTP server", axum::serve(listener, app).with_graceful_shutdown(tasks.stop_signal()).into_future());
     info!(%addr, sagas = modules.len(), "orchestrator ready");

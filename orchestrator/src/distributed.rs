@@ -107,6 +107,7 @@ pub async fn start(config: &Config, transport: Arc<dyn Transport>, events: Event
         observer: None,
         http: config.http,
         routes: Router::new(),
+        openapi: utoipa::openapi::OpenApi::default(),
         cliente_url: Some(config.cliente_url.clone()),
     };
     let app = app::build(parts, &tasks).await?;

@@ -77,6 +77,7 @@ pub async fn start(config: Config, observer: Option<Arc<dyn EngineObserver>>) ->
     let options = Options { marcas };
     let t: Arc<dyn Transport> = Arc::new(transport.clone());
     let mut routes = Router::new();
+    let mut openapi = utoipa::openapi::OpenApi::default();
     for participant in participants::ALL {
         let name = participant.name();
         let pool =
@@ -85,6 +86,9 @@ pub async fn start(config: Config, observer: Option<Arc<dyn EngineObserver>>) ->
         // Their routes (tracking's event intake) are served by the same server here; by each
         // worker daemon when distributed.
         routes = routes.merge(ready.routes);
+        daemon::openapi::merge(&mut openapi, ready.openapi)
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("describing {name}'s routes"))?;
         tasks.spawn(name, serve(ready.handler, t.clone(), participant.topic().to_owned(), tasks.stop_signal()));
     }
 
@@ -103,6 +107,7 @@ pub async fn start(config: Config, observer: Option<Arc<dyn EngineObserver>>) ->
         observer,
         http: config.http,
         routes,
+        openapi,
         cliente_url: None,
     };
     let app = app::build(parts, &tasks).await?;

@@ -102,6 +102,29 @@ async fn a_campaign_completes_in_all_three_services() {
     assert_eq!(c["resultado"]["reservar_presupuesto"]["monto_centavos"], 1_500_000);
     assert_eq!(c["resultado"]["reservar_influencers"]["reservas"].as_array().unwrap().len(), 2);
     assert_eq!(c["resultado"]["abrir_tracking"]["enlaces"].as_array().unwrap().len(), 2);
+    // The documented shape: the request's fields as it gave them, the id, state and creation time.
+    let request = ejemplo();
+    for field in ["nombre", "descripcion", "tipo", "fecha_inicio", "fecha_fin", "presupuesto", "marca"] {
+        assert_eq!(c[field], request[field], "{field}: {c}");
+    }
+    assert_eq!(c["presupuesto"].to_string(), "15000", "a JSON number in currency units");
+    assert_eq!(c["id"], accepted["id_campana"]);
+    assert_eq!(c["id_campana"], accepted["id_campana"]);
+    assert!(c["fecha_creacion"].as_str().unwrap().parse::<chrono::DateTime<chrono::Utc>>().is_ok(), "{c}");
+    for (n, i) in request["influencers"].as_array().unwrap().iter().enumerate() {
+        let answered = &c["influencers"][n];
+        for field in ["nombre", "plataforma", "seguidores", "categoria"] {
+            assert_eq!(answered[field], i[field], "influencers[{n}].{field}");
+        }
+        // What the saga learned: the booking and the tracking link of this influencer.
+        let enlace = &c["resultado"]["abrir_tracking"]["enlaces"][n];
+        assert_eq!(answered["codigo_tracking"], enlace["codigo"]);
+        assert_eq!(answered["url_tracking"], enlace["url"]);
+        assert_eq!(answered["id_reserva"], c["resultado"]["reservar_influencers"]["reservas"][n]["id_reserva"]);
+    }
+    let (_, list) = api.get("/afiliaciones/campanas").await;
+    assert_eq!(list["campanas"][0], c);
+    assert_eq!(list["total"], 1);
     let saga = accepted["saga_id"].as_str().unwrap();
     assert_eq!(
         api.commands(saga).await,
@@ -193,6 +216,7 @@ async fn the_same_post_with_the_same_idempotency_key_starts_one_saga() {
     assert_eq!(first["saga_id"], second["saga_id"]);
     let (_, list) = api.get("/afiliaciones/campanas").await;
     assert_eq!(list["campanas"].as_array().unwrap().len(), 1);
+    assert_eq!(list["total"], 1);
     let (_, sagas) = api.get("/sagas").await;
     assert_eq!(sagas["sagas"].as_array().unwrap().len(), 1);
     let (s3, third) = api.post("/afiliaciones/campana", &ejemplo(), Some("pedido-43")).await;
@@ -269,6 +293,11 @@ async fn bad_requests_get_a_4xx_that_says_what_is_wrong_and_start_nothing() {
     let (status, answer) = api.get("/afiliaciones/campanas?estado=perdida").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(answer["error"].as_str().unwrap().contains("perdida"));
+    for path in ["/afiliaciones/campanas?limite=muchos", "/sagas?desde=-1"] {
+        let (status, answer) = api.get(path).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}");
+        assert!(answer["error"].is_string(), "{path}: the API's error shape, not axum's text: {answer}");
+    }
     let (status, _) = api.get(&format!("/sagas/{}", uuid::Uuid::new_v4())).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     running.stop().await;
@@ -312,40 +341,103 @@ async fn a_restart_keeps_every_campaign_and_saga() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tracking_counts_events_of_an_active_campaign_and_refuses_others() {
+async fn a_budget_with_cents_answers_as_it_was_given_and_the_list_counts_every_match() {
+    let running = start(&data_dir()).await;
+    let api = Api::new(&running);
+    let mut body = ejemplo();
+    body["presupuesto"] = json!(15000.5);
+    let (_, accepted) = api.post("/afiliaciones/campana", &body, None).await;
+    let c = api.settled(accepted["id_campana"].as_str().unwrap()).await;
+    assert_eq!(c["presupuesto"].to_string(), "15000.5");
+    assert_eq!(c["resultado"]["reservar_presupuesto"]["monto_centavos"], 1_500_050, "exact minor units inside");
+    for _ in 0..2 {
+        let mut b = ejemplo();
+        b["marca"]["id_marca"] = json!("999e4567-e89b-12d3-a456-426614174000"); // unknown: refused
+        let (_, a) = api.post("/afiliaciones/campana", &b, None).await;
+        api.settled(a["id_campana"].as_str().unwrap()).await;
+    }
+    let (_, page) = api.get("/afiliaciones/campanas?limite=1").await;
+    assert_eq!((page["campanas"].as_array().unwrap().len(), &page["total"]), (1, &json!(3)), "{page}");
+    let (_, page) = api.get("/afiliaciones/campanas?estado=rechazada&limite=1&desde=1").await;
+    assert_eq!((page["campanas"].as_array().unwrap().len(), &page["total"]), (1, &json!(2)), "{page}");
+    assert_eq!(page["campanas"][0]["estado"], "rechazada");
+    let (_, page) = api.get("/afiliaciones/campanas?estado=activa&desde=5").await;
+    assert_eq!((page["campanas"].as_array().unwrap().len(), &page["total"]), (0, &json!(1)), "{page}");
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tracking_lists_and_counts_events_of_an_active_campaign_and_refuses_others() {
     let running = start(&data_dir()).await;
     let api = Api::new(&running);
     let (_, accepted) = api.post("/afiliaciones/campana", &ejemplo(), None).await;
     let id = accepted["id_campana"].as_str().unwrap();
     let c = api.settled(id).await;
-    let codigo = c["resultado"]["abrir_tracking"]["enlaces"][0]["codigo"].as_str().unwrap();
-    for body in [
-        json!({ "id_campana": id, "tipo": "vista" }),
+    let codigo = c["influencers"][0]["codigo_tracking"].as_str().unwrap();
+    let bodies = [
+        // The documented body.
+        json!({ "id_campana": id, "tipo_evento": "vista", "datos": { "pagina": "/verano", "dispositivo": "movil" } }),
+        // The older body.
         json!({ "id_campana": id, "tipo": "clic", "codigo": codigo }),
-        json!({ "id_campana": id, "tipo": "conversion", "codigo": codigo, "valor": 49.90 }),
-    ] {
-        let (status, answer) = api.post("/tracking/evento", &body, None).await;
+        json!({ "id_campana": id, "tipo_evento": "conversion", "codigo": codigo, "valor": 49.90, "datos": { "pedido": 7 } }),
+        // A kind the summary does not name.
+        json!({ "id_campana": id, "tipo_evento": "compartir", "datos": {} }),
+    ];
+    let mut ids = Vec::new();
+    for body in &bodies {
+        let (status, answer) = api.post("/tracking/evento", body, None).await;
         assert_eq!(status, StatusCode::CREATED, "{answer}");
+        assert_eq!(answer["id"], answer["id_evento"]);
+        ids.push(answer["id"].clone());
     }
-    let (status, r) = api.get(&format!("/tracking/eventos/{id}")).await;
+    let res = api.http.get(format!("{}/tracking/eventos/{id}", api.base)).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["x-total-count"], "4");
+    let eventos: Value = res.json().await.unwrap();
+    let eventos = eventos.as_array().unwrap();
+    assert_eq!(eventos.iter().map(|e| e["id"].clone()).collect::<Vec<_>>(), ids, "oldest first");
+    assert_eq!(eventos[0]["tipo_evento"], "vista");
+    assert_eq!(eventos[0]["datos"], bodies[0]["datos"], "datos kept as given");
+    assert_eq!(eventos[1]["tipo_evento"], "clic");
+    assert_eq!(eventos[1]["datos"], json!({}));
+    assert_eq!(eventos[2]["valor"], 49.9);
+    for e in eventos {
+        assert_eq!(e["id_campana"], json!(id));
+        assert!(e["fecha_evento"].as_str().unwrap().parse::<chrono::DateTime<chrono::Utc>>().is_ok(), "{e}");
+    }
+    let (_, page) = api.get(&format!("/tracking/eventos/{id}?limite=2&desde=1")).await;
+    assert_eq!(page.as_array().unwrap().iter().map(|e| e["id"].clone()).collect::<Vec<_>>(), ids[1..3].to_vec());
+    let (status, answer) = api.get(&format!("/tracking/eventos/{id}?limite=muchos")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(answer["error"].is_string(), "{answer}");
+
+    let (status, r) = api.get(&format!("/tracking/eventos/{id}/resumen")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!((r["vistas"].as_i64(), r["clics"].as_i64(), r["conversiones"].as_i64()), (Some(1), Some(1), Some(1)));
     assert_eq!(r["valor_centavos"], 4990);
+    assert_eq!((&r["por_tipo"]["compartir"], &r["total"]), (&json!(1), &json!(4)));
+    assert_eq!(r["recientes"][0]["id"], ids[3], "newest first");
 
     let unknown = uuid::Uuid::new_v4();
-    let (status, answer) = api.post("/tracking/evento", &json!({ "id_campana": unknown, "tipo": "vista" }), None).await;
+    let (status, answer) =
+        api.post("/tracking/evento", &json!({ "id_campana": unknown, "tipo_evento": "vista" }), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(answer["error"].as_str().unwrap().contains(&unknown.to_string()));
-    let (status, answer) =
-        api.post("/tracking/evento", &json!({ "id_campana": id, "tipo": "compra", "valor": -1 }), None).await;
+    let (status, _) = api.get(&format!("/tracking/eventos/{unknown}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, answer) = api
+        .post("/tracking/evento", &json!({ "id_campana": id, "tipo_evento": "", "valor": -1, "datos": [1] }), None)
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(answer["errores"].as_array().unwrap().len(), 2);
-    let (status, _) =
-        api.post("/tracking/evento", &json!({ "id_campana": id, "tipo": "clic", "codigo": "ajeno" }), None).await;
+    let campos: Vec<_> = answer["errores"].as_array().unwrap().iter().map(|e| e["campo"].clone()).collect();
+    assert_eq!(campos, [json!("tipo_evento"), json!("datos"), json!("valor")], "{answer}");
+    let (status, _) = api
+        .post("/tracking/evento", &json!({ "id_campana": id, "tipo_evento": "clic", "codigo": "ajeno" }), None)
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    let (status, r) = api.get(&format!("/tracking/eventos/{id}")).await;
+    let (status, r) = api.get(&format!("/tracking/eventos/{id}/resumen")).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(r["clics"], 1, "refused events recorded nothing");
+    assert_eq!(r["total"], 4, "refused events recorded nothing");
     running.stop().await;
 }
 
@@ -375,6 +467,120 @@ async fn the_api_is_described_at_openapi_json() {
     let request = &doc["components"]["schemas"]["SolicitudCampana"]["properties"];
     for field in ["nombre", "fecha_inicio", "fecha_fin", "presupuesto", "marca", "influencers"] {
         assert!(request[field].is_object(), "request field {field} not described");
+    }
+    running.stop().await;
+}
+
+/// Every route the embedded server serves, as its routers register them (the orchestrator's
+/// shared routes, each saga's, the daemons' common ones, and the participants' own: tracking's
+/// event intake, cliente's API).
+const SERVED: [(&str, &str); 18] = [
+    ("post", "/pagos/pagar"),
+    ("get", "/pagos/{id}"),
+    ("get", "/pagos"),
+    ("post", "/cliente/registrar"),
+    ("get", "/cliente/{id}"),
+    ("post", "/afiliaciones/campana"),
+    ("get", "/afiliaciones/campana/{id}"),
+    ("get", "/afiliaciones/campanas"),
+    ("get", "/sagas"),
+    ("get", "/sagas/{id}"),
+    ("post", "/sagas/{id}/retry"),
+    ("post", "/sagas/{id}/abort"),
+    ("get", "/health"),
+    ("get", "/metrics"),
+    ("get", "/openapi.json"),
+    ("post", "/tracking/evento"),
+    ("get", "/tracking/eventos/{id_campana}"),
+    ("get", "/tracking/eventos/{id_campana}/resumen"),
+];
+
+/// The (method, path) of every operation in an OpenAPI document, sorted.
+fn operations(doc: &Value) -> Vec<(String, String)> {
+    let mut ops: Vec<_> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, item)| item.as_object().unwrap().keys().map(move |m| (m.clone(), path.clone())))
+        .collect();
+    ops.sort();
+    ops
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_served_is_in_openapi_json_with_its_errors_and_every_route_there_is_served() {
+    let running = start(&data_dir()).await;
+    let api = Api::new(&running);
+    let (status, doc) = api.get("/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    let mut served: Vec<_> = SERVED.iter().map(|(m, p)| ((*m).to_owned(), (*p).to_owned())).collect();
+    served.sort();
+    assert_eq!(operations(&doc), served, "the document describes exactly the routes served");
+    for (method, path) in operations(&doc) {
+        let op = &doc["paths"][&path][&method];
+        let responses = op["responses"].as_object().unwrap();
+        if !matches!(path.as_str(), "/metrics" | "/openapi.json") {
+            assert!(
+                responses.keys().any(|code| code.starts_with('4') || code.starts_with('5')),
+                "{method} {path} describes no error"
+            );
+        }
+        for (code, r) in responses {
+            if code.starts_with('4') && r.get("content").is_some() {
+                // An error body names a schema the document has.
+                let schema = r["content"]["application/json"]["schema"]["$ref"].as_str().unwrap_or_default();
+                let name = schema.strip_prefix("#/components/schemas/").unwrap_or_default();
+                assert!(doc["components"]["schemas"][name].is_object(), "{method} {path} {code}: body {schema:?}");
+            }
+        }
+        // Served: the router answers it (a handler's 404 says what is missing; the router's
+        // own 404 and 405 have no body).
+        let url = format!(
+            "{}{}",
+            api.base,
+            path.replace("{id}", &uuid::Uuid::new_v4().to_string())
+                .replace("{id_campana}", &uuid::Uuid::new_v4().to_string())
+        );
+        let req = match method.as_str() {
+            "get" => api.http.get(url),
+            "post" => api.http.post(url).json(&json!({})),
+            other => panic!("unexpected method {other}"),
+        };
+        let res = req.send().await.unwrap();
+        let status = res.status();
+        let body = res.text().await.unwrap();
+        assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        assert!(
+            status != StatusCode::NOT_FOUND || !body.is_empty(),
+            "{method} {path} is not served: {status} {body:?}"
+        );
+    }
+    for schema in
+        ["Campana", "ListaCampanas", "EventoRegistrado", "SolicitudEvento", "Resumen", "Error", "Errores", "Salud"]
+    {
+        assert!(doc["components"]["schemas"][schema].is_object(), "schema {schema} missing");
+    }
+    let campana = &doc["components"]["schemas"]["Campana"]["properties"];
+    for field in [
+        "id",
+        "marca",
+        "nombre",
+        "descripcion",
+        "tipo",
+        "estado",
+        "fecha_creacion",
+        "fecha_inicio",
+        "fecha_fin",
+        "presupuesto",
+        "influencers",
+        "saga_id",
+        "paso_fallido",
+        "motivo",
+        "codigo",
+        "resultado",
+        "id_campana",
+    ] {
+        assert!(campana[field].is_object(), "Campana.{field} not described");
     }
     running.stop().await;
 }

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use orchestrator::sagas::crear_campana::vista::{Creada, Estado, Final, PgVista, SqliteVista, Vista};
+use orchestrator::sagas::crear_campana::vista::{Creada, Estado, Final, Listado, PgVista, SqliteVista, Vista};
 use orchestrator::sagas::crear_campana::CrearCampana;
 use saga_core::log::sql::{create_database, pg_pool, sqlite_pool};
 use saga_core::SagaId;
@@ -77,7 +77,7 @@ async fn contract(v: Arc<dyn Vista>) {
         panic!("existing")
     };
     assert_eq!(again.id_campana, first.id_campana);
-    assert_eq!(v.listar(None, 50, 0).await.unwrap().len(), 1);
+    assert_eq!(v.listar(None, 50, 0).await.unwrap().campanas.len(), 1);
 
     // Final state and its event, in one transaction; a second end changes nothing.
     let fin = Final::Rechazada {
@@ -103,10 +103,14 @@ async fn contract(v: Arc<dyn Vista>) {
     for _ in 0..3 {
         v.crear(&campana(), SagaId::new(), None).await.unwrap();
     }
-    assert_eq!(v.listar(Some(Estado::Pendiente), 50, 0).await.unwrap().len(), 3);
-    assert_eq!(v.listar(Some(Estado::Rechazada), 50, 0).await.unwrap().len(), 1);
-    assert_eq!(v.listar(None, 2, 0).await.unwrap().len(), 2);
-    assert_eq!(v.listar(None, 2, 2).await.unwrap().len(), 2);
+    let page = |l: Listado| (l.campanas.len(), l.total);
+    assert_eq!(page(v.listar(Some(Estado::Pendiente), 50, 0).await.unwrap()), (3, 3));
+    assert_eq!(page(v.listar(Some(Estado::Rechazada), 50, 0).await.unwrap()), (1, 1));
+    // `total` counts every match, not the page: 4 campaigns, pages of 3.
+    assert_eq!(page(v.listar(None, 3, 0).await.unwrap()), (3, 4));
+    assert_eq!(page(v.listar(None, 3, 3).await.unwrap()), (1, 4));
+    assert_eq!(page(v.listar(None, 3, 9).await.unwrap()), (0, 4));
+    assert_eq!(page(v.listar(Some(Estado::Pendiente), 2, 2).await.unwrap()), (1, 3));
     assert_eq!(v.pendientes(10).await.unwrap().len(), 3);
     assert!(v.obtener(Uuid::now_v7()).await.unwrap().is_none());
 }

@@ -26,6 +26,25 @@ impl Centavos {
     pub fn from_decimal(value: f64) -> Result<Centavos, ImporteInvalido> {
         minor_units(value, 2).map(Centavos)
     }
+
+    /// The amount in currency units as a JSON number, the form the public API takes it in and
+    /// answers with: `Centavos(1_500_000)` is `15000`, `Centavos(1_500_050)` is `15000.5`.
+    ///
+    /// A whole amount is a JSON integer (no `.0`); otherwise the float nearest to the decimal,
+    /// which JSON writes as that decimal (shortest round trip), so
+    /// `from_decimal(to_decimal(c))` is `c` for every amount below 2^53 centavos.
+    pub fn to_decimal(self) -> serde_json::Number {
+        let (units, cents) = (self.0 / 100, (self.0 % 100).abs());
+        if cents == 0 {
+            return serde_json::Number::from(units);
+        }
+        let sign = if self.0 < 0 { "-" } else { "" };
+        format!("{sign}{}.{cents:02}", units.abs())
+            .parse::<f64>()
+            .ok()
+            .and_then(serde_json::Number::from_f64)
+            .unwrap_or_else(|| serde_json::Number::from(units))
+    }
 }
 
 /// `value` in minor units of a currency with `decimals` decimals, exactly, as
@@ -165,6 +184,23 @@ mod tests {
         assert_eq!(err(f64::INFINITY), ImporteInvalido::FueraDeRango);
         assert_eq!(err(f64::NEG_INFINITY), ImporteInvalido::FueraDeRango);
         assert_eq!(err(f64::NAN), ImporteInvalido::FueraDeRango);
+    }
+
+    #[test]
+    fn amounts_answer_as_the_json_numbers_they_were_read_from() {
+        let json = |c: i64| serde_json::to_string(&Centavos(c).to_decimal()).expect("JSON");
+        assert_eq!(json(1_500_000), "15000");
+        assert_eq!(json(1_500_050), "15000.5");
+        assert_eq!(json(1_500_010), "15000.1");
+        assert_eq!(json(9_999), "99.99");
+        assert_eq!(json(1), "0.01");
+        assert_eq!(json(-525), "-5.25");
+        assert_eq!(json(-1), "-0.01");
+        assert_eq!(json(0), "0");
+        for c in [1, 29, 115, 4_990, 1_500_010, 13_424_443_102, 999_999_999_999, -1, -525] {
+            let back = Centavos::from_decimal(Centavos(c).to_decimal().as_f64().expect("number"));
+            assert_eq!(back, Ok(Centavos(c)), "{c}");
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@ use saga_core::log::sql::migrate;
 use saga_core::participant::{CommandHandler, PgParticipant, SqliteParticipant};
 use schemas::{ComandoInfluencer, ComandoMarca, ComandoTracking, Envelope};
 use sqlx::{PgPool, SqlitePool};
+use utoipa::openapi::OpenApi;
 
 use crate::marca::{Marca, MarcaSeed};
 use crate::{cliente, pagos, proveedor};
@@ -26,12 +27,15 @@ pub struct Options {
 }
 
 /// A participant ready to serve: its command handler and the HTTP routes it adds (tracking's
-/// event intake).
+/// event intake), with their description.
 pub struct Ready {
     /// Handles its commands, exactly once per saga step.
     pub handler: Arc<dyn CommandHandler>,
     /// Routes served beside `/health` and `/metrics`.
     pub routes: Router,
+    /// The OpenAPI description of `routes` (empty when there are none), merged into the
+    /// `/openapi.json` of whichever server serves them.
+    pub openapi: utoipa::openapi::OpenApi,
 }
 
 /// A participant as the daemons run it.
@@ -96,14 +100,14 @@ impl Participant for MarcaParticipant {
         Marca::seed_sqlite(&pool, &options.marcas).await.context("seeding brands")?;
         let p = SqliteParticipant::new(pool, Marca);
         p.migrate().await.context("migrating marca's participant tables")?;
-        Ok(Ready { handler: Arc::new(p), routes: Router::new() })
+        Ok(Ready { handler: Arc::new(p), routes: Router::new(), openapi: OpenApi::default() })
     }
     async fn postgres(&self, pool: PgPool, options: &Options) -> anyhow::Result<Ready> {
         migrate(&marca::PG_MIGRATOR, &pool).await.context("migrating marca")?;
         Marca::seed_postgres(&pool, &options.marcas).await.context("seeding brands")?;
         let p = PgParticipant::new(pool, Marca);
         p.migrate().await.context("migrating marca's participant tables")?;
-        Ok(Ready { handler: Arc::new(p), routes: Router::new() })
+        Ok(Ready { handler: Arc::new(p), routes: Router::new(), openapi: OpenApi::default() })
     }
 }
 
@@ -125,13 +129,13 @@ impl Participant for InfluencerParticipant {
         migrate(&influencer::SQLITE_MIGRATOR, &pool).await.context("migrating influencer")?;
         let p = SqliteParticipant::new(pool, influencer::Influencers);
         p.migrate().await.context("migrating influencer's participant tables")?;
-        Ok(Ready { handler: Arc::new(p), routes: Router::new() })
+        Ok(Ready { handler: Arc::new(p), routes: Router::new(), openapi: OpenApi::default() })
     }
     async fn postgres(&self, pool: PgPool, _: &Options) -> anyhow::Result<Ready> {
         migrate(&influencer::PG_MIGRATOR, &pool).await.context("migrating influencer")?;
         let p = PgParticipant::new(pool, influencer::Influencers);
         p.migrate().await.context("migrating influencer's participant tables")?;
-        Ok(Ready { handler: Arc::new(p), routes: Router::new() })
+        Ok(Ready { handler: Arc::new(p), routes: Router::new(), openapi: OpenApi::default() })
     }
 }
 
@@ -154,14 +158,14 @@ impl Participant for TrackingParticipant {
         let routes = tracking_eventos::router(Arc::new(tracking_eventos::SqliteEventos { pool: pool.clone() }));
         let p = SqliteParticipant::new(pool, tracking::Tracking);
         p.migrate().await.context("migrating tracking's participant tables")?;
-        Ok(Ready { handler: Arc::new(p), routes })
+        Ok(Ready { handler: Arc::new(p), routes, openapi: tracking_eventos::openapi() })
     }
     async fn postgres(&self, pool: PgPool, _: &Options) -> anyhow::Result<Ready> {
         migrate(&tracking::PG_MIGRATOR, &pool).await.context("migrating tracking")?;
         let routes = tracking_eventos::router(Arc::new(tracking_eventos::PgEventos { pool: pool.clone() }));
         let p = PgParticipant::new(pool, tracking::Tracking);
         p.migrate().await.context("migrating tracking's participant tables")?;
-        Ok(Ready { handler: Arc::new(p), routes })
+        Ok(Ready { handler: Arc::new(p), routes, openapi: tracking_eventos::openapi() })
     }
 }
 
@@ -185,14 +189,14 @@ impl Participant for ClienteParticipant {
         let routes = cliente::router(Arc::new(cliente::SqliteClientes { pool: pool.clone() }));
         let p = SqliteParticipant::new(pool, cliente::Comandos);
         p.migrate().await.context("migrating cliente's participant tables")?;
-        Ok(Ready { handler: Arc::new(p), routes })
+        Ok(Ready { handler: Arc::new(p), routes, openapi: cliente::openapi() })
     }
     async fn postgres(&self, pool: PgPool, _: &Options) -> anyhow::Result<Ready> {
         migrate(&cliente::PG_MIGRATOR, &pool).await.context("migrating cliente")?;
         let routes = cliente::router(Arc::new(cliente::PgClientes { pool: pool.clone() }));
         let p = PgParticipant::new(pool, cliente::Comandos);
         p.migrate().await.context("migrating cliente's participant tables")?;
-        Ok(Ready { handler: Arc::new(p), routes })
+        Ok(Ready { handler: Arc::new(p), routes, openapi: cliente::openapi() })
     }
 }
 
@@ -214,13 +218,13 @@ impl Participant for PagosParticipant {
         migrate(&pagos::SQLITE_MIGRATOR, &pool).await.context("migrating pagos")?;
         let p = SqliteParticipant::new(pool, pagos::Pagos);
         p.migrate().await.context("migrating pagos' participant tables")?;
-        Ok(Ready { handler: Arc::new(p), routes: Router::new() })
+        Ok(Ready { handler: Arc::new(p), routes: Router::new(), openapi: OpenApi::default() })
     }
     async fn postgres(&self, pool: PgPool, _: &Options) -> anyhow::Result<Ready> {
         migrate(&pagos::PG_MIGRATOR, &pool).await.context("migrating pagos")?;
         let p = PgParticipant::new(pool, pagos::Pagos);
         p.migrate().await.context("migrating pagos' participant tables")?;
-        Ok(Ready { handler: Arc::new(p), routes: Router::new() })
+        Ok(Ready { handler: Arc::new(p), routes: Router::new(), openapi: OpenApi::default() })
     }
 }
 
@@ -242,13 +246,13 @@ impl Participant for ProveedorParticipant {
         migrate(&proveedor::SQLITE_MIGRATOR, &pool).await.context("migrating proveedor")?;
         let p = SqliteParticipant::new(pool, proveedor::Proveedor);
         p.migrate().await.context("migrating proveedor's participant tables")?;
-        Ok(Ready { handler: Arc::new(p), routes: Router::new() })
+        Ok(Ready { handler: Arc::new(p), routes: Router::new(), openapi: OpenApi::default() })
     }
     async fn postgres(&self, pool: PgPool, _: &Options) -> anyhow::Result<Ready> {
         migrate(&proveedor::PG_MIGRATOR, &pool).await.context("migrating proveedor")?;
         let p = PgParticipant::new(pool, proveedor::Proveedor);
         p.migrate().await.context("migrating proveedor's participant tables")?;
-        Ok(Ready { handler: Arc::new(p), routes: Router::new() })
+        Ok(Ready { handler: Arc::new(p), routes: Router::new(), openapi: OpenApi::default() })
     }
 }
 

@@ -1,6 +1,7 @@
 //! A worker daemon: one participant (marca, influencer or tracking) with its own PostgreSQL
 //! database, consuming its command topic over a broker transport and replying, plus an HTTP
-//! server with `/health`, `/metrics` and, for tracking, the event intake.
+//! server with `/health`, `/metrics`, `/openapi.json` (describing every route it serves) and, for
+//! tracking, the event intake.
 
 use std::future::IntoFuture;
 use std::net::SocketAddr;
@@ -77,6 +78,30 @@ impl Config {
 /// A running worker.
 pub use daemon::Running;
 
+/// The `/openapi.json` of `participant`'s daemon: its own routes (`own`, from [`Ready`]), then
+/// `/health`, `/metrics` and `/openapi.json`.
+pub fn document(
+    participant: &dyn Participant,
+    own: utoipa::openapi::OpenApi,
+) -> anyhow::Result<utoipa::openapi::OpenApi> {
+    let mut doc = utoipa::openapi::OpenApiBuilder::new()
+        .info(
+            utoipa::openapi::InfoBuilder::new()
+                .title(format!("Alpes Partners {} worker", participant.name()))
+                .version(env!("CARGO_PKG_VERSION"))
+                .description(Some(format!(
+                    "The {} participant's daemon: it consumes {}; its HTTP server answers these routes.",
+                    participant.name(),
+                    participant.topic()
+                )))
+                .build(),
+        )
+        .build();
+    daemon::openapi::merge(&mut doc, own).map_err(anyhow::Error::msg)?;
+    daemon::openapi::merge(&mut doc, daemon::openapi::operations()).map_err(anyhow::Error::msg)?;
+    Ok(doc)
+}
+
 /// Starts a worker: migrates its database (and seeds it), consumes its command topic.
 pub async fn start(
     participant: &dyn Participant,
@@ -88,7 +113,7 @@ pub async fn start(
     let name = participant.name();
     let topic = participant.topic();
     let pool = pg_pool(database_url, 10).await.with_context(|| format!("connecting to the {name} database"))?;
-    let Ready { handler, routes: app } = participant.postgres(pool.clone(), options).await?;
+    let Ready { handler, routes: app, openapi } = participant.postgres(pool.clone(), options).await?;
     let tasks = Tasks::new();
     // Subscribed before the HTTP server answers: a worker that reports itself healthy receives
     // every command sent from then on (a first subscription starts at the end of the topic).
@@ -110,7 +135,8 @@ pub async fn start(
                 }
             }),
         )
-        .merge(metrics::router(metrics::prometheus()));
+        .merge(metrics::router(metrics::prometheus()))
+        .merge(daemon::openapi::router(&document(participant, openapi).context("describing the routes")?));
     let listener = TcpListener::bind(http).await.with_context(|| format!("binding {http}"))?;
     let addr = listener.local_addr()?;
     tasks.spawn("HTTP server", axum::serve(listener, app).with_graceful_shutdown(tasks.stop_signal()).into_future());

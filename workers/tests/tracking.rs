@@ -1,5 +1,6 @@
 //! The tracking participant on a real PostgreSQL and on SQLite: opening a context with one link
-//! per influencer, the date refusals, closing, and a closed context never reopened.
+//! per influencer, the date refusals, closing, a closed context never reopened; the event intake's
+//! storage (refusals, counters, the list of events with their data).
 
 // Tests unwrap: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
@@ -15,7 +16,7 @@ use saga_core::{SagaId, StepKind};
 use schemas::{AbrirTracking, CerrarTracking, Influencer};
 use uuid::Uuid;
 use workers::tracking::{self, Tracking, CAMPANA_DUPLICADA, CONTEXTO_CERRADO, FECHAS_INVALIDAS};
-use workers::tracking_eventos::{Evento, Eventos, PgEventos, Rechazo, SqliteEventos, TipoEvento};
+use workers::tracking_eventos::{Evento, Eventos, PgEventos, Rechazo, SqliteEventos};
 
 struct World {
     db: Db,
@@ -142,25 +143,68 @@ async fn events_are_counted_only_for_an_open_context_and_its_own_codes(w: World)
         Outcome::Success { output } => output["enlaces"][0]["codigo"].as_str().unwrap().to_owned(),
         other => panic!("{other:?}"),
     };
-    let evento = |tipo, codigo: Option<&str>, valor| Evento {
+    let evento = |tipo: &str, codigo: Option<&str>, valor| Evento {
         id_campana: id,
-        tipo,
+        tipo: tipo.to_owned(),
+        datos: serde_json::Map::new(),
         codigo: codigo.map(str::to_owned),
         valor_centavos: valor,
     };
-    assert!(eventos.registrar(&evento(TipoEvento::Vista, None, None)).await.unwrap().is_ok());
-    assert!(eventos.registrar(&evento(TipoEvento::Conversion, Some(&codigo), Some(1500))).await.unwrap().is_ok());
-    assert_eq!(
-        eventos.registrar(&evento(TipoEvento::Clic, Some("otro"), None)).await.unwrap(),
-        Err(Rechazo::CodigoAjeno)
-    );
-    let unknown = Evento { id_campana: Uuid::now_v7(), tipo: TipoEvento::Vista, codigo: None, valor_centavos: None };
+    assert!(eventos.registrar(&evento("vista", None, None)).await.unwrap().is_ok());
+    assert!(eventos.registrar(&evento("conversion", Some(&codigo), Some(1500))).await.unwrap().is_ok());
+    assert_eq!(eventos.registrar(&evento("clic", Some("otro"), None)).await.unwrap(), Err(Rechazo::CodigoAjeno));
+    let unknown = Evento { id_campana: Uuid::now_v7(), ..evento("vista", None, None) };
     assert_eq!(eventos.registrar(&unknown).await.unwrap(), Err(Rechazo::CampanaDesconocida));
     let r = eventos.resumen(id).await.unwrap().unwrap();
-    assert_eq!((r.vistas, r.clics, r.conversiones, r.valor_centavos), (1, 0, 1, 1500));
+    assert_eq!((r.vistas, r.clics, r.conversiones, r.valor_centavos, r.total), (1, 0, 1, 1500, 2));
     w.send(&cerrar(saga, id)).await;
-    assert_eq!(eventos.registrar(&evento(TipoEvento::Vista, None, None)).await.unwrap(), Err(Rechazo::ContextoCerrado));
+    assert_eq!(eventos.registrar(&evento("vista", None, None)).await.unwrap(), Err(Rechazo::ContextoCerrado));
     assert_eq!(eventos.resumen(id).await.unwrap().unwrap().vistas, 1);
+}
+
+/// The events of one campaign come back from SQL as they were posted (`datos` as given, any
+/// kind), oldest first, paged, with the count of all; another campaign's are not among them.
+async fn events_are_listed_oldest_first_paged_with_their_data(w: World) {
+    let eventos: Box<dyn Eventos> = match &w.db {
+        Db::Pg(pool) => Box::new(PgEventos { pool: pool.clone() }),
+        Db::Lite(pool) => Box::new(SqliteEventos { pool: pool.clone() }),
+    };
+    let (id, otra) = (Uuid::now_v7(), Uuid::now_v7());
+    for c in [id, otra] {
+        assert!(matches!(
+            w.send(&abrir(SagaId::new(), c, "2025-01-01T00:00:00", "2025-03-01T00:00:00")).await,
+            Outcome::Success { .. }
+        ));
+    }
+    assert!(eventos.listar(Uuid::now_v7(), 10, 0).await.unwrap().is_none(), "no tracking, no list");
+    assert_eq!(eventos.listar(id, 10, 0).await.unwrap(), Some((vec![], 0)));
+    let mut posted = Vec::new();
+    for n in 0..7 {
+        let datos = serde_json::json!({ "n": n, "anidado": { "lista": [1, "dos", null] }, "texto": "ñandú" });
+        let e = Evento {
+            id_campana: id,
+            tipo: if n % 2 == 0 { "vista".into() } else { "compartir".into() },
+            datos: datos.as_object().unwrap().clone(),
+            codigo: None,
+            valor_centavos: None,
+        };
+        posted.push(eventos.registrar(&e).await.unwrap().unwrap());
+        let ajeno = Evento { id_campana: otra, ..e };
+        eventos.registrar(&ajeno).await.unwrap().unwrap();
+    }
+    let (all, total) = eventos.listar(id, 100, 0).await.unwrap().unwrap();
+    assert_eq!(total, 7);
+    assert_eq!(all, posted, "as recorded, in the order they were recorded");
+    assert_eq!(all[3].datos["anidado"]["lista"][1], "dos");
+    assert_eq!(all[1].tipo_evento, "compartir");
+    let (page, total) = eventos.listar(id, 3, 2).await.unwrap().unwrap();
+    assert_eq!((page, total), (posted[2..5].to_vec(), 7));
+    let (page, _) = eventos.listar(id, 3, 6).await.unwrap().unwrap();
+    assert_eq!(page, posted[6..].to_vec());
+    assert!(eventos.listar(id, 3, 7).await.unwrap().unwrap().0.is_empty());
+    let r = eventos.resumen(id).await.unwrap().unwrap();
+    assert_eq!((r.vistas, r.por_tipo["compartir"], r.total), (4, 3, 7));
+    assert_eq!(r.recientes.first(), posted.last(), "the summary's latest come newest first");
 }
 
 macro_rules! suite {
@@ -181,6 +225,10 @@ macro_rules! suite {
                 super::events_are_counted_only_for_an_open_context_and_its_own_codes($db().await).await
             }
             #[tokio::test]
+            async fn events_are_listed_oldest_first_paged_with_their_data() {
+                super::events_are_listed_oldest_first_paged_with_their_data($db().await).await
+            }
+            #[tokio::test]
             async fn a_closed_context_is_never_reopened() {
                 super::a_closed_context_is_never_reopened($db().await).await
             }
@@ -190,3 +238,63 @@ macro_rules! suite {
 
 suite!(postgres);
 suite!(sqlite);
+
+/// An event recorded before events had `datos` (the first migration only) reads back after the
+/// later migrations with `{}`, its kind and time kept: the SQLite table rebuild loses nothing.
+macro_rules! events_survive_the_datos_migration {
+    ($test:ident, $fresh:path, $migrator:path, $eventos:ident) => {
+        #[tokio::test]
+        async fn $test() {
+            let pool = $fresh().await;
+            let first = sqlx::migrate::Migrator {
+                migrations: std::borrow::Cow::Owned($migrator.migrations[..1].to_vec()),
+                ..sqlx::migrate::Migrator::DEFAULT
+            };
+            saga_core::log::sql::migrate(&first, &pool).await.unwrap();
+            let (id_tracking, id_campana, id_evento) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+            let at = chrono::DateTime::from_timestamp_micros(1_750_000_000_123_456).unwrap();
+            let dia: chrono::NaiveDateTime = "2025-01-01T00:00:00".parse().unwrap();
+            sqlx::query(
+                "INSERT INTO contexto_tracking (id_tracking, id_campana, id_marca, fecha_inicio, fecha_fin, estado) \
+                 VALUES ($1, $2, $3, $4, $4, 'abierto')",
+            )
+            .bind(id_tracking)
+            .bind(id_campana)
+            .bind(Uuid::now_v7())
+            .bind(dia)
+            .execute(&pool)
+            .await
+            .unwrap();
+            sqlx::query(
+                "INSERT INTO evento_tracking (id_evento, id_tracking, codigo, tipo, valor_centavos, ocurrido_en) \
+                 VALUES ($1, $2, NULL, 'clic', NULL, $3)",
+            )
+            .bind(id_evento)
+            .bind(id_tracking)
+            .bind(at)
+            .execute(&pool)
+            .await
+            .unwrap();
+            saga_core::log::sql::migrate(&$migrator, &pool).await.unwrap();
+            let (eventos, total) = $eventos { pool }.listar(id_campana, 10, 0).await.unwrap().unwrap();
+            assert_eq!(total, 1);
+            assert_eq!(
+                (eventos[0].id, eventos[0].tipo_evento.as_str(), eventos[0].datos.is_empty(), eventos[0].fecha_evento),
+                (id_evento, "clic", true, at)
+            );
+        }
+    };
+}
+
+events_survive_the_datos_migration!(
+    postgres_events_survive_the_datos_migration,
+    common::fresh_pg,
+    tracking::PG_MIGRATOR,
+    PgEventos
+);
+events_survive_the_datos_migration!(
+    sqlite_events_survive_the_datos_migration,
+    common::fresh_sqlite,
+    tracking::SQLITE_MIGRATOR,
+    SqliteEventos
+);

@@ -38,6 +38,7 @@ pub const NO_ENCONTRADO: &str = "No encontrado";
 
 /// One field error of a registration.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[schema(as = ErrorCampoCliente)]
 pub struct ErrorCampo {
     /// The field, as named in the body.
     pub campo: String,

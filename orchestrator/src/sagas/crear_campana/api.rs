@@ -4,27 +4,35 @@
 //! |---|---|
 //! | `POST /afiliaciones/campana` | validate the public request, record the campaign, start its saga: `202` |
 //! | `GET /afiliaciones/campana/{id}` | the campaign from the view: `pendiente`, `activa`, `rechazada` with its reason |
-//! | `GET /afiliaciones/campanas?estado=&limite=&desde=` | campaigns, newest first |
+//! | `GET /afiliaciones/campanas?estado=&limite=&desde=` | `{campanas, total, limite, desde}`, newest first |
+//!
+//! A campaign is answered in the public API's shape ([`VistaCampana`]): the request's fields as
+//! it was given (`presupuesto` in currency units, dates without zone), `id`, `estado` and
+//! `fecha_creacion`; then what the saga adds (its id, the failing step, code and reason, the
+//! services' outputs, and each influencer's booking and tracking link once active).
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use chrono::{DateTime, Utc};
 use saga_core::engine::Engine;
-use saga_core::SagaId;
+use saga_core::{SagaId, StepType};
+use schemas::{InfluencersReservados, TrackingAbierto};
 use serde::Serialize;
 use serde_json::{json, Value};
 use utoipa::{OpenApi, ToSchema};
 use uuid::Uuid;
 
-use super::definicion::SagaCrearCampana;
-use super::solicitud::validar;
+use super::definicion::{Influencers, SagaCrearCampana, Tracking};
+use super::solicitud::{validar, FORMATO_FECHA};
 use super::vista::{Campana, Creada, Estado, Vista};
-use crate::api::{parse_id, ApiError, Pagina, MAX_BODY};
+use crate::api::{parse_id, query, ApiError, Pagina, MAX_BODY};
 
 /// Longest `Idempotency-Key`.
 pub const MAX_IDEMPOTENCY_KEY: usize = 200;
@@ -126,11 +134,13 @@ async fn crear_campana(State(s): State<CampanaApi>, headers: HeaderMap, body: By
 
 #[utoipa::path(get, path = "/afiliaciones/campana/{id}", tag = "campanas",
     params(("id" = Uuid, Path, description = "The campaign id")),
-    responses((status = 200, body = Campana), (status = 400, body = crate::openapi::Error), (status = 404, body = crate::openapi::Error)))]
-async fn obtener_campana(State(s): State<CampanaApi>, Path(id): Path<String>) -> Result<Json<Campana>, ApiError> {
+    responses((status = 200, body = VistaCampana), (status = 400, description = "Not a UUID", body = crate::openapi::Error),
+              (status = 404, description = "No such campaign", body = crate::openapi::Error),
+              (status = 500, body = crate::openapi::Error)))]
+async fn obtener_campana(State(s): State<CampanaApi>, Path(id): Path<String>) -> Result<Json<VistaCampana>, ApiError> {
     let id = parse_id(&id, "el id de campaña")?;
     match s.vista.obtener(id).await.map_err(|e| ApiError::internal("campaign view", e))? {
-        Some(c) => Ok(Json(c)),
+        Some(c) => Ok(Json(VistaCampana::from(&c))),
         None => Err(ApiError::new(StatusCode::NOT_FOUND, format!("la campaña {id} no existe"))),
     }
 }
@@ -139,8 +149,14 @@ async fn obtener_campana(State(s): State<CampanaApi>, Path(id): Path<String>) ->
     params(("estado" = Option<Estado>, Query, description = "Only this state"),
            ("limite" = Option<u32>, Query, description = "At most this many (1 to 500, default 50)"),
            ("desde" = Option<u32>, Query, description = "Skip this many")),
-    responses((status = 200, description = "`{campanas: [Campana], limite, desde}`, newest first"), (status = 400, body = crate::openapi::Error)))]
-async fn listar_campanas(State(s): State<CampanaApi>, Query(p): Query<Pagina>) -> Result<Json<Value>, ApiError> {
+    responses((status = 200, description = "A page of campaigns, newest first, and how many match", body = ListaCampanas),
+              (status = 400, description = "Unknown `estado`, or a bad number", body = crate::openapi::Error),
+              (status = 500, body = crate::openapi::Error)))]
+async fn listar_campanas(
+    State(s): State<CampanaApi>,
+    p: Result<Query<Pagina>, QueryRejection>,
+) -> Result<Json<ListaCampanas>, ApiError> {
+    let p = query(p)?;
     let estado = p
         .estado
         .as_deref()
@@ -149,8 +165,163 @@ async fn listar_campanas(State(s): State<CampanaApi>, Query(p): Query<Pagina>) -
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
     let limite = p.limite.unwrap_or(50).clamp(1, 500);
     let desde = p.desde.unwrap_or(0);
-    let campanas = s.vista.listar(estado, limite, desde).await.map_err(|e| ApiError::internal("campaign view", e))?;
-    Ok(Json(json!({ "campanas": campanas, "limite": limite, "desde": desde })))
+    let listado = s.vista.listar(estado, limite, desde).await.map_err(|e| ApiError::internal("campaign view", e))?;
+    Ok(Json(ListaCampanas {
+        campanas: listado.campanas.iter().map(VistaCampana::from).collect(),
+        total: listado.total,
+        limite,
+        desde,
+    }))
+}
+
+/// The answer of `GET /afiliaciones/campanas`.
+#[derive(Serialize, ToSchema)]
+pub struct ListaCampanas {
+    /// This page, newest first.
+    pub campanas: Vec<VistaCampana>,
+    /// How many campaigns match the filter in all (not only this page).
+    pub total: u64,
+    /// The page size used.
+    pub limite: u32,
+    /// How many were skipped.
+    pub desde: u32,
+}
+
+/// A campaign as the public API answers it: the request's fields as it was given, its `id`,
+/// `estado` and `fecha_creacion`, then what the saga adds.
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+#[schema(as = Campana)]
+pub struct VistaCampana {
+    /// The campaign.
+    pub id: Uuid,
+    /// The brand that funds it.
+    pub marca: MarcaDoc,
+    /// Its name.
+    pub nombre: String,
+    /// Its description (empty when the request had none).
+    pub descripcion: String,
+    /// Its kind, e.g. `influencer`.
+    pub tipo: String,
+    /// `pendiente` while its saga runs, then `activa` or `rechazada`.
+    pub estado: Estado,
+    /// When it was requested.
+    pub fecha_creacion: DateTime<Utc>,
+    /// As the request gave it: `AAAA-MM-DDTHH:MM:SS`, no zone.
+    #[schema(example = "2025-01-01T00:00:00")]
+    pub fecha_inicio: String,
+    /// As the request gave it.
+    #[schema(example = "2025-12-31T23:59:59")]
+    pub fecha_fin: String,
+    /// In currency units, as the request takes it (kept exact inside, in minor units).
+    #[schema(value_type = f64, example = 15000)]
+    pub presupuesto: serde_json::Number,
+    /// As the request gave them, with each one's booking and tracking link once active.
+    pub influencers: Vec<InfluencerVista>,
+    /// The same as `id`.
+    pub id_campana: Uuid,
+    /// The saga that creates it (`GET /sagas/{saga_id}`).
+    #[schema(value_type = Uuid)]
+    pub saga_id: SagaId,
+    /// The step that refused it.
+    pub paso_fallido: Option<String>,
+    /// Why it was refused.
+    pub motivo: Option<String>,
+    /// The refusal's code, e.g. `MARCA_DESCONOCIDA`.
+    pub codigo: Option<String>,
+    /// What each service answered (by step), once active.
+    #[schema(value_type = Option<Object>)]
+    pub resultado: Option<Value>,
+    /// When it last changed.
+    pub fecha_actualizacion: DateTime<Utc>,
+}
+
+/// An influencer of a campaign: as the request gave it, then, once the campaign is active, its
+/// booking and its tracking link.
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+pub struct InfluencerVista {
+    /// Display name.
+    pub nombre: String,
+    /// e.g. Instagram.
+    pub plataforma: String,
+    /// Audience on that platform.
+    pub seguidores: u32,
+    /// e.g. Fitness.
+    pub categoria: String,
+    /// The influencer's id in the influencer service, once booked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_influencer: Option<Uuid>,
+    /// The booking, once booked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_reserva: Option<Uuid>,
+    /// The tracking code, once tracking is open.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub codigo_tracking: Option<String>,
+    /// The tracking link, once tracking is open.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url_tracking: Option<String>,
+}
+
+/// The output of step `T` in a campaign's `resultado`, if there and readable.
+fn salida<T: serde::de::DeserializeOwned>(resultado: Option<&Value>, step: &str) -> Option<T> {
+    serde_json::from_value(resultado?.get(step)?.clone()).ok()
+}
+
+/// The item of `list` for the influencer at `index` named `nombre` on `plataforma`: the one at
+/// the same place if it names it (the services answer in the request's order), else the one that
+/// does.
+fn de_influencer<T>(list: &[T], index: usize, named: impl Fn(&T) -> bool) -> Option<&T> {
+    list.get(index).filter(|x| named(x)).or_else(|| list.iter().find(|x| named(x)))
+}
+
+impl From<&Campana> for VistaCampana {
+    fn from(c: &Campana) -> Self {
+        let s = &c.solicitud;
+        let reservas: Option<InfluencersReservados> = salida(c.resultado.as_ref(), Influencers::NAME);
+        let tracking: Option<TrackingAbierto> = salida(c.resultado.as_ref(), Tracking::NAME);
+        let influencers = s
+            .influencers
+            .iter()
+            .enumerate()
+            .map(|(n, i)| {
+                let reserva = reservas.as_ref().and_then(|r| {
+                    de_influencer(&r.reservas, n, |x| x.nombre == i.nombre && x.plataforma == i.plataforma)
+                });
+                let enlace = tracking.as_ref().and_then(|t| {
+                    de_influencer(&t.enlaces, n, |x| x.nombre == i.nombre && x.plataforma == i.plataforma)
+                });
+                InfluencerVista {
+                    nombre: i.nombre.clone(),
+                    plataforma: i.plataforma.clone(),
+                    seguidores: i.seguidores,
+                    categoria: i.categoria.clone(),
+                    id_influencer: reserva.map(|r| r.id_influencer),
+                    id_reserva: reserva.map(|r| r.id_reserva),
+                    codigo_tracking: enlace.map(|e| e.codigo.clone()),
+                    url_tracking: enlace.map(|e| e.url.clone()),
+                }
+            })
+            .collect();
+        VistaCampana {
+            id: c.id_campana,
+            marca: MarcaDoc { id_marca: s.marca.id_marca, nombre_marca: s.marca.nombre_marca.clone() },
+            nombre: s.nombre.clone(),
+            descripcion: s.descripcion.clone(),
+            tipo: s.tipo.clone(),
+            estado: c.estado,
+            fecha_creacion: c.creada_en,
+            fecha_inicio: s.fecha_inicio.format(FORMATO_FECHA).to_string(),
+            fecha_fin: s.fecha_fin.format(FORMATO_FECHA).to_string(),
+            presupuesto: s.presupuesto_centavos.to_decimal(),
+            influencers,
+            id_campana: c.id_campana,
+            saga_id: c.saga_id,
+            paso_fallido: c.paso_fallido.clone(),
+            motivo: c.motivo.clone(),
+            codigo: c.codigo.clone(),
+            resultado: c.resultado.clone(),
+            fecha_actualizacion: c.actualizada_en,
+        }
+    }
 }
 
 /// The body of `POST /afiliaciones/campana` (the public API's shape; documentation of what
@@ -179,14 +350,13 @@ pub struct SolicitudCampana {
     influencers: Vec<InfluencerDoc>,
 }
 
-/// A brand in the request.
-#[derive(Serialize, ToSchema)]
-#[allow(dead_code)]
+/// A brand, in the request and in the answers.
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
 pub struct MarcaDoc {
     /// A UUID.
-    id_marca: uuid::Uuid,
+    pub id_marca: uuid::Uuid,
     /// 1 to 200 characters.
-    nombre_marca: String,
+    pub nombre_marca: String,
 }
 
 /// An influencer in the request.
@@ -219,7 +389,16 @@ pub struct Aceptada {
 #[derive(OpenApi)]
 #[openapi(
     paths(crear_campana, obtener_campana, listar_campanas),
-    components(schemas(SolicitudCampana, MarcaDoc, InfluencerDoc, Aceptada, Campana, Estado))
+    components(schemas(
+        SolicitudCampana,
+        MarcaDoc,
+        InfluencerDoc,
+        Aceptada,
+        VistaCampana,
+        InfluencerVista,
+        ListaCampanas,
+        Estado
+    ))
 )]
 struct CampanaDoc;
 

@@ -59,13 +59,13 @@ impl FromStr for Estado {
     }
 }
 
-/// One campaign of the view.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+/// One campaign of the view, as stored (the HTTP API answers it in the public shape,
+/// `api::VistaCampana`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Campana {
     /// The campaign.
     pub id_campana: Uuid,
     /// The saga that creates it.
-    #[schema(value_type = Uuid)]
     pub saga_id: SagaId,
     /// Where it is.
     pub estado: Estado,
@@ -76,15 +76,22 @@ pub struct Campana {
     /// The step that refused it.
     pub paso_fallido: Option<String>,
     /// The accepted request (budget in minor units, `presupuesto_centavos`).
-    #[schema(value_type = Object)]
     pub solicitud: CrearCampana,
     /// What the services answered (budget reservation, bookings, tracking links), once active.
-    #[schema(value_type = Option<Object>)]
     pub resultado: Option<Value>,
     /// When it was requested.
     pub creada_en: DateTime<Utc>,
     /// When it last changed.
     pub actualizada_en: DateTime<Utc>,
+}
+
+/// A page of campaigns and how many match the filter in all.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Listado {
+    /// The page, newest first.
+    pub campanas: Vec<Campana>,
+    /// Every campaign matching the filter, not only this page's (counted by the database).
+    pub total: u64,
 }
 
 /// What `crear` did.
@@ -125,8 +132,8 @@ pub trait Vista: Send + Sync + 'static {
     async fn crear(&self, campana: &CrearCampana, saga_id: SagaId, clave: Option<&str>) -> Result<Creada, VistaError>;
     /// One campaign.
     async fn obtener(&self, id: Uuid) -> Result<Option<Campana>, VistaError>;
-    /// Campaigns, newest first, optionally in one state.
-    async fn listar(&self, estado: Option<Estado>, limite: u32, desde: u32) -> Result<Vec<Campana>, VistaError>;
+    /// A page of campaigns, newest first, optionally in one state, with how many match.
+    async fn listar(&self, estado: Option<Estado>, limite: u32, desde: u32) -> Result<Listado, VistaError>;
     /// Campaigns still `pendiente`, oldest first (for the projector's catch-up).
     async fn pendientes(&self, limite: u32) -> Result<Vec<Campana>, VistaError>;
     /// Records how the saga ended, and its integration event in the outbox, in one
@@ -265,17 +272,25 @@ macro_rules! sql_vista {
                 row.map(campana).transpose()
             }
 
-            async fn listar(&self, estado: Option<Estado>, limite: u32, desde: u32) -> Result<Vec<Campana>, VistaError> {
+            async fn listar(&self, estado: Option<Estado>, limite: u32, desde: u32) -> Result<Listado, VistaError> {
+                let estado = estado.map(Estado::as_str);
                 let rows: Vec<Row> = sqlx::query_as(&format!(
                     "SELECT {COLUMNS} FROM campana WHERE ($1 IS NULL OR estado = $1) \
                      ORDER BY creada_en DESC, id_campana DESC LIMIT $2 OFFSET $3"
                 ))
-                .bind(estado.map(Estado::as_str))
+                .bind(estado)
                 .bind(i64::from(limite.clamp(1, 500)))
                 .bind(i64::from(desde))
                 .fetch_all(&self.pool)
                 .await?;
-                rows.into_iter().map(campana).collect()
+                let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM campana WHERE ($1 IS NULL OR estado = $1)")
+                    .bind(estado)
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok(Listado {
+                    campanas: rows.into_iter().map(campana).collect::<Result<_, _>>()?,
+                    total: u64::try_from(total).unwrap_or_default(),
+                })
             }
 
             async fn pendientes(&self, limite: u32) -> Result<Vec<Campana>, VistaError> {
