@@ -183,19 +183,9 @@ fn monto(m: &Monto) -> Value {
     json!({ "valor": m.valor(), "moneda": m.moneda, "valor_menor": m.valor_menor })
 }
 
-/// A payout in the documented shape, with what the saga adds.
-fn cuerpo(p: &Pago, saga: Option<&SagaState>, historia: &[LogEntry]) -> Value {
+/// A payout in the documented shape, with what the view knows: what a list shows.
+fn resumen(p: &Pago) -> Value {
     let s = &p.solicitud;
-    let registrado = saga.and_then(|st| st.output::<Registro>().ok().flatten());
-    let enviado = saga.and_then(|st| st.output::<Envio>().ok().flatten());
-    let transacciones: Vec<Value> = registrado
-        .map(|r| r.transacciones)
-        .unwrap_or_default()
-        .iter()
-        .map(
-            |t| json!({ "id": t.id_transaccion, "tipo": t.tipo, "monto": monto(&t.monto), "porcentaje": t.porcentaje }),
-        )
-        .collect();
     json!({
         "id": id_publico(p.id_pago),
         "partner_id": s.id_partner,
@@ -206,17 +196,34 @@ fn cuerpo(p: &Pago, saga: Option<&SagaState>, historia: &[LogEntry]) -> Value {
         "fecha_actualizacion": p.fecha_actualizacion,
         "metodo_pago": { "tipo": s.metodo_pago.tipo, "mascara": s.metodo_pago.mascara },
         "confirmation_id": s.referencia,
-        "transacciones": transacciones,
-        "proveedor": enviado.map(|e| json!({
-            "id_operacion": e.id_operacion, "id_confirmacion": e.id_confirmacion, "procesado_en": e.procesado_en
-        })),
         "codigo": p.codigo,
         "motivo": p.motivo,
         "paso_fallido": p.paso_fallido,
         "saga_id": p.saga_id,
-        "saga_estado": saga.map(|st| st.status),
-        "auditoria": auditoria(saga, historia),
     })
+}
+
+/// One payout: its summary, with what its saga adds (the transactions, the provider's
+/// operation, the audit trail).
+fn cuerpo(p: &Pago, saga: Option<&SagaState>, historia: &[LogEntry]) -> Value {
+    let registrado = saga.and_then(|st| st.output::<Registro>().ok().flatten());
+    let enviado = saga.and_then(|st| st.output::<Envio>().ok().flatten());
+    let transacciones: Vec<Value> = registrado
+        .map(|r| r.transacciones)
+        .unwrap_or_default()
+        .iter()
+        .map(
+            |t| json!({ "id": t.id_transaccion, "tipo": t.tipo, "monto": monto(&t.monto), "porcentaje": t.porcentaje }),
+        )
+        .collect();
+    let mut body = resumen(p);
+    body["transacciones"] = json!(transacciones);
+    body["proveedor"] = json!(enviado.map(|e| json!({
+        "id_operacion": e.id_operacion, "id_confirmacion": e.id_confirmacion, "procesado_en": e.procesado_en
+    })));
+    body["saga_estado"] = json!(saga.map(|st| st.status));
+    body["auditoria"] = json!(auditoria(saga, historia));
+    body
 }
 
 /// The saga's history as an audit trail: every recorded event with its time, step, kind and
@@ -275,7 +282,7 @@ pub struct ConsultaPagos {
 #[utoipa::path(get, path = "/pagos", tag = "pagos",
     params(("estado" = Option<EstadoPago>, Query), ("partner_id" = Option<String>, Query),
            ("limite" = Option<u32>, Query, description = "1 to 500, default 50"), ("desde" = Option<u32>, Query)),
-    responses((status = 200, description = "`{pagos: [payout], total, limite, desde}`, newest first"),
+    responses((status = 200, description = "`{pagos: [payout without transacciones, proveedor, auditoria], total, limite, desde}`, newest first"),
               (status = 400, body = crate::openapi::Error), (status = 503, body = crate::openapi::Error)))]
 async fn listar_pagos(State(s): State<PagosApi>, Query(q): Query<ConsultaPagos>) -> Result<Json<Value>, ApiError> {
     let estado = q
@@ -292,7 +299,7 @@ async fn listar_pagos(State(s): State<PagosApi>, Query(q): Query<ConsultaPagos>)
     let filtro = Filtro { estado, id_partner: q.partner_id };
     let (pagos, total) =
         s.vista.listar(&filtro, limite, desde).await.map_err(|e| no_disponible("la base de datos", e))?;
-    let pagos: Vec<Value> = pagos.iter().map(|p| cuerpo(p, None, &[])).collect();
+    let pagos: Vec<Value> = pagos.iter().map(resumen).collect();
     Ok(Json(json!({ "pagos": pagos, "total": total, "limite": limite, "desde": desde })))
 }
 
