@@ -53,11 +53,35 @@ enum Top {
     },
 }
 
+/// The sagas the CLI can start, each by its public start route.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum SagaKind {
+    /// CrearCampaña: POST /afiliaciones/campana.
+    #[value(name = "crear_campana")]
+    CrearCampana,
+    /// The payout saga: POST /pagos/pagar.
+    #[value(name = "procesar_pago")]
+    ProcesarPago,
+}
+
+impl SagaKind {
+    /// The route that starts it.
+    fn route(self) -> &'static str {
+        match self {
+            SagaKind::CrearCampana => "/afiliaciones/campana",
+            SagaKind::ProcesarPago => "/pagos/pagar",
+        }
+    }
+}
+
 #[derive(Subcommand, Debug)]
 enum SagaCmd {
-    /// Starts CrearCampaña from a request body (a file, or `-` for stdin).
+    /// Starts a saga from its public request body (a file, or `-` for stdin).
     Start {
-        /// The JSON body of POST /afiliaciones/campana.
+        /// Which saga: its request goes to that saga's start route.
+        #[arg(long, value_enum, default_value_t = SagaKind::CrearCampana)]
+        saga: SagaKind,
+        /// The JSON body of the saga's start route (POST /afiliaciones/campana, POST /pagos/pagar).
         #[arg(long, short)]
         file: PathBuf,
         /// Makes a retried start return the first answer.
@@ -309,16 +333,13 @@ async fn run(cli: Cli) -> Result<()> {
         Top::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "alpes", &mut std::io::stdout());
         }
-        Top::Saga(SagaCmd::Start { file, idempotency_key }) => {
+        Top::Saga(SagaCmd::Start { saga, file, idempotency_key }) => {
             let body = read_body(&file)?;
-            let v = api
-                .call(reqwest::Method::POST, "/afiliaciones/campana", Some(body), idempotency_key.as_deref())
-                .await?;
+            let v = api.call(reqwest::Method::POST, saga.route(), Some(body), idempotency_key.as_deref()).await?;
             print(out, &v, |v| {
-                table(
-                    &["saga", "campana", "estado"],
-                    vec![vec![s(&v["saga_id"]), s(&v["id_campana"]), s(&v["estado"])]],
-                )
+                // Each start route names what it created: a campaign's `id_campana`, a payout's `id`.
+                let id = if v["id_campana"].is_null() { &v["id"] } else { &v["id_campana"] };
+                table(&["saga", "id", "estado"], vec![vec![s(&v["saga_id"]), s(id), s(&v["estado"])]])
             });
         }
         Top::Saga(SagaCmd::List { state, limit, from }) => {

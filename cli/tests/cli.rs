@@ -192,3 +192,36 @@ async fn a_stuck_saga_is_found_retried_and_compensated() {
     assert!(o.status.success());
     running.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payout_starts_and_is_watched_like_any_saga() {
+    let d = dir();
+    let running = start(&d.join("data"), FaultPlan::none()).await;
+    let url = format!("http://{}", running.addr);
+    let cliente = json!({ "id": "partner-cli", "nombre": "Juan Pérez", "email": "juan.cli@example.com",
+        "cedula": "1234567890", "fecha_nacimiento": "1990-05-15" });
+    let res = reqwest::Client::new().post(format!("{url}/cliente/registrar")).json(&cliente).send().await.unwrap();
+    assert_eq!(res.status(), reqwest::StatusCode::CREATED);
+    let pago = json!({ "partner_id": "partner-cli", "cycle_id": "2025-06", "total_amount": 1500.5, "currency": "USD",
+        "payment_method_type": "BANK_TRANSFER", "payment_method_mask": "****1234" });
+    let file = body_file(&d, "pago.json", &pago);
+
+    let o = alpes(&url, &["saga", "start", "--saga", "procesar_pago", "--file", file.to_str().unwrap()]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.contains("payout-") && text.contains("PENDIENTE"), "{text}");
+    let o = alpes(&url, &["-o", "json", "saga", "list"]).await;
+    let list: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let saga = list["sagas"][0]["id"].as_str().unwrap().to_owned();
+    let o = alpes(&url, &["saga", "watch", &saga, "--timeout", "20"]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = alpes(&url, &["saga", "show", &saga]).await;
+    let text = stdout(&o);
+    assert!(text.starts_with(&format!("saga {saga}  procesar_pago  completed")), "{text}");
+    for step in ["registrar_pago", "enviar_pago", "registrar_pago_cliente", "confirmar_pago"] {
+        assert!(text.contains(step), "timeline lacks {step}: {text}");
+    }
+    let o = alpes(&url, &["saga", "start", "--saga", "nada", "--file", file.to_str().unwrap()]).await;
+    assert!(!o.status.success());
+    running.stop().await;
+}
