@@ -4,7 +4,9 @@
 //! every [`CATCH_UP_INTERVAL`], it walks every view entry still pending, page by page with a
 //! cursor, so however many sagas are stuck it reaches them all: it starts a saga that was never
 //! started (a crash between recording the request and starting its saga; `start` is idempotent
-//! on the saga id) and projects sagas that ended while nobody listened.
+//! on the saga id) and projects sagas that ended while nobody listened. A saga whose end cannot be
+//! recorded (its integration event cannot be built, the database refuses) stays pending in the
+//! view, is counted (`projection_failures_total{saga}`) and logged, and is retried every pass.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,7 +58,10 @@ pub async fn project(engine: &Engine, view: &dyn Projection, id: SagaId) {
         Ok(Some(state)) => match view.finish(&state).await {
             Ok(true) => info!(saga_id = %id, status = %state.status, saga_type = view.saga_type(), "view updated"),
             Ok(false) => {}
-            Err(e) => warn!(saga_id = %id, error = %e, "view not updated; the catch-up pass retries"),
+            Err(e) => {
+                metrics::counter!("projection_failures_total", "saga" => view.saga_type()).increment(1);
+                warn!(saga_id = %id, error = %e, "view not updated; the catch-up pass retries");
+            }
         },
         Ok(None) => {}
         Err(e) => warn!(saga_id = %id, error = %e, "saga not readable; the catch-up pass retries"),
@@ -87,6 +92,7 @@ pub async fn catch_up(engine: &Engine, view: &dyn Projection) -> usize {
                 },
                 Ok(Some(state)) => {
                     if let Err(e) = view.finish(&state).await {
+                        metrics::counter!("projection_failures_total", "saga" => view.saga_type()).increment(1);
                         warn!(saga_id = %p.saga_id, error = %e, "view not updated; next pass retries");
                     }
                 }

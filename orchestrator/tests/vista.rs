@@ -111,7 +111,20 @@ async fn contract(v: Arc<dyn Vista>) {
     assert_eq!(page(v.listar(None, 3, 3).await.unwrap()), (1, 4));
     assert_eq!(page(v.listar(None, 3, 9).await.unwrap()), (0, 4));
     assert_eq!(page(v.listar(Some(Estado::Pendiente), 2, 2).await.unwrap()), (1, 3));
-    assert_eq!(v.pendientes(10).await.unwrap().len(), 3);
+    // The catch-up walks every pending campaign with a cursor, whatever the page size: pages of
+    // two reach all three, each once, oldest first.
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = v.pendientes(after, 2).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some((last.creada_en, last.id_campana));
+        seen.extend(page.iter().map(|c| c.id_campana));
+    }
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    let distinct: std::collections::HashSet<_> = seen.iter().collect();
+    assert_eq!(distinct.len(), 3);
+    assert_eq!(v.pendientes(None, 10).await.unwrap().len(), 3);
     assert!(v.obtener(Uuid::now_v7()).await.unwrap().is_none());
 }
 

@@ -5,7 +5,7 @@
 //!   tracking in parallel);
 //! - [`solicitud`]: validation of the public request into the saga's parameters;
 //! - [`vista`]: the campaign view the API answers from, with its outbox;
-//! - [`projector`]: keeps the view up to date with the sagas' ends;
+//! - [`projector`]: what the view records for a saga's end (the generic projector keeps it);
 //! - [`eventos`]: the integration events (`CampanaCreada`, `CampanaRechazada`) and their relay.
 
 pub mod api;
@@ -25,7 +25,7 @@ use saga_core::definition::SagaDefinition;
 pub use definicion::{CrearCampana, Influencers, Presupuesto, SagaCrearCampana, Tracking, SAGA_TYPE};
 
 use super::StepSettings;
-use crate::app::{Db, EventSink, SagaContext, SagaModule};
+use crate::app::{Db, SagaContext, SagaModule};
 
 /// Every version of CrearCampaña still registered, newest last.
 pub fn definitions(settings: &StepSettings) -> Vec<SagaDefinition> {
@@ -55,13 +55,13 @@ impl SagaModule for Modulo {
                 Arc::new(vista::PgVista::new(pool.clone()).await.context("migrating the campaign view")?)
             }
         };
-        let publisher: Arc<dyn eventos::Publisher> = match cx.events {
-            EventSink::Log => Arc::new(eventos::LogPublisher),
-            #[cfg(feature = "pulsar")]
-            EventSink::Broker(transport) => Arc::new(eventos::BrokerPublisher(transport.clone())),
-        };
-        cx.tasks.spawn_until_stopped("projector", projector::run(cx.engine.clone(), vista.clone(), cx.finished));
-        cx.tasks.spawn_until_stopped("event relay", eventos::run(vista.clone(), publisher, eventos::TOPICO.to_owned()));
+        let proyeccion = Arc::new(vista::Proyeccion(vista.clone()));
+        cx.tasks.spawn_until_stopped(
+            "projector",
+            crate::projector::run(cx.engine.clone(), proyeccion.clone(), cx.finished),
+        );
+        cx.tasks
+            .spawn_until_stopped("event relay", crate::outbox::run(proyeccion, crate::outbox::publisher(cx.events)));
         Ok(api::router(api::CampanaApi { engine: cx.engine, vista }))
     }
 

@@ -16,6 +16,8 @@ use sqlx::types::Json;
 use sqlx::{PgPool, SqlitePool};
 use uuid::Uuid;
 
+use crate::outbox::{Outbox, OutgoingEvent};
+use crate::projector::{Cursor, Pending, Projection};
 use crate::sagas::crear_campana::CrearCampana;
 use schemas::EventoCampana;
 
@@ -134,8 +136,9 @@ pub trait Vista: Send + Sync + 'static {
     async fn obtener(&self, id: Uuid) -> Result<Option<Campana>, VistaError>;
     /// A page of campaigns, newest first, optionally in one state, with how many match.
     async fn listar(&self, estado: Option<Estado>, limite: u32, desde: u32) -> Result<Listado, VistaError>;
-    /// Campaigns still `pendiente`, oldest first (for the projector's catch-up).
-    async fn pendientes(&self, limite: u32) -> Result<Vec<Campana>, VistaError>;
+    /// Campaigns still `pendiente` after `after`, in (creation time, id) order (for the
+    /// projector's catch-up, page by page).
+    async fn pendientes(&self, after: Option<Cursor>, limite: u32) -> Result<Vec<Campana>, VistaError>;
     /// Records how the saga ended, and its integration event in the outbox, in one
     /// transaction; a campaign already out of `pendiente` is left as it is.
     async fn terminar(&self, saga_id: SagaId, fin: &Final, evento: Option<&EventoCampana>) -> Result<bool, VistaError>;
@@ -293,10 +296,14 @@ macro_rules! sql_vista {
                 })
             }
 
-            async fn pendientes(&self, limite: u32) -> Result<Vec<Campana>, VistaError> {
+            async fn pendientes(&self, after: Option<Cursor>, limite: u32) -> Result<Vec<Campana>, VistaError> {
                 let rows: Vec<Row> = sqlx::query_as(&format!(
-                    "SELECT {COLUMNS} FROM campana WHERE estado = 'pendiente' ORDER BY creada_en LIMIT $1"
+                    "SELECT {COLUMNS} FROM campana WHERE estado = 'pendiente' \
+                     AND ($1 IS NULL OR creada_en > $1 OR (creada_en = $1 AND id_campana > $2)) \
+                     ORDER BY creada_en, id_campana LIMIT $3"
                 ))
+                .bind(after.map(|(at, _)| at))
+                .bind(after.map(|(_, id)| id))
                 .bind(i64::from(limite))
                 .fetch_all(&self.pool)
                 .await?;
@@ -388,3 +395,53 @@ sql_vista!(
     SqlitePool,
     SQLITE_MIGRATOR
 );
+
+/// The view as the projector and the relay see it.
+pub struct Proyeccion(pub std::sync::Arc<dyn Vista>);
+
+#[async_trait]
+impl Projection for Proyeccion {
+    fn saga_type(&self) -> &'static str {
+        super::SAGA_TYPE
+    }
+
+    async fn finish(&self, state: &saga_core::SagaState) -> Result<bool, String> {
+        let Some(fin) = super::projector::final_de(state) else { return Ok(false) };
+        // An event that cannot be built leaves the campaign pending: the catch-up retries it,
+        // and the projector counts the failure, rather than the outcome going out without it.
+        let evento = super::eventos::de_saga(state)?;
+        self.0.terminar(state.id, &fin, evento.as_ref()).await.map_err(|e| e.to_string())
+    }
+
+    async fn pending(&self, after: Option<Cursor>, limit: u32) -> Result<Vec<Pending>, String> {
+        let campanas = self.0.pendientes(after, limit).await.map_err(|e| e.to_string())?;
+        campanas
+            .into_iter()
+            .map(|c| {
+                Ok(Pending {
+                    cursor: (c.creada_en, c.id_campana),
+                    saga_id: c.saga_id,
+                    params: serde_json::to_value(&c.solicitud).map_err(|e| e.to_string())?,
+                })
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl Outbox for Proyeccion {
+    async fn unpublished(&self, limit: u32) -> Result<Vec<Result<OutgoingEvent, (Uuid, String)>>, String> {
+        let eventos = self.0.eventos_pendientes(limit).await.map_err(|e| e.to_string())?;
+        Ok(eventos
+            .into_iter()
+            .map(|e| {
+                OutgoingEvent::encode(&e, e.id_evento, e.saga_id, &e.message_type)
+                    .map_err(|err| (e.id_evento, err.to_string()))
+            })
+            .collect())
+    }
+
+    async fn mark_published(&self, id_evento: Uuid, at: DateTime<Utc>) -> Result<(), String> {
+        self.0.marcar_publicado(id_evento, at).await.map_err(|e| e.to_string())
+    }
+}
