@@ -6,7 +6,7 @@
 //! - [`solicitud`]: validation of the public request into the saga's parameters;
 //! - [`vista`]: the campaign view the API answers from, with its outbox;
 //! - [`projector`]: what the view records for a saga's end (the generic projector keeps it);
-//! - [`eventos`]: the integration events (`CampanaCreada`, `CampanaRechazada`) and their relay.
+//! - [`eventos`]: the integration events (`CampanaCreada`, `CampanaRechazada`) (the relay is [`crate::outbox`]'s).
 
 pub mod api;
 pub mod definicion;
@@ -60,8 +60,10 @@ impl SagaModule for Modulo {
             "projector",
             crate::projector::run(cx.engine.clone(), proyeccion.clone(), cx.finished),
         );
-        cx.tasks
-            .spawn_until_stopped("event relay", crate::outbox::run(proyeccion, crate::outbox::publisher(cx.events)));
+        cx.tasks.spawn_until_stopped(
+            "event relay",
+            crate::outbox::run(vista.outbox(), crate::outbox::publisher(cx.events)),
+        );
         Ok(api::router(api::CampanaApi { engine: cx.engine, vista }))
     }
 

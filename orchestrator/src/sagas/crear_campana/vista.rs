@@ -5,6 +5,8 @@
 
 use std::str::FromStr;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use saga_core::log::sql::migrate;
@@ -16,7 +18,7 @@ use sqlx::types::Json;
 use sqlx::{PgPool, SqlitePool};
 use uuid::Uuid;
 
-use crate::outbox::{Outbox, OutgoingEvent};
+use crate::outbox::{Outbox, PgOutbox, SqliteOutbox};
 use crate::projector::{Cursor, Pending, Projection};
 use crate::sagas::crear_campana::CrearCampana;
 use schemas::EventoCampana;
@@ -146,9 +148,14 @@ pub trait Vista: Send + Sync + 'static {
     async fn eventos_pendientes(&self, limite: u32) -> Result<Vec<EventoCampana>, VistaError>;
     /// Marks an event published.
     async fn marcar_publicado(&self, id_evento: Uuid, at: DateTime<Utc>) -> Result<(), VistaError>;
+    /// Its outbox, for the relay.
+    fn outbox(&self) -> Arc<dyn Outbox>;
     /// The outbox's event of a saga, with its publication time.
     async fn evento_de(&self, saga_id: SagaId) -> Result<Option<(EventoCampana, Option<DateTime<Utc>>)>, VistaError>;
 }
+
+/// The outbox table of this saga's integration events.
+pub const OUTBOX: &str = "evento_saliente";
 
 const COLUMNS: &str =
     "id_campana, saga_id, estado, motivo, codigo, paso_fallido, solicitud, resultado, creada_en, actualizada_en";
@@ -198,18 +205,19 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
 }
 
 macro_rules! sql_vista {
-    ($(#[$meta:meta])* $name:ident, $pool:ty, $migrator:ident) => {
+    ($(#[$meta:meta])* $name:ident, $pool:ty, $migrator:ident, $outbox:ident) => {
         $(#[$meta])*
-        #[derive(Clone, Debug)]
+        #[derive(Clone)]
         pub struct $name {
             pool: $pool,
+            outbox: $outbox<EventoCampana>,
         }
 
         impl $name {
             /// The view over `pool`, migrated.
             pub async fn new(pool: $pool) -> Result<Self, sqlx::migrate::MigrateError> {
                 migrate(&$migrator, &pool).await?;
-                Ok(Self { pool })
+                Ok(Self { outbox: $outbox::new(pool.clone(), OUTBOX), pool })
             }
 
             async fn by_key(&self, clave: &str) -> Result<Option<Campana>, VistaError> {
@@ -334,49 +342,26 @@ macro_rules! sql_vista {
                 .await?
                 .rows_affected();
                 if let Some(e) = evento {
-                    sqlx::query(
-                        "INSERT INTO evento_saliente (id_evento, saga_id, topico, tipo, carga, creado_en) \
-                         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (saga_id) DO NOTHING",
-                    )
-                    .bind(e.id_evento)
-                    .bind(saga_id.0)
-                    .bind(crate::sagas::crear_campana::eventos::TOPICO)
-                    .bind(&e.message_type)
-                    .bind(Json(e))
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
+                    self.outbox.insert(&mut tx, e, now).await?;
                 }
                 tx.commit().await?;
                 Ok(done > 0)
             }
 
             async fn eventos_pendientes(&self, limite: u32) -> Result<Vec<EventoCampana>, VistaError> {
-                let rows: Vec<(Json<EventoCampana>,)> = sqlx::query_as(
-                    "SELECT carga FROM evento_saliente WHERE publicado_en IS NULL ORDER BY creado_en LIMIT $1",
-                )
-                .bind(i64::from(limite))
-                .fetch_all(&self.pool)
-                .await?;
-                Ok(rows.into_iter().map(|(Json(e),)| e).collect())
+                Ok(self.outbox.pending(limite).await?)
             }
 
             async fn marcar_publicado(&self, id_evento: Uuid, at: DateTime<Utc>) -> Result<(), VistaError> {
-                sqlx::query("UPDATE evento_saliente SET publicado_en = $2 WHERE id_evento = $1")
-                    .bind(id_evento)
-                    .bind(at)
-                    .execute(&self.pool)
-                    .await?;
-                Ok(())
+                Ok(self.outbox.mark(id_evento, at).await?)
             }
 
             async fn evento_de(&self, saga_id: SagaId) -> Result<Option<(EventoCampana, Option<DateTime<Utc>>)>, VistaError> {
-                let row: Option<(Json<EventoCampana>, Option<DateTime<Utc>>)> =
-                    sqlx::query_as("SELECT carga, publicado_en FROM evento_saliente WHERE saga_id = $1")
-                        .bind(saga_id.0)
-                        .fetch_optional(&self.pool)
-                        .await?;
-                Ok(row.map(|(Json(e), at)| (e, at)))
+                Ok(self.outbox.of_saga(saga_id.0).await?)
+            }
+
+            fn outbox(&self) -> Arc<dyn Outbox> {
+                Arc::new(self.outbox.clone())
             }
         }
     };
@@ -386,18 +371,20 @@ sql_vista!(
     /// The campaign view in PostgreSQL.
     PgVista,
     PgPool,
-    PG_MIGRATOR
+    PG_MIGRATOR,
+    PgOutbox
 );
 
 sql_vista!(
     /// The campaign view in SQLite (the embedded mode).
     SqliteVista,
     SqlitePool,
-    SQLITE_MIGRATOR
+    SQLITE_MIGRATOR,
+    SqliteOutbox
 );
 
 /// The view as the projector and the relay see it.
-pub struct Proyeccion(pub std::sync::Arc<dyn Vista>);
+pub struct Proyeccion(pub Arc<dyn Vista>);
 
 #[async_trait]
 impl Projection for Proyeccion {
@@ -425,23 +412,5 @@ impl Projection for Proyeccion {
                 })
             })
             .collect()
-    }
-}
-
-#[async_trait]
-impl Outbox for Proyeccion {
-    async fn unpublished(&self, limit: u32) -> Result<Vec<Result<OutgoingEvent, (Uuid, String)>>, String> {
-        let eventos = self.0.eventos_pendientes(limit).await.map_err(|e| e.to_string())?;
-        Ok(eventos
-            .into_iter()
-            .map(|e| {
-                OutgoingEvent::encode(&e, e.id_evento, e.saga_id, &e.message_type)
-                    .map_err(|err| (e.id_evento, err.to_string()))
-            })
-            .collect())
-    }
-
-    async fn mark_published(&self, id_evento: Uuid, at: DateTime<Utc>) -> Result<(), String> {
-        self.0.marcar_publicado(id_evento, at).await.map_err(|e| e.to_string())
     }
 }

@@ -27,7 +27,7 @@ pub use definicion::{AbonoCliente, Confirmacion, Envio, ProcesarPago, Registro, 
 
 use super::StepSettings;
 use crate::app::{Db, SagaContext, SagaModule};
-use crate::{outbox, projector};
+use crate::projector;
 
 /// Every version of the payout saga still registered, newest last.
 pub fn definitions(settings: &StepSettings) -> Vec<SagaDefinition> {
@@ -62,7 +62,10 @@ impl SagaModule for Modulo {
             "payout projector",
             projector::run(cx.engine.clone(), proyeccion.clone(), cx.finished),
         );
-        cx.tasks.spawn_until_stopped("payout event relay", outbox::run(proyeccion, outbox::publisher(cx.events)));
+        cx.tasks.spawn_until_stopped(
+            "payout event relay",
+            crate::outbox::run(vista.outbox(), crate::outbox::publisher(cx.events)),
+        );
         let directorio = Arc::new(api::DirectorioHttp::new(&cx.services.cliente_url)?);
         Ok(api::router(api::PagosApi { engine: cx.engine, vista, directorio }))
     }

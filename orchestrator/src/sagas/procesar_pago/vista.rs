@@ -9,6 +9,8 @@
 
 use std::str::FromStr;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use saga_core::log::sql::migrate;
@@ -21,7 +23,7 @@ use uuid::Uuid;
 
 use super::definicion::ProcesarPago;
 use super::eventos;
-use crate::outbox::{Outbox, OutgoingEvent};
+use crate::outbox::{Outbox, PgOutbox, SqliteOutbox};
 use crate::projector::{Cursor, Pending, Projection};
 use schemas::EventoPago;
 
@@ -146,9 +148,14 @@ pub trait VistaPagos: Send + Sync + 'static {
     async fn eventos_pendientes(&self, limite: u32) -> Result<Vec<EventoPago>, VistaError>;
     /// Marks an event published.
     async fn marcar_publicado(&self, id_evento: Uuid, at: DateTime<Utc>) -> Result<(), VistaError>;
+    /// Its outbox, for the relay.
+    fn outbox(&self) -> Arc<dyn Outbox>;
     /// The outbox's event of a saga, with its publication time.
     async fn evento_de(&self, saga_id: SagaId) -> Result<Option<(EventoPago, Option<DateTime<Utc>>)>, VistaError>;
 }
+
+/// The outbox table of this saga's integration events.
+pub const OUTBOX: &str = "evento_pago_saliente";
 
 const COLUMNS: &str =
     "id_pago, saga_id, estado, codigo, motivo, paso_fallido, solicitud, fecha_creacion, fecha_actualizacion";
@@ -186,18 +193,19 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
 }
 
 macro_rules! sql_vista {
-    ($(#[$meta:meta])* $name:ident, $pool:ty, $migrator:ident) => {
+    ($(#[$meta:meta])* $name:ident, $pool:ty, $migrator:ident, $outbox:ident) => {
         $(#[$meta])*
-        #[derive(Clone, Debug)]
+        #[derive(Clone)]
         pub struct $name {
             pool: $pool,
+            outbox: $outbox<EventoPago>,
         }
 
         impl $name {
             /// The view over `pool`, migrated.
             pub async fn new(pool: $pool) -> Result<Self, sqlx::migrate::MigrateError> {
                 migrate(&$migrator, &pool).await?;
-                Ok(Self { pool })
+                Ok(Self { outbox: $outbox::new(pool.clone(), OUTBOX), pool })
             }
 
             async fn by_cycle(&self, id_partner: &str, id_ciclo: &str) -> Result<Option<Pago>, VistaError> {
@@ -311,47 +319,25 @@ macro_rules! sql_vista {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
-                sqlx::query(
-                    "INSERT INTO evento_pago_saliente (id_evento, saga_id, tipo, carga, creado_en) \
-                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (saga_id) DO NOTHING",
-                )
-                .bind(evento.id_evento)
-                .bind(saga_id.0)
-                .bind(&evento.message_type)
-                .bind(Json(evento))
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+                self.outbox.insert(&mut tx, evento, now).await?;
                 tx.commit().await?;
                 Ok(done > 0)
             }
 
             async fn eventos_pendientes(&self, limite: u32) -> Result<Vec<EventoPago>, VistaError> {
-                let rows: Vec<(Json<EventoPago>,)> = sqlx::query_as(
-                    "SELECT carga FROM evento_pago_saliente WHERE publicado_en IS NULL ORDER BY creado_en LIMIT $1",
-                )
-                .bind(i64::from(limite))
-                .fetch_all(&self.pool)
-                .await?;
-                Ok(rows.into_iter().map(|(Json(e),)| e).collect())
+                Ok(self.outbox.pending(limite).await?)
             }
 
             async fn marcar_publicado(&self, id_evento: Uuid, at: DateTime<Utc>) -> Result<(), VistaError> {
-                sqlx::query("UPDATE evento_pago_saliente SET publicado_en = $2 WHERE id_evento = $1")
-                    .bind(id_evento)
-                    .bind(at)
-                    .execute(&self.pool)
-                    .await?;
-                Ok(())
+                Ok(self.outbox.mark(id_evento, at).await?)
             }
 
             async fn evento_de(&self, saga_id: SagaId) -> Result<Option<(EventoPago, Option<DateTime<Utc>>)>, VistaError> {
-                let row: Option<(Json<EventoPago>, Option<DateTime<Utc>>)> =
-                    sqlx::query_as("SELECT carga, publicado_en FROM evento_pago_saliente WHERE saga_id = $1")
-                        .bind(saga_id.0)
-                        .fetch_optional(&self.pool)
-                        .await?;
-                Ok(row.map(|(Json(e), at)| (e, at)))
+                Ok(self.outbox.of_saga(saga_id.0).await?)
+            }
+
+            fn outbox(&self) -> Arc<dyn Outbox> {
+                Arc::new(self.outbox.clone())
             }
         }
     };
@@ -361,18 +347,20 @@ sql_vista!(
     /// The payout view in PostgreSQL.
     PgVistaPagos,
     PgPool,
-    PG_MIGRATOR
+    PG_MIGRATOR,
+    PgOutbox
 );
 
 sql_vista!(
     /// The payout view in SQLite (the embedded mode).
     SqliteVistaPagos,
     SqlitePool,
-    SQLITE_MIGRATOR
+    SQLITE_MIGRATOR,
+    SqliteOutbox
 );
 
 /// The view as the projector and the relay see it.
-pub struct Proyeccion(pub std::sync::Arc<dyn VistaPagos>);
+pub struct Proyeccion(pub Arc<dyn VistaPagos>);
 
 #[async_trait]
 impl Projection for Proyeccion {
@@ -398,23 +386,5 @@ impl Projection for Proyeccion {
                 })
             })
             .collect()
-    }
-}
-
-#[async_trait]
-impl Outbox for Proyeccion {
-    async fn unpublished(&self, limit: u32) -> Result<Vec<Result<OutgoingEvent, (Uuid, String)>>, String> {
-        let eventos = self.0.eventos_pendientes(limit).await.map_err(|e| e.to_string())?;
-        Ok(eventos
-            .into_iter()
-            .map(|e| {
-                OutgoingEvent::encode(&e, e.id_evento, e.saga_id, &e.message_type)
-                    .map_err(|err| (e.id_evento, err.to_string()))
-            })
-            .collect())
-    }
-
-    async fn mark_published(&self, id_evento: Uuid, at: DateTime<Utc>) -> Result<(), String> {
-        self.0.marcar_publicado(id_evento, at).await.map_err(|e| e.to_string())
     }
 }

@@ -24,6 +24,7 @@ CREATE INDEX vista_pago_creado_idx ON vista_pago (fecha_creacion DESC, id_pago D
 CREATE TABLE evento_pago_saliente (
     id_evento    UUID        PRIMARY KEY,
     saga_id      UUID        NOT NULL UNIQUE,
+    topico       TEXT        NOT NULL,
     tipo         TEXT        NOT NULL,
     carga        JSONB       NOT NULL,
     creado_en    TIMESTAMPTZ NOT NULL,

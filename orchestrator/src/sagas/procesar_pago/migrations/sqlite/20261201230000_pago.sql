@@ -21,6 +21,7 @@ CREATE INDEX vista_pago_creado_idx ON vista_pago (fecha_creacion DESC, id_pago D
 CREATE TABLE evento_pago_saliente (
     id_evento    BLOB PRIMARY KEY,
     saga_id      BLOB NOT NULL UNIQUE,
+    topico       TEXT NOT NULL,
     tipo         TEXT NOT NULL,
     carga        TEXT NOT NULL,
     creado_en    TEXT NOT NULL,
