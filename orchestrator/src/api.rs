@@ -6,7 +6,7 @@
 //! | `GET /sagas?estado=&limite=&desde=` | sagas, newest first |
 //! | `GET /sagas/{id}` | a saga's state and its whole history, with times |
 //! | `POST /sagas/{id}/retry`, `POST /sagas/{id}/abort` | operator actions (body `{"nota": "..."}`, optional) |
-//! | `GET /health` | liveness, and readiness of the database and the broker |
+//! | `GET /health` | readiness: the database and the broker answer, the saga engine runs |
 //!
 //! Errors are JSON `{"error": "..."}` (and `"errores": [...]` for field errors). Internal errors
 //! are logged and answered with a generic message: nothing internal leaks.
@@ -188,10 +188,32 @@ pub(crate) async fn abortar_saga(
 }
 
 #[utoipa::path(get, path = "/health", tag = "operacion",
-    responses((status = 200, description = "`{status: ok, database: ok}`"), (status = 503, description = "The saga log does not answer")))]
+    responses((status = 200, description = "`{status: ok, database: ok, broker: ok, engine: ok}`"),
+              (status = 503, description = "The saga log or the broker does not answer (`unreachable`), or the engine is not running (`down`: stopped, or a task in a crash loop)")))]
 pub(crate) async fn health(State(s): State<AppState>) -> Response {
     let (database, broker) = tokio::join!(s.engine.store().stats(), s.engine.transport().ready());
-    daemon::health(&database, &broker)
+    let engine = s.engine.health();
+    let engine_down = (!engine.running).then(|| {
+        let tasks: Vec<String> = engine
+            .tasks
+            .iter()
+            .map(|t| {
+                format!(
+                    "{} {:?} ({} panics in a row, last: {})",
+                    t.task,
+                    t.state,
+                    t.panics_in_a_row,
+                    t.last_panic.as_deref().unwrap_or("none")
+                )
+            })
+            .collect();
+        format!("saga engine not running: {}", tasks.join("; "))
+    });
+    daemon::health_of(&[
+        daemon::Check::reachable("database", &database),
+        daemon::Check::reachable("broker", &broker),
+        daemon::Check::running("engine", engine_down),
+    ])
 }
 
 async fn openapi() -> Json<utoipa::openapi::OpenApi> {

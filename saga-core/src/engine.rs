@@ -17,9 +17,10 @@ use tracing::{debug, error, info, warn};
 use crate::clock::{Clock, SystemClock};
 use crate::definition::{Registry, RetryPolicy, SagaType};
 use crate::id::{SagaId, StepKind};
-use crate::inject::{FaultPlan, INJECTED_CODE};
+use crate::inject::{FaultPlan, PanicSite, INJECTED_CODE};
 use crate::log::{Created, ListQuery, SagaStore, SagaSummary, StoreError};
 use crate::saga::{self, Decide, Input, LogEntry, SagaEvent, SagaState, SagaStatus};
+use crate::supervision::{panic_message, AbortOnDrop, Board, EngineHealth, EngineTask, TaskState};
 use crate::transport::{Command, Outcome, Receiver, Reply, Transport, TransportError};
 
 /// Errors the engine returns to its callers.
@@ -77,6 +78,10 @@ pub struct EngineConfig {
     /// How often a command the transport refused is offered again before leaving it to the
     /// step's timeout.
     pub send_retry: RetryPolicy,
+    /// How long a supervised task (timer, recovery, reply consumer) waits before it is started
+    /// again after a panic: the backoff grows with the panics in a row, so a task that panics
+    /// on every start does not spin. `max_attempts` is not used: a task is always restarted.
+    pub task_restart: RetryPolicy,
     /// How many replies `run` applies at once. Replies of different sagas are independent; two
     /// of one saga meet in the log's optimistic version check, and the second is applied to
     /// the state the first wrote. Each holds a log connection while it commits.
@@ -106,6 +111,16 @@ impl Default for EngineConfig {
                 initial_backoff: Duration::from_millis(50),
                 max_backoff: Duration::from_secs(1),
                 multiplier: 4.0,
+                jitter: 0.3,
+            },
+            // A panic is a bug: restarting at once would spin on it, waiting long leaves sagas
+            // without timeouts. 100 ms doubling to 10 s keeps a crash loop cheap and a single
+            // panic nearly invisible.
+            task_restart: RetryPolicy {
+                max_attempts: u32::MAX,
+                initial_backoff: Duration::from_millis(100),
+                max_backoff: Duration::from_secs(10),
+                multiplier: 2.0,
                 jitter: 0.3,
             },
         }
@@ -152,6 +167,7 @@ pub struct Engine {
     faults: FaultPlan,
     observer: Arc<dyn EngineObserver>,
     rng: Mutex<SmallRng>,
+    board: Board,
 }
 
 /// Builds an [`Engine`].
@@ -209,6 +225,7 @@ impl Engine {
                 faults: FaultPlan::none(),
                 observer: Arc::new(NoObserver),
                 rng: Mutex::new(SmallRng::from_entropy()),
+                board: Board::default(),
             },
         }
     }
@@ -226,6 +243,12 @@ impl Engine {
     /// The configuration.
     pub fn config(&self) -> &EngineConfig {
         &self.config
+    }
+
+    /// Whether the engine is running ([`Engine::run_on`] in progress, no task in a crash loop),
+    /// and how each of its tasks is doing: what a daemon's `/health` reports.
+    pub fn health(&self) -> EngineHealth {
+        self.board.health()
     }
 
     /// Starts a saga of the newest version of `saga_type`. Idempotent on `id`: a second call
@@ -307,6 +330,7 @@ impl Engine {
 
     /// Handles every deadline and retry due now. Returns how many sagas moved.
     pub async fn tick(&self) -> Result<usize, EngineError> {
+        self.faults.strike(PanicSite::TimerPass);
         let now = self.clock.now();
         let due = self.with_store_retry(|| self.store.due(now, self.config.tick_batch)).await?;
         let mut moved = 0;
@@ -324,6 +348,7 @@ impl Engine {
     /// that were in flight (same message id; participants deduplicate). Returns how many sagas
     /// it looked at.
     pub async fn recover(&self) -> Result<usize, EngineError> {
+        self.faults.strike(PanicSite::RecoveryPass);
         let mut after = None;
         let mut seen = 0;
         loop {
@@ -397,15 +422,7 @@ impl Engine {
     /// Runs the engine until `shutdown` completes: subscribes to replies (retrying until the
     /// transport lets it), then [`Engine::run_on`].
     pub async fn run(self: Arc<Self>, shutdown: impl Future<Output = ()> + Send) -> Result<(), EngineError> {
-        let replies = loop {
-            match self.transport.replies(&self.config.reply_to).await {
-                Ok(r) => break r,
-                Err(e) => {
-                    warn!(error = %e, "cannot subscribe to replies yet; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            }
-        };
+        let replies = self.subscribe_retrying().await;
         self.run_on(replies, shutdown).await
     }
 
@@ -415,79 +432,153 @@ impl Engine {
         self.transport.replies(&self.config.reply_to).await
     }
 
-    /// Runs the engine on `replies` until `shutdown` completes: recovery (retried while the log
-    /// is unavailable), then the reply consumer and the timer loop. A reply is acknowledged only
-    /// after its effect is in the log; when the log cannot be written it is negatively
-    /// acknowledged and comes back. A reply whose handling panics (a bug) is dead-lettered, so it
-    /// cannot come back in a loop; its saga's step timeout resends the command.
+    /// Runs the engine on `replies` until `shutdown` completes: the recovery pass (retried while
+    /// the log is unavailable), the reply consumer and the timer loop, side by side. A reply is
+    /// acknowledged only after its effect is in the log; when the log cannot be written it is
+    /// negatively acknowledged and comes back. A reply whose handling panics (a bug) is
+    /// dead-lettered, so it cannot come back in a loop; its saga's step timeout resends the
+    /// command.
+    ///
+    /// Each of the three runs as a supervised task: a panic is logged, counted
+    /// (`saga_engine_task_panics_total{task}`) and the task started again after
+    /// [`EngineConfig::task_restart`]'s backoff (the reply consumer on a new subscription; what it
+    /// had not acknowledged is redelivered). [`Engine::health`] reports the engine as not running
+    /// while a task is in a crash loop. Recovery runs beside the timer and the consumer rather
+    /// than before them: a recovery pass that cannot finish must not stop the others, and each
+    /// transition is checked against the log's version whoever makes it.
     pub async fn run_on(
         self: Arc<Self>,
         replies: Box<dyn Receiver<Reply>>,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), EngineError> {
-        loop {
-            match self.recover().await {
-                Ok(_) => break,
-                Err(e) => {
-                    warn!(error = %e, "recovery pass failed; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+        let _running = self.board.run();
+        let recovery = self.clone().supervise(EngineTask::Recovery, |engine| async move {
+            loop {
+                match engine.recover().await {
+                    Ok(_) => break,
+                    Err(e) => {
+                        warn!(error = %e, "recovery pass failed; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
                 }
             }
-        }
-        let timer = {
-            let engine = self.clone();
+        });
+        let timer = self.clone().supervise(EngineTask::Timer, |engine| async move {
+            let mut interval = tokio::time::interval(engine.config.poll_interval);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                interval.tick().await;
+                if let Err(e) = engine.tick().await {
+                    warn!(error = %e, "timer pass failed");
+                }
+                engine.board.progress(EngineTask::Timer);
+            }
+        });
+        // The first run consumes the subscription the caller made; a restart after a panic
+        // subscribes again.
+        let first = Arc::new(Mutex::new(Some(replies)));
+        let consumer = self.clone().supervise(EngineTask::Replies, move |engine| {
+            let first = first.clone();
             async move {
-                let mut interval = tokio::time::interval(engine.config.poll_interval);
-                interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    interval.tick().await;
-                    if let Err(e) = engine.tick().await {
-                        warn!(error = %e, "timer pass failed");
-                    }
-                }
+                let given = first.lock().unwrap_or_else(|e| e.into_inner()).take();
+                let replies = match given {
+                    Some(r) => r,
+                    None => engine.subscribe_retrying().await,
+                };
+                engine.consume(replies).await
             }
-        };
-        // Dropped at shutdown: replies being applied are abandoned unacknowledged (a commit
-        // either happened or not) and come back.
-        let consumer = {
-            let engine = self.clone();
-            crate::transport::serve_concurrently(
-                replies,
-                self.config.reply_concurrency,
-                |reply: &Reply| tracing::info_span!("reply", saga_id = %reply.correlation.saga_id),
-                move |reply: Reply| {
-                    let engine = engine.clone();
-                    async move { engine.handle_reply(&reply).await }
-                },
-                |delivery: crate::transport::Delivery<Reply>, result: Result<ReplyDisposition, EngineError>| async move {
-                    match result {
-                        Ok(_) => delivery.ack().await,
-                        Err(EngineError::Store(e)) if e.is_transient() => {
-                            warn!(error = %e, "saga log unavailable; reply will be redelivered");
-                            tokio::time::sleep(Duration::from_millis(500)).await;
-                            delivery.nack().await
-                        }
-                        // A replica without this definition (a rolling deploy): another replica
-                        // may have it, and the step's timeout covers the case where none does.
-                        Err(e @ EngineError::UnknownSagaType(_)) => {
-                            warn!(error = %e, "reply for a saga type this engine does not know; redelivering");
-                            tokio::time::sleep(Duration::from_millis(500)).await;
-                            delivery.nack().await
-                        }
-                        Err(e) => {
-                            error!(error = %e, "reply cannot be applied; dead-lettering it");
-                            delivery.dead_letter(&e.to_string()).await
-                        }
-                    }
-                },
-            )
-        };
+        });
         tokio::select! {
             _ = shutdown => info!("engine shutting down"),
+            _ = async { recovery.await; std::future::pending::<()>().await } => {},
             _ = timer => {},
             _ = consumer => info!("reply stream closed"),
         }
         Ok(())
+    }
+
+    /// Runs `start`'s task until it ends, starting it again after each panic (see
+    /// [`Engine::run_on`]). Dropping the returned future aborts the task.
+    async fn supervise<F, Fut>(self: Arc<Self>, task: EngineTask, mut start: F)
+    where
+        F: FnMut(Arc<Self>) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let mut rng = SmallRng::from_entropy();
+        loop {
+            self.board.set(task, TaskState::Running);
+            let mut handle = AbortOnDrop(tokio::spawn(start(self.clone())));
+            match (&mut handle.0).await {
+                Ok(()) => {
+                    self.board.set(task, TaskState::Done);
+                    return;
+                }
+                Err(e) if e.is_panic() => {
+                    let message = panic_message(e.into_panic().as_ref());
+                    let in_a_row = self.board.panicked(task, &message);
+                    crate::metrics::engine::task_panicked(task.name());
+                    let delay = self.config.task_restart.backoff(in_a_row + 1, &mut rng);
+                    error!(task = task.name(), panics_in_a_row = in_a_row, panic = %message,
+                        restart_in_ms = delay.as_millis() as u64, "engine task panicked; restarting it");
+                    tokio::time::sleep(delay).await;
+                }
+                // Cancelled: the runtime is shutting down.
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Subscribes to the replies, retrying until the transport lets it.
+    async fn subscribe_retrying(&self) -> Box<dyn Receiver<Reply>> {
+        loop {
+            match self.transport.replies(&self.config.reply_to).await {
+                Ok(r) => return r,
+                Err(e) => {
+                    warn!(error = %e, "cannot subscribe to replies yet; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
+    /// Applies replies from `replies` until the stream closes (see [`Engine::run_on`]).
+    async fn consume(self: Arc<Self>, replies: Box<dyn Receiver<Reply>>) {
+        let engine = self.clone();
+        crate::transport::serve_concurrently(
+            replies,
+            self.config.reply_concurrency,
+            |reply: &Reply| tracing::info_span!("reply", saga_id = %reply.correlation.saga_id),
+            move |reply: Reply| {
+                let engine = engine.clone();
+                async move {
+                    let result = engine.handle_reply(&reply).await;
+                    engine.board.progress(EngineTask::Replies);
+                    result
+                }
+            },
+            |delivery: crate::transport::Delivery<Reply>, result: Result<ReplyDisposition, EngineError>| async move {
+                match result {
+                    Ok(_) => delivery.ack().await,
+                    Err(EngineError::Store(e)) if e.is_transient() => {
+                        warn!(error = %e, "saga log unavailable; reply will be redelivered");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        delivery.nack().await
+                    }
+                    // A replica without this definition (a rolling deploy): another replica
+                    // may have it, and the step's timeout covers the case where none does.
+                    Err(e @ EngineError::UnknownSagaType(_)) => {
+                        warn!(error = %e, "reply for a saga type this engine does not know; redelivering");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        delivery.nack().await
+                    }
+                    Err(e) => {
+                        error!(error = %e, "reply cannot be applied; dead-lettering it");
+                        delivery.dead_letter(&e.to_string()).await
+                    }
+                }
+            },
+        )
+        .await
     }
 
     // --- internals -------------------------------------------------------------------------

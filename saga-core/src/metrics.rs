@@ -16,6 +16,7 @@
 //! | `sagas_active` | gauge | status (`running`, `compensating`) | sagas the engine is driving |
 //! | `sagas_stuck` | gauge | | sagas waiting for an operator |
 //! | `saga_oldest_unfinished_age_seconds` | gauge | | age of the oldest saga not in a final state |
+//! | `saga_engine_task_panics_total` | counter | task (`recovery`, `timer`, `replies`) | panics of the engine's supervised tasks (each restarted) |
 //! | `participant_commands_total` | counter | participant, kind, disposition, outcome | commands a participant handled |
 //! | `transport_messages_published_total` | counter | transport, topic | messages the broker (or queue) accepted |
 //! | `transport_messages_consumed_total` | counter | transport, topic | messages handed to the application |
@@ -123,6 +124,16 @@ pub async fn poll_store_gauges(store: Arc<dyn SagaStore>, every: Duration) {
             }
             Err(e) => tracing::warn!(error = %e, "saga gauges not updated"),
         }
+    }
+}
+
+/// The engine's own health: what its supervisor records.
+pub mod engine {
+    use metrics::counter;
+
+    /// A supervised task of the engine panicked (it is restarted).
+    pub fn task_panicked(task: &'static str) {
+        counter!("saga_engine_task_panics_total", "task" => task).increment(1);
     }
 }
 
