@@ -4,7 +4,7 @@
 //! | route | what |
 //! |---|---|
 //! | `GET /sagas?estado=&limite=&desde=` | sagas, newest first |
-//! | `GET /sagas/{id}` | a saga's state and its whole history, with times |
+//! | `GET /sagas/{id}` | a saga's state, its summary (next wake-up, timer failures) and its whole history, with times |
 //! | `POST /sagas/{id}/retry`, `POST /sagas/{id}/abort` | operator actions (body `{"nota": "..."}`, optional) |
 //! | `GET /health` | readiness: the database and the broker answer, the saga engine runs |
 //!
@@ -133,12 +133,13 @@ pub(crate) async fn listar_sagas(State(s): State<AppState>, Query(p): Query<Pagi
 
 #[utoipa::path(get, path = "/sagas/{id}", tag = "sagas",
     params(("id" = Uuid, Path, description = "The saga id")),
-    responses((status = 200, description = "`{saga: state, historia: [log entry with seq, at, event]}`"), (status = 404, body = crate::openapi::Error)))]
+    responses((status = 200, description = "`{saga: state, resumen: summary (wake_at, wake_failures, wake_error), historia: [log entry with seq, at, event]}`"), (status = 404, body = crate::openapi::Error)))]
 pub(crate) async fn obtener_saga(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let id = SagaId(parse_id(&id, "el id de saga")?);
     let state = s.engine.get(id).await?.ok_or(EngineError::NotFound(id))?;
+    let summary = s.engine.summary(id).await?;
     let history = s.engine.history(id).await?;
-    Ok(Json(json!({ "saga": state, "historia": history })))
+    Ok(Json(json!({ "saga": state, "resumen": summary, "historia": history })))
 }
 
 /// Body of the operator routes.

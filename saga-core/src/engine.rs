@@ -20,7 +20,7 @@ use crate::id::{SagaId, StepKind};
 use crate::inject::{FaultPlan, PanicSite, INJECTED_CODE};
 use crate::log::{Created, ListQuery, SagaStore, SagaSummary, StoreError};
 use crate::saga::{self, Decide, Input, LogEntry, SagaEvent, SagaState, SagaStatus};
-use crate::supervision::{panic_message, AbortOnDrop, Board, EngineHealth, EngineTask, TaskState};
+use crate::supervision::{panic_message, AbortOnDrop, Board, CatchUnwind, EngineHealth, EngineTask, TaskState};
 use crate::transport::{Command, Outcome, Receiver, Reply, Transport, TransportError};
 
 /// Errors the engine returns to its callers.
@@ -78,6 +78,10 @@ pub struct EngineConfig {
     /// How often a command the transport refused is offered again before leaving it to the
     /// step's timeout.
     pub send_retry: RetryPolicy,
+    /// How far the timer pushes back a saga it cannot drive (its type not registered, its state
+    /// unreadable, a transition that panics), by failures in a row; `max_attempts` is not used:
+    /// the timer never stops looking, an operator ends it.
+    pub failing_saga_backoff: RetryPolicy,
     /// How long a supervised task (timer, recovery, reply consumer) waits before it is started
     /// again after a panic: the backoff grows with the panics in a row, so a task that panics
     /// on every start does not spin. `max_attempts` is not used: a task is always restarted.
@@ -112,6 +116,16 @@ impl Default for EngineConfig {
                 max_backoff: Duration::from_secs(1),
                 multiplier: 4.0,
                 jitter: 0.3,
+            },
+            // Such a saga needs an operator; looking again within a second at first catches a
+            // rolling deploy that registers its type, and every 10 minutes at most costs one
+            // failed load per saga.
+            failing_saga_backoff: RetryPolicy {
+                max_attempts: u32::MAX,
+                initial_backoff: Duration::from_secs(1),
+                max_backoff: Duration::from_secs(600),
+                multiplier: 2.0,
+                jitter: 0.2,
             },
             // A panic is a bug: restarting at once would spin on it, waiting long leaves sagas
             // without timeouts. 100 ms doubling to 10 s keeps a crash loop cheap and a single
@@ -328,25 +342,55 @@ impl Engine {
         }
     }
 
-    /// Handles every deadline and retry due now. Returns how many sagas moved.
+    /// Handles every deadline and retry due now. Returns how many sagas moved. A saga that
+    /// cannot be driven (its type not registered, its state unreadable, its transition
+    /// panicking) is deferred: its wake-up time is pushed back, further at each failure in a row
+    /// ([`EngineConfig::failing_saga_backoff`]), and flagged in the store for an operator
+    /// ([`SagaSummary::wake_failures`], `wake_error`), so it does not keep the head of the next
+    /// pass's batch from the sagas behind it.
     pub async fn tick(&self) -> Result<usize, EngineError> {
         self.faults.strike(PanicSite::TimerPass);
         let now = self.clock.now();
         let due = self.with_store_retry(|| self.store.due(now, self.config.tick_batch)).await?;
         let mut moved = 0;
         for id in due {
-            match self.transition(id, Input::Deadline).await {
-                Ok(Some(_)) => moved += 1,
-                Ok(None) => {}
-                Err(e) => warn!(saga_id = %id, error = %e, "timer pass failed for saga; next pass retries"),
+            match CatchUnwind(Box::pin(self.transition(id, Input::Deadline))).await {
+                Ok(Ok(Some(_))) => moved += 1,
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => match failure_reason(&e) {
+                    Some(reason) => self.defer_failing(id, reason, &e.to_string()).await,
+                    None => warn!(saga_id = %id, error = %e, "timer pass failed for saga; next pass retries"),
+                },
+                Err(panic) => self.defer_failing(id, "panic", &format!("its transition panicked: {panic}")).await,
             }
         }
         Ok(moved)
     }
 
+    /// Pushes back the wake-up time of a saga the timer could not drive, and flags it.
+    async fn defer_failing(&self, id: SagaId, reason: &'static str, error: &str) {
+        crate::metrics::engine::transition_failed("timer", reason);
+        let before = match self.store.summary(id).await {
+            Ok(Some(summary)) => summary.wake_failures,
+            _ => 0,
+        };
+        let delay = {
+            let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+            self.config.failing_saga_backoff.backoff(before + 2, &mut *rng)
+        };
+        let until = self.clock.now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::zero());
+        match self.store.defer(id, until, error).await {
+            Ok(0) => debug!(saga_id = %id, "saga moved on meanwhile; not deferred"),
+            Ok(failures) => error!(saga_id = %id, failures, reason, error, next_look = %until,
+                "timer cannot drive saga; it backs off until an operator fixes it"),
+            Err(e) => warn!(saga_id = %id, error = %e, "could not defer a failing saga; next pass retries"),
+        }
+    }
+
     /// Recovery after a start: drives every active saga on from its log, re-sending commands
     /// that were in flight (same message id; participants deduplicate). Returns how many sagas
-    /// it looked at.
+    /// it looked at. A saga that cannot be driven (or whose transition panics) is logged and
+    /// skipped: its timer deals with it.
     pub async fn recover(&self) -> Result<usize, EngineError> {
         self.faults.strike(PanicSite::RecoveryPass);
         let mut after = None;
@@ -356,9 +400,21 @@ impl Engine {
             let Some(last) = batch.last().copied() else { break };
             for id in batch {
                 seen += 1;
-                if let Err(e) = self.transition(id, Input::Resend).await {
-                    error!(saga_id = %id, error = %e, "could not recover saga; its timer will retry");
-                }
+                let error = match CatchUnwind(Box::pin(self.transition(id, Input::Resend))).await {
+                    Ok(Ok(_)) => continue,
+                    Ok(Err(e)) => {
+                        crate::metrics::engine::transition_failed(
+                            "recovery",
+                            failure_reason(&e).unwrap_or("unavailable"),
+                        );
+                        e.to_string()
+                    }
+                    Err(panic) => {
+                        crate::metrics::engine::transition_failed("recovery", "panic");
+                        format!("its transition panicked: {panic}")
+                    }
+                };
+                error!(saga_id = %id, error, "could not recover saga; its timer will retry");
             }
             after = Some(last);
         }
@@ -407,6 +463,12 @@ impl Engine {
     /// The current state of a saga.
     pub async fn get(&self, id: SagaId) -> Result<Option<SagaState>, EngineError> {
         Ok(self.with_store_retry(|| self.store.load(id)).await?)
+    }
+
+    /// A saga's summary, read without its state: its status, version, next wake-up time and
+    /// whether the timer could drive it ([`SagaSummary::wake_failures`]).
+    pub async fn summary(&self, id: SagaId) -> Result<Option<SagaSummary>, EngineError> {
+        Ok(self.with_store_retry(|| self.store.summary(id)).await?)
     }
 
     /// The full log of a saga.
@@ -634,6 +696,7 @@ impl Engine {
         id: SagaId,
         observe: impl Fn(&SagaState, chrono::DateTime<Utc>) -> Result<Vec<SagaEvent>, EngineError>,
     ) -> Result<Option<(SagaState, Vec<LogEntry>)>, EngineError> {
+        self.faults.strike(PanicSite::Saga(id));
         let mut backoff = 0;
         loop {
             let current = self.with_store_retry(|| self.store.load(id)).await?.ok_or(EngineError::NotFound(id))?;
@@ -772,6 +835,18 @@ impl Engine {
                 other => return other,
             }
         }
+    }
+}
+
+/// Why a saga cannot be driven, as a metric label, when retrying at once will not help; `None`
+/// for what passes (the log unavailable) or leaves nothing to drive (the saga is gone).
+fn failure_reason(e: &EngineError) -> Option<&'static str> {
+    match e {
+        EngineError::Store(s) if s.is_transient() => None,
+        EngineError::NotFound(_) => None,
+        EngineError::UnknownSagaType(_) => Some("unknown_saga_type"),
+        EngineError::Store(StoreError::Corrupt(_)) | EngineError::Replay(_) => Some("corrupt"),
+        _ => Some("other"),
     }
 }
 

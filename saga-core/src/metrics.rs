@@ -17,6 +17,8 @@
 //! | `sagas_stuck` | gauge | | sagas waiting for an operator |
 //! | `saga_oldest_unfinished_age_seconds` | gauge | | age of the oldest saga not in a final state |
 //! | `saga_engine_task_panics_total` | counter | task (`recovery`, `timer`, `replies`) | panics of the engine's supervised tasks (each restarted) |
+//! | `saga_transition_failures_total` | counter | pass (`timer`, `recovery`), reason | sagas a pass could not drive (the timer defers them) |
+//! | `sagas_failing` | gauge | | sagas the timer could not drive at its last look (flagged, backing off) |
 //! | `participant_commands_total` | counter | participant, kind, disposition, outcome | commands a participant handled |
 //! | `transport_messages_published_total` | counter | transport, topic | messages the broker (or queue) accepted |
 //! | `transport_messages_consumed_total` | counter | transport, topic | messages handed to the application |
@@ -121,6 +123,7 @@ pub async fn poll_store_gauges(store: Arc<dyn SagaStore>, every: Duration) {
                     .oldest_unfinished
                     .map_or(0.0, |t| (chrono::Utc::now() - t).to_std().unwrap_or_default().as_secs_f64());
                 gauge!("saga_oldest_unfinished_age_seconds").set(age);
+                gauge!("sagas_failing").set(stats.failing as f64);
             }
             Err(e) => tracing::warn!(error = %e, "saga gauges not updated"),
         }
@@ -134,6 +137,12 @@ pub mod engine {
     /// A supervised task of the engine panicked (it is restarted).
     pub fn task_panicked(task: &'static str) {
         counter!("saga_engine_task_panics_total", "task" => task).increment(1);
+    }
+
+    /// The `pass` (`timer`, `recovery`) could not drive a saga, for `reason`
+    /// (`unknown_saga_type`, `corrupt`, `panic`, `other`, `unavailable`).
+    pub fn transition_failed(pass: &'static str, reason: &'static str) {
+        counter!("saga_transition_failures_total", "pass" => pass, "reason" => reason).increment(1);
     }
 }
 

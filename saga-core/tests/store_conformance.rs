@@ -12,7 +12,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use common::*;
-use saga_core::inject::FaultPlan;
+use saga_core::clock::Clock;
+use saga_core::inject::{FaultPlan, PanicSite};
 use saga_core::log::sql::{PgStore, SqliteStore};
 use saga_core::log::{Created, ListQuery, SagaStore, StoreError};
 use saga_core::transport::{Command, Correlation, Transport};
@@ -240,6 +241,172 @@ async fn stats_count_by_status(store: Arc<dyn SagaStore>) {
     assert_eq!(count(&after, SagaStatus::Completed), count(&before, SagaStatus::Completed) + 1);
 }
 
+async fn defer_pushes_the_wake_back_and_a_transition_clears_it(store: Arc<dyn SagaStore>) {
+    let id = SagaId::new();
+    let (mut state, entries) = started(id, t(0), "prueba");
+    create(store.as_ref(), &state, &entries).await;
+    let ev = command_sent(&state, t(0), t(30));
+    let more = advance(&mut state, t(0), vec![ev]);
+    store.append(1, &state, &more).await.unwrap();
+    let fresh = store.summary(id).await.unwrap().unwrap();
+    assert_eq!((fresh.wake_at, fresh.wake_failures, fresh.wake_error.as_deref()), (Some(t(30)), 0, None));
+
+    assert_eq!(store.defer(id, t(60), "unknown saga type prueba v1").await.unwrap(), 1);
+    assert_eq!(store.defer(id, t(120), "still unknown").await.unwrap(), 2);
+    let deferred = store.summary(id).await.unwrap().unwrap();
+    assert_eq!(deferred.wake_at, Some(t(120)));
+    assert_eq!((deferred.wake_failures, deferred.wake_error.as_deref()), (2, Some("still unknown")));
+    assert_eq!(deferred.version, 2, "neither the state nor the log moved");
+    assert_eq!(store.history(id).await.unwrap().len(), 2);
+    assert!(!store.due(t(119), 100).await.unwrap().contains(&id), "not due before its new wake-up time");
+    assert!(store.due(t(120), 100).await.unwrap().contains(&id));
+    assert!(store.stats().await.unwrap().failing >= 1);
+    let listed = store.list(&ListQuery { limit: 1000, ..ListQuery::default() }).await.unwrap();
+    assert_eq!(listed.iter().find(|s| s.id == id).unwrap().wake_failures, 2, "the flag shows in the list");
+    // A wake-up time already later than the deferral (another engine moved the saga on) is kept.
+    assert_eq!(store.defer(id, t(100), "late").await.unwrap(), 0);
+    assert_eq!(store.summary(id).await.unwrap().unwrap().wake_at, Some(t(120)));
+
+    let more = advance(&mut state, t(130), vec![SagaEvent::TimedOut { step: 0, kind: StepKind::Action, attempt: 1 }]);
+    store.append(2, &state, &more).await.unwrap();
+    let driven = store.summary(id).await.unwrap().unwrap();
+    assert_eq!((driven.wake_failures, driven.wake_error), (0, None), "a transition clears the flag");
+    // A finished saga has no wake-up time and is never deferred.
+    let more = advance(&mut state, t(131), vec![SagaEvent::Completed]);
+    store.append(3, &state, &more).await.unwrap();
+    assert_eq!(store.defer(id, t(200), "x").await.unwrap(), 0);
+    assert_eq!(store.summary(id).await.unwrap().unwrap().wake_at, None);
+    assert_eq!(store.summary(SagaId::new()).await.unwrap(), None);
+}
+
+/// Makes a saga's state row unreadable, as a hand edit or a bug could.
+enum Corrupter {
+    None,
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+impl Corrupter {
+    async fn corrupt(&self, id: SagaId) -> bool {
+        let sql = "UPDATE saga SET state = $2 WHERE saga_id = $1";
+        let garbage = sqlx::types::Json(json!({ "garbage": true }));
+        match self {
+            Corrupter::None => return false,
+            Corrupter::Sqlite(pool) => sqlx::query(sql).bind(id.0).bind(garbage).execute(pool).await.map(drop),
+            Corrupter::Postgres(pool) => sqlx::query(sql).bind(id.0).bind(garbage).execute(pool).await.map(drop),
+        }
+        .expect("corrupt the state row");
+        true
+    }
+}
+
+/// More sagas than one timer batch that can never be driven (their type is no longer
+/// registered; on the SQL stores one's state row is unreadable; one's transition panics), all
+/// due before one healthy saga: the healthy saga's timeout still fires within a few passes, and
+/// the failing ones are deferred (further at each failure) and flagged, until their type is
+/// registered again and they are driven and the flag cleared.
+async fn sagas_that_cannot_be_driven_do_not_starve_the_timer(store: Arc<dyn SagaStore>, corrupter: Corrupter) {
+    let participants = Arc::new(Participants::new(ParticipantDb::sqlite_memory().await, Script::default()).await);
+    let mut w = World::new(store.clone(), participants, FaultPlan::none()).await;
+    let batch = w.engine.config().tick_batch as usize;
+    let mut failing = Vec::new();
+    for _ in 0..batch + 44 {
+        let id = SagaId::new();
+        w.engine.start(SAGA, id, params()).await.unwrap();
+        failing.push(id);
+    }
+    let corrupt = failing[7];
+    let corrupted = corrupter.corrupt(corrupt).await;
+    w.clock.advance(std::time::Duration::from_secs(1));
+    let panicky = SagaId::new();
+    w.engine.start(SAGA_PARALELA, panicky, params()).await.unwrap();
+    w.clock.advance(std::time::Duration::from_secs(1));
+    let healthy = SagaId::new();
+    w.engine.start(SAGA_PARALELA, healthy, params()).await.unwrap();
+
+    // A deployment without the sequential saga's definition, and a bug that one saga's state
+    // triggers.
+    let mut only_parallel = saga_core::Registry::new();
+    only_parallel.register(parallel_definition()).unwrap();
+    w.restart_with(Arc::new(only_parallel), FaultPlan::none().panic_at(PanicSite::Saga(panicky), u32::MAX));
+    w.clock.advance(TIMEOUT + std::time::Duration::from_secs(1));
+    let now = w.clock.now();
+    assert!(store.due(now, u32::MAX).await.unwrap().contains(&healthy), "the healthy saga is due");
+
+    for _ in 0..4 {
+        w.engine.tick().await.unwrap();
+    }
+    let history = store.history(healthy).await.unwrap();
+    assert!(
+        history.iter().any(|e| matches!(e.event, SagaEvent::TimedOut { .. })),
+        "the healthy saga's timeout fired behind {} failing sagas",
+        failing.len()
+    );
+
+    for id in failing.iter().chain([&panicky]) {
+        let s = store.summary(*id).await.unwrap().unwrap();
+        assert_eq!(s.wake_failures, 1, "{id}: deferred once (the clock did not move): {s:?}");
+        assert!(s.wake_at.unwrap() > now, "{id}: its wake-up time moved past now: {s:?}");
+        let error = s.wake_error.unwrap();
+        let expected = if *id == panicky {
+            "panicked"
+        } else if *id == corrupt && corrupted {
+            "corrupt"
+        } else {
+            "unknown saga type"
+        };
+        assert!(error.contains(expected), "{id}: {error}");
+    }
+    assert_eq!(store.stats().await.unwrap().failing, failing.len() as i64 + 1);
+
+    // Still failing: the next look is further away.
+    let first = store.summary(failing[0]).await.unwrap().unwrap().wake_at.unwrap() - now;
+    w.clock.advance(std::time::Duration::from_secs(2));
+    let later = w.clock.now();
+    for _ in 0..4 {
+        w.engine.tick().await.unwrap();
+    }
+    let s = store.summary(failing[0]).await.unwrap().unwrap();
+    assert_eq!(s.wake_failures, 2);
+    assert!(s.wake_at.unwrap() - later > first, "the backoff grows: {first} then {}", s.wake_at.unwrap() - later);
+
+    // The definition registered again and the bug fixed: every saga but the corrupt one is
+    // driven (its timeout fires) and unflagged.
+    w.restart(FaultPlan::none());
+    w.clock.advance(std::time::Duration::from_secs(10));
+    for _ in 0..8 {
+        w.engine.tick().await.unwrap();
+    }
+    for id in failing.iter().chain([&panicky]).filter(|id| !(**id == corrupt && corrupted)) {
+        let s = store.summary(*id).await.unwrap().unwrap();
+        assert_eq!((s.wake_failures, s.wake_error.as_deref()), (0, None), "{id}: {s:?}");
+        let history = store.history(*id).await.unwrap();
+        assert!(history.iter().any(|e| matches!(e.event, SagaEvent::TimedOut { .. })), "{id} driven");
+    }
+    assert_eq!(store.stats().await.unwrap().failing, i64::from(corrupted));
+}
+
+#[tokio::test]
+async fn memory_sagas_that_cannot_be_driven_do_not_starve_the_timer() {
+    let store = Arc::new(saga_core::log::memory::MemoryStore::new());
+    sagas_that_cannot_be_driven_do_not_starve_the_timer(store, Corrupter::None).await
+}
+
+#[tokio::test]
+async fn sqlite_sagas_that_cannot_be_driven_do_not_starve_the_timer() {
+    let store = SqliteStore::connect(&fresh_sqlite_url()).await.unwrap();
+    let pool = store.pool().clone();
+    sagas_that_cannot_be_driven_do_not_starve_the_timer(Arc::new(store), Corrupter::Sqlite(pool)).await
+}
+
+#[tokio::test]
+async fn postgres_sagas_that_cannot_be_driven_do_not_starve_the_timer() {
+    let (_, url) = fresh_pg().await;
+    let store = PgStore::connect(&url).await.unwrap();
+    let pool = store.pool().clone();
+    sagas_that_cannot_be_driven_do_not_starve_the_timer(Arc::new(store), Corrupter::Postgres(pool)).await
+}
+
 async fn engine_scenarios_run_on_the_store(store: Arc<dyn SagaStore>, db: ParticipantDb) {
     let participants = Arc::new(Participants::new(db, Script::default()).await);
     let mut w = World::new(store.clone(), participants.clone(), FaultPlan::none()).await;
@@ -291,6 +458,10 @@ macro_rules! conformance {
             #[tokio::test]
             async fn stats_count_by_status() {
                 super::stats_count_by_status($make).await
+            }
+            #[tokio::test]
+            async fn defer_pushes_the_wake_back_and_a_transition_clears_it() {
+                super::defer_pushes_the_wake_back_and_a_transition_clears_it($make).await
             }
         }
     };
