@@ -117,6 +117,10 @@ struct Finished {
 }
 
 impl EngineObserver for Finished {
+    fn on_reply_counted(&self, state: &SagaState) {
+        self.next.on_reply_counted(state);
+    }
+
     fn on_events(&self, before: Option<&SagaState>, state: &SagaState, entries: &[LogEntry]) {
         self.next.on_events(before, state, entries);
         let finished = entries

@@ -166,6 +166,10 @@ pub trait EngineObserver: Send + Sync + 'static {
     /// A log transition was written: the state before (`None` for a new saga), the state after,
     /// and the entries written.
     fn on_events(&self, _before: Option<&SagaState>, _after: &SagaState, _entries: &[LogEntry]) {}
+
+    /// A reply that answered nothing in flight was counted for `state`, a saga at rest, without
+    /// a log entry (see [`crate::saga::LOGGED_IGNORED_AT_REST`]).
+    fn on_reply_counted(&self, _state: &SagaState) {}
 }
 
 struct NoObserver;
@@ -704,9 +708,16 @@ impl Engine {
                 EngineError::UnknownSagaType(format!("{} v{}", current.saga_type, current.definition_version))
             })?;
             let now = self.clock.now();
+            let observed = observe(&current, now)?;
+            if only_counted(&current, &observed) {
+                self.with_store_retry(|| self.store.count_ignored_reply(id)).await?;
+                self.observer.on_reply_counted(&current);
+                debug!(saga_id = %id, status = %current.status, "stale reply to a saga at rest counted, not logged");
+                return Ok(None);
+            }
             let mut state = current.clone();
             let mut entries = Vec::new();
-            for event in observe(&current, now)? {
+            for event in observed {
                 let entry = LogEntry { seq: state.version + 1, at: now, event };
                 state.apply(&entry)?;
                 entries.push(entry);
@@ -836,6 +847,15 @@ impl Engine {
             }
         }
     }
+}
+
+/// True when `events` only record replies ignored by a saga at rest that already logged its
+/// first few: they are counted, not logged.
+fn only_counted(state: &SagaState, events: &[SagaEvent]) -> bool {
+    !state.status.is_active()
+        && state.replies_ignored_at_rest >= saga::LOGGED_IGNORED_AT_REST
+        && !events.is_empty()
+        && events.iter().all(|e| matches!(e, SagaEvent::ReplyIgnored { .. }))
 }
 
 /// Why a saga cannot be driven, as a metric label, when retrying at once will not help; `None`

@@ -11,7 +11,7 @@
 //! | `saga_step_duration_seconds` | histogram | saga, step, kind, outcome | command written to its reply applied |
 //! | `saga_retries_total` | counter | saga, step, kind | attempts scheduled after an unknown outcome |
 //! | `saga_timeouts_total` | counter | saga, step, kind | attempts that got no reply in time |
-//! | `saga_replies_ignored_total` | counter | saga | stale, duplicate or late replies recorded and ignored |
+//! | `saga_replies_ignored_total` | counter | saga | stale, duplicate or late replies ignored (logged, or only counted for a saga at rest) |
 //! | `saga_operator_actions_total` | counter | saga, action (`retry`, `abort`) | operator actions |
 //! | `sagas_active` | gauge | status (`running`, `compensating`) | sagas the engine is driving |
 //! | `sagas_stuck` | gauge | | sagas waiting for an operator |
@@ -43,6 +43,10 @@ use crate::transport::Command;
 pub struct MetricsObserver;
 
 impl EngineObserver for MetricsObserver {
+    fn on_reply_counted(&self, state: &SagaState) {
+        counter!("saga_replies_ignored_total", "saga" => state.saga_type.clone()).increment(1);
+    }
+
     fn on_events(&self, before: Option<&SagaState>, after: &SagaState, entries: &[LogEntry]) {
         let saga = after.saga_type.clone();
         let step_name = |i: &u32| after.steps.get(*i as usize).map_or_else(|| "?".to_owned(), |s| s.name.clone());

@@ -279,6 +279,50 @@ async fn defer_pushes_the_wake_back_and_a_transition_clears_it(store: Arc<dyn Sa
     assert_eq!(store.summary(SagaId::new()).await.unwrap(), None);
 }
 
+/// A redelivery storm of stale replies to a finished saga: the first few are logged, the rest
+/// only counted; its `updated_at` stays the time it finished; replies ignored by an active saga
+/// are logged and counted as before.
+async fn stale_replies_to_a_finished_saga_are_counted_without_growing_its_log(store: Arc<dyn SagaStore>) {
+    let script = Script::default().on("dos", StepKind::Action, &[Behavior::DuplicateReply]);
+    let participants = Arc::new(Participants::new(ParticipantDb::sqlite_memory().await, script).await);
+    let mut w = World::new(store.clone(), participants, FaultPlan::none()).await;
+    let id = SagaId::new();
+    w.engine.start(SAGA, id, params()).await.unwrap();
+    let done = w.pump(id).await.unwrap();
+    assert_eq!(done.status, SagaStatus::Completed);
+    let history = store.history(id).await.unwrap();
+    let ignored_while_active =
+        history.iter().filter(|e| matches!(e.event, SagaEvent::ReplyIgnored { .. })).count() as u64;
+    assert_eq!(ignored_while_active, 1, "dos's duplicate reply, logged while the saga ran");
+    let summary = store.summary(id).await.unwrap().unwrap();
+    assert_eq!(summary.replies_ignored, 1, "and counted");
+
+    let first = history
+        .iter()
+        .find_map(|e| match &e.event {
+            SagaEvent::CommandSent { command, .. } => Some(command.correlation.clone()),
+            _ => None,
+        })
+        .unwrap();
+    let stale = saga_core::Reply { correlation: first, outcome: saga_core::Outcome::Success { output: json!({}) } };
+    w.clock.advance(std::time::Duration::from_secs(60));
+    for _ in 0..50 {
+        assert_eq!(w.engine.handle_reply(&stale).await.unwrap(), saga_core::ReplyDisposition::Ignored);
+    }
+
+    let after = store.history(id).await.unwrap();
+    let logged = &after[history.len()..];
+    assert_eq!(logged.len(), saga_core::saga::LOGGED_IGNORED_AT_REST as usize, "only the first few are logged");
+    assert!(logged.iter().all(|e| matches!(e.event, SagaEvent::ReplyIgnored { .. })));
+    let state = store.load(id).await.unwrap().unwrap();
+    assert_eq!(state.updated_at, done.updated_at, "a finished saga keeps the time it finished at");
+    assert_eq!(state.status, SagaStatus::Completed);
+    assert_eq!(SagaState::replay(id, &after).unwrap(), state, "the row is still the fold of the log");
+    let summary = store.summary(id).await.unwrap().unwrap();
+    assert_eq!(summary.updated_at, done.updated_at);
+    assert_eq!(summary.replies_ignored, 51, "every ignored reply counted");
+}
+
 /// Makes a saga's state row unreadable, as a hand edit or a bug could.
 enum Corrupter {
     None,
@@ -387,6 +431,14 @@ async fn sagas_that_cannot_be_driven_do_not_starve_the_timer(store: Arc<dyn Saga
 }
 
 #[tokio::test]
+async fn memory_stale_replies_to_a_finished_saga_are_counted_without_growing_its_log() {
+    stale_replies_to_a_finished_saga_are_counted_without_growing_its_log(Arc::new(
+        saga_core::log::memory::MemoryStore::new(),
+    ))
+    .await
+}
+
+#[tokio::test]
 async fn memory_sagas_that_cannot_be_driven_do_not_starve_the_timer() {
     let store = Arc::new(saga_core::log::memory::MemoryStore::new());
     sagas_that_cannot_be_driven_do_not_starve_the_timer(store, Corrupter::None).await
@@ -458,6 +510,10 @@ macro_rules! conformance {
             #[tokio::test]
             async fn stats_count_by_status() {
                 super::stats_count_by_status($make).await
+            }
+            #[tokio::test]
+            async fn stale_replies_to_a_finished_saga_are_counted_without_growing_its_log() {
+                super::stale_replies_to_a_finished_saga_are_counted_without_growing_its_log($make).await
             }
             #[tokio::test]
             async fn defer_pushes_the_wake_back_and_a_transition_clears_it() {

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{wake_key, wake_time, Created, ListQuery, SagaStore, SagaSummary, StoreError, StoreStats};
+use super::{ignored_replies, wake_key, wake_time, Created, ListQuery, SagaStore, SagaSummary, StoreError, StoreStats};
 use crate::id::SagaId;
 use crate::saga::{LogEntry, SagaState};
 
@@ -31,11 +31,12 @@ struct Stored {
     wake_at_ms: Option<i64>,
     wake_failures: u32,
     wake_error: Option<String>,
+    replies_ignored: u64,
 }
 
 impl Stored {
     fn new(state: SagaState, log: Vec<LogEntry>) -> Self {
-        Self { wake_at_ms: wake_key(&state), state, log, wake_failures: 0, wake_error: None }
+        Self { wake_at_ms: wake_key(&state), state, log, wake_failures: 0, wake_error: None, replies_ignored: 0 }
     }
 
     fn summary(&self) -> SagaSummary {
@@ -50,6 +51,7 @@ impl Stored {
             wake_at: wake_time(self.wake_at_ms),
             wake_failures: self.wake_failures,
             wake_error: self.wake_error.clone(),
+            replies_ignored: self.replies_ignored,
         }
     }
 }
@@ -120,6 +122,7 @@ impl SagaStore for MemoryStore {
         stored.wake_at_ms = wake_key(state);
         stored.wake_failures = 0;
         stored.wake_error = None;
+        stored.replies_ignored += ignored_replies(entries) as u64;
         inner.writes += 1;
         Ok(())
     }
@@ -135,6 +138,13 @@ impl SagaStore for MemoryStore {
         stored.wake_failures += 1;
         stored.wake_error = Some(error.to_owned());
         Ok(stored.wake_failures)
+    }
+
+    async fn count_ignored_reply(&self, id: SagaId) -> Result<(), StoreError> {
+        if let Some(stored) = self.lock().sagas.get_mut(&id) {
+            stored.replies_ignored += 1;
+        }
+        Ok(())
     }
 
     async fn summary(&self, id: SagaId) -> Result<Option<SagaSummary>, StoreError> {

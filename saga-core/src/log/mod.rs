@@ -90,6 +90,9 @@ pub struct SagaSummary {
     pub wake_failures: u32,
     /// The latest of those failures.
     pub wake_error: Option<String>,
+    /// Replies that answered no command in flight (stale, duplicate, late), whether logged as
+    /// `reply_ignored` or, to a saga at rest past its first few, only counted.
+    pub replies_ignored: u64,
 }
 
 /// Which sagas `list` returns, newest first.
@@ -125,7 +128,8 @@ pub trait SagaStore: Send + Sync + 'static {
 
     /// Appends entries and replaces the current-state row, in one transaction, if the stored
     /// version is still `expected_version`; otherwise `Conflict`. Clears the saga's wake
-    /// failures (see [`SagaStore::defer`]): it was driven.
+    /// failures (see [`SagaStore::defer`]): it was driven. Adds the `reply_ignored` entries to
+    /// the saga's count of ignored replies.
     async fn append(&self, expected_version: i64, state: &SagaState, entries: &[LogEntry]) -> Result<(), StoreError>;
 
     /// Records that the saga could not be driven (`error`) and that the timer must not look at
@@ -134,6 +138,10 @@ pub trait SagaStore: Send + Sync + 'static {
     /// the timer's batch to the others. Only a saga whose wake-up time is still before `until`
     /// is deferred: one that another engine finished or moved on meanwhile is left alone (0).
     async fn defer(&self, id: SagaId, until: DateTime<Utc>, error: &str) -> Result<u32, StoreError>;
+
+    /// Counts one ignored reply that is not logged (a stale reply to a saga at rest, past the
+    /// first few), without touching its state, version, `updated_at` or log.
+    async fn count_ignored_reply(&self, id: SagaId) -> Result<(), StoreError>;
 
     /// A saga's summary, read without its state (so a saga whose state cannot be read has one).
     async fn summary(&self, id: SagaId) -> Result<Option<SagaSummary>, StoreError>;
@@ -161,6 +169,11 @@ pub trait SagaStore: Send + Sync + 'static {
 /// The `wake_at` index key stored with a state: milliseconds since the epoch.
 pub(crate) fn wake_key(state: &SagaState) -> Option<i64> {
     state.wake_at().map(|t| t.timestamp_millis())
+}
+
+/// How many of `entries` record an ignored reply.
+pub(crate) fn ignored_replies(entries: &[LogEntry]) -> i64 {
+    entries.iter().filter(|e| matches!(e.event, crate::saga::SagaEvent::ReplyIgnored { .. })).count() as i64
 }
 
 /// The time of a `wake_at` index key.

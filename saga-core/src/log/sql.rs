@@ -17,7 +17,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::types::Json;
 use sqlx::Row;
 
-use super::{wake_key, wake_time, Created, ListQuery, SagaStore, SagaSummary, StoreError, StoreStats};
+use super::{ignored_replies, wake_key, wake_time, Created, ListQuery, SagaStore, SagaSummary, StoreError, StoreStats};
 use crate::id::SagaId;
 use crate::saga::{LogEntry, SagaEvent, SagaState, SagaStatus};
 
@@ -133,7 +133,7 @@ pub async fn sqlite_pool(url: &str) -> Result<SqlitePool, sqlx::Error> {
 
 /// The columns a [`SagaSummary`] is read from.
 const SUMMARY_COLUMNS: &str =
-    "saga_id, saga_type, status, version, created_at, updated_at, wake_at_ms, wake_failures, wake_error";
+    "saga_id, saga_type, status, version, created_at, updated_at, wake_at_ms, wake_failures, wake_error, replies_ignored";
 
 macro_rules! sql_store {
     ($(#[$meta:meta])* $name:ident, $pool:ty, $row:ty, $migrator:ident) => {
@@ -173,6 +173,8 @@ macro_rules! sql_store {
                     wake_at: wake_time(row.try_get("wake_at_ms").map_err(|e| map_err(None, e))?),
                     wake_failures: u32::try_from(failures).unwrap_or(0),
                     wake_error: row.try_get("wake_error").map_err(|e| map_err(None, e))?,
+                    replies_ignored: u64::try_from(row.try_get::<i64, _>("replies_ignored").map_err(|e| map_err(None, e))?)
+                        .unwrap_or(0),
                 })
             }
         }
@@ -218,7 +220,8 @@ macro_rules! sql_store {
                 let mut tx = self.pool.begin().await.map_err(|e| map_err(None, e))?;
                 let updated = sqlx::query(
                     "UPDATE saga SET status = $2, version = $3, wake_at_ms = $4, state = $5, updated_at = $6, \
-                     wake_failures = 0, wake_error = NULL WHERE saga_id = $1 AND version = $7",
+                     wake_failures = 0, wake_error = NULL, replies_ignored = replies_ignored + $8 \
+                     WHERE saga_id = $1 AND version = $7",
                 )
                 .bind(id.0)
                 .bind(state.status.as_str())
@@ -227,6 +230,7 @@ macro_rules! sql_store {
                 .bind(Json(state))
                 .bind(state.updated_at)
                 .bind(expected_version)
+                .bind(ignored_replies(entries))
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| map_err(Some(id), e))?
@@ -273,6 +277,15 @@ macro_rules! sql_store {
                 .await
                 .map_err(|e| map_err(None, e))?;
                 Ok(row.map_or(0, |(n,)| u32::try_from(n).unwrap_or(0)))
+            }
+
+            async fn count_ignored_reply(&self, id: SagaId) -> Result<(), StoreError> {
+                sqlx::query("UPDATE saga SET replies_ignored = replies_ignored + 1 WHERE saga_id = $1")
+                    .bind(id.0)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|e| map_err(None, e))?;
+                Ok(())
             }
 
             async fn summary(&self, id: SagaId) -> Result<Option<SagaSummary>, StoreError> {
