@@ -796,6 +796,12 @@ impl Engine {
         for attempt in 1..=policy.max_attempts.max(1) {
             match self.transport.send_command(command).await {
                 Ok(()) => return,
+                // Encoding it again gives the same error; the step's timeout retries a new
+                // attempt, and its retries running out turn the saga to compensation.
+                Err(e @ TransportError::Codec(_)) => {
+                    error!(saga_id = %command.correlation.saga_id, error = %e, "command cannot be encoded; not sent");
+                    return;
+                }
                 Err(e) => {
                     warn!(saga_id = %command.correlation.saga_id, attempt, error = %e, "command send failed");
                     let delay = {
