@@ -291,12 +291,30 @@ impl Engine {
         self.drive(&mut state, &mut entries, &definition, now)?;
 
         let mut backoff = 0;
+        // A create that failed with a transient error may have committed: the retry then finds
+        // the saga, and the log says whether it is this call's (see `commit`).
+        let mut unsure = false;
         let outcome = loop {
             match self.store.create(&state, &entries).await {
                 Ok(created) => break created,
-                Err(e) if e.is_transient() => self.store_backoff(&mut backoff, &e).await?,
+                Err(e) if e.is_transient() => {
+                    if let Err(give_up) = self.store_backoff(&mut backoff, &e).await {
+                        if self.created_here(id, &entries).await.unwrap_or(false) {
+                            break Created::New;
+                        }
+                        return Err(give_up);
+                    }
+                    unsure = true;
+                }
                 Err(e) => return Err(e.into()),
             }
+        };
+        let outcome = match outcome {
+            Created::Existing(_) if unsure && self.created_here(id, &entries).await? => {
+                info!("a create reported as failed had committed; acting on it");
+                Created::New
+            }
+            other => other,
         };
         match outcome {
             Created::Existing(existing) => {
@@ -312,6 +330,12 @@ impl Engine {
                 Ok(Started { state, created: true })
             }
         }
+    }
+
+    /// True when the log of `id` begins with exactly `entries`: this call created it.
+    async fn created_here(&self, id: SagaId, entries: &[LogEntry]) -> Result<bool, StoreError> {
+        let history = self.with_store_retry(|| self.store.history(id)).await?;
+        Ok(history.get(..entries.len()) == Some(entries))
     }
 
     /// Starts a saga of type `S` with typed parameters: see [`Engine::start`].
@@ -695,6 +719,14 @@ impl Engine {
     /// The one write path: load, record what `observe` returns, drive to rest, append with the
     /// loaded version (reloading on conflict, backing off while the log is unavailable), then
     /// act on the written entries. `None` when there was nothing to write.
+    ///
+    /// An append that failed with a transient error may still have committed (the connection
+    /// dropped after the commit reached the database). Each such attempt is kept as
+    /// *unsure* until the log says what became of it: when a reload finds the saga at or past
+    /// its version, the log is read back and, if it holds exactly those entries, they are acted
+    /// on as if the append had answered (their commands sent now, not at their timeout); an
+    /// attempt whose positions another writer took is dropped. Deciding again from a state that
+    /// already holds the transition would lose its commands (the reply is now stale).
     async fn commit(
         &self,
         id: SagaId,
@@ -702,8 +734,21 @@ impl Engine {
     ) -> Result<Option<(SagaState, Vec<LogEntry>)>, EngineError> {
         self.faults.strike(PanicSite::Saga(id));
         let mut backoff = 0;
+        let mut unsure: Vec<Unsure> = Vec::new();
         loop {
             let current = self.with_store_retry(|| self.store.load(id)).await?.ok_or(EngineError::NotFound(id))?;
+            for attempt in std::mem::take(&mut unsure) {
+                if current.version >= attempt.state.version {
+                    if self.landed(id, &attempt).await? {
+                        info!(saga_id = %id, version = attempt.state.version,
+                            "an append reported as failed had committed; acting on it");
+                        return self.acted(Some(&attempt.before), attempt.state, attempt.entries).await.map(Some);
+                    }
+                } else if current.version == attempt.before.version {
+                    // Not visible yet, and it may still land: the next append will conflict if so.
+                    unsure.push(attempt);
+                }
+            }
             let definition = self.registry.get(&current.saga_type, current.definition_version).ok_or_else(|| {
                 EngineError::UnknownSagaType(format!("{} v{}", current.saga_type, current.definition_version))
             })?;
@@ -727,20 +772,45 @@ impl Engine {
                 return Ok(None);
             }
             match self.store.append(current.version, &state, &entries).await {
-                Ok(()) => {
-                    self.observer.on_events(Some(&current), &state, &entries);
-                    log_transition(&state, &entries);
-                    let state = self.settle(state, &entries).await?;
-                    return Ok(Some((state, entries)));
-                }
+                Ok(()) => return self.acted(Some(&current), state, entries).await.map(Some),
                 Err(StoreError::Conflict(_)) => {
                     debug!(saga_id = %id, "version conflict; reloading");
                     continue;
                 }
-                Err(e) if e.is_transient() => self.store_backoff(&mut backoff, &e).await?,
+                Err(e) if e.is_transient() => {
+                    let attempt = Unsure { before: current, state, entries };
+                    if let Err(give_up) = self.store_backoff(&mut backoff, &e).await {
+                        // One last look: the write may be in the log although the call failed.
+                        if self.landed(id, &attempt).await.unwrap_or(false) {
+                            return self.acted(Some(&attempt.before), attempt.state, attempt.entries).await.map(Some);
+                        }
+                        return Err(give_up);
+                    }
+                    unsure.push(attempt);
+                }
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+
+    /// True when the log holds exactly `attempt`'s entries where it would have written them.
+    async fn landed(&self, id: SagaId, attempt: &Unsure) -> Result<bool, StoreError> {
+        let history = self.with_store_retry(|| self.store.history(id)).await?;
+        let from = usize::try_from(attempt.before.version).unwrap_or(usize::MAX);
+        Ok(history.get(from..from.saturating_add(attempt.entries.len())) == Some(&attempt.entries[..]))
+    }
+
+    /// Reports and acts on a transition that is in the log.
+    async fn acted(
+        &self,
+        before: Option<&SagaState>,
+        state: SagaState,
+        entries: Vec<LogEntry>,
+    ) -> Result<(SagaState, Vec<LogEntry>), EngineError> {
+        self.observer.on_events(before, &state, &entries);
+        log_transition(&state, &entries);
+        let state = self.settle(state, &entries).await?;
+        Ok((state, entries))
     }
 
     /// Acts on entries just written: sends every command they put in flight (several when
@@ -853,6 +923,16 @@ impl Engine {
             }
         }
     }
+}
+
+/// An append that failed with a transient error and may have committed anyway.
+struct Unsure {
+    /// The state it was decided against.
+    before: SagaState,
+    /// The state it wrote.
+    state: SagaState,
+    /// The entries it wrote.
+    entries: Vec<LogEntry>,
 }
 
 /// True when `events` only record replies ignored by a saga at rest that already logged its

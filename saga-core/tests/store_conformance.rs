@@ -323,6 +323,120 @@ async fn stale_replies_to_a_finished_saga_are_counted_without_growing_its_log(st
     assert_eq!(summary.replies_ignored, 51, "every ignored reply counted");
 }
 
+/// A store whose next create or append commits and then reports a lost connection, as a
+/// client sees a connection reset during `COMMIT`.
+struct CommitsThenFails {
+    inner: Arc<dyn SagaStore>,
+    fail_create: std::sync::atomic::AtomicBool,
+    fail_append: std::sync::atomic::AtomicBool,
+}
+
+fn lost_connection() -> StoreError {
+    StoreError::unavailable("connection reset by peer (after the commit)")
+}
+
+#[async_trait::async_trait]
+impl SagaStore for CommitsThenFails {
+    async fn create(&self, state: &SagaState, entries: &[LogEntry]) -> Result<Created, StoreError> {
+        let created = self.inner.create(state, entries).await?;
+        if self.fail_create.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            return Err(lost_connection());
+        }
+        Ok(created)
+    }
+    async fn append(&self, expected: i64, state: &SagaState, entries: &[LogEntry]) -> Result<(), StoreError> {
+        self.inner.append(expected, state, entries).await?;
+        if self.fail_append.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            return Err(lost_connection());
+        }
+        Ok(())
+    }
+    async fn defer(&self, id: SagaId, until: DateTime<Utc>, error: &str) -> Result<u32, StoreError> {
+        self.inner.defer(id, until, error).await
+    }
+    async fn count_ignored_reply(&self, id: SagaId) -> Result<(), StoreError> {
+        self.inner.count_ignored_reply(id).await
+    }
+    async fn summary(&self, id: SagaId) -> Result<Option<saga_core::log::SagaSummary>, StoreError> {
+        self.inner.summary(id).await
+    }
+    async fn load(&self, id: SagaId) -> Result<Option<SagaState>, StoreError> {
+        self.inner.load(id).await
+    }
+    async fn history(&self, id: SagaId) -> Result<Vec<LogEntry>, StoreError> {
+        self.inner.history(id).await
+    }
+    async fn list(&self, query: &ListQuery) -> Result<Vec<saga_core::log::SagaSummary>, StoreError> {
+        self.inner.list(query).await
+    }
+    async fn active(&self, after: Option<SagaId>, limit: u32) -> Result<Vec<SagaId>, StoreError> {
+        self.inner.active(after, limit).await
+    }
+    async fn due(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<SagaId>, StoreError> {
+        self.inner.due(now, limit).await
+    }
+    async fn stats(&self) -> Result<saga_core::log::StoreStats, StoreError> {
+        self.inner.stats().await
+    }
+}
+
+/// A `start` and a reply whose log writes commit but report a lost connection: the engine reads
+/// the log back, finds its own transition and sends the commands it put in flight at once, so
+/// the saga completes without waiting for a timeout and without recording the reply as stale.
+async fn an_ambiguous_commit_is_read_back_and_acted_on(inner: Arc<dyn SagaStore>) {
+    let store = Arc::new(CommitsThenFails { inner, fail_create: false.into(), fail_append: false.into() });
+    let participants = Arc::new(Participants::new(ParticipantDb::sqlite_memory().await, Script::default()).await);
+    let mut w = World::new(store.clone(), participants, FaultPlan::none()).await;
+    // The write path may retry (the worlds of the other tests treat a failed write as a crash).
+    w.engine = saga_core::Engine::builder(store.clone(), registry(), Arc::new(w.transport.clone()))
+        .clock(w.clock.clone())
+        .config(saga_core::EngineConfig {
+            store_retry: saga_core::RetryPolicy {
+                max_attempts: 4,
+                initial_backoff: std::time::Duration::from_millis(1),
+                max_backoff: std::time::Duration::from_millis(5),
+                multiplier: 2.0,
+                jitter: 0.0,
+            },
+            ..test_config()
+        })
+        .build();
+
+    // The start's create.
+    let id = SagaId::new();
+    store.fail_create.store(true, std::sync::atomic::Ordering::SeqCst);
+    let started = w.engine.start(SAGA, id, params()).await.unwrap();
+    assert!(started.created, "the saga this call wrote is reported as created");
+    assert_eq!(w.transport.pending_commands(&participant_of("uno")), 1, "uno was sent by start, not by its timeout");
+
+    // The append of uno's reply (which puts dos in flight).
+    store.fail_append.store(true, std::sync::atomic::Ordering::SeqCst);
+    let state = w.pump(id).await.unwrap();
+    assert_eq!(state.status, SagaStatus::Completed);
+    assert!(!store.fail_append.load(std::sync::atomic::Ordering::SeqCst), "the append did fail once");
+    let history = store.history(id).await.unwrap();
+    let kinds: Vec<&str> = history.iter().map(|e| e.event.name()).collect();
+    assert!(!kinds.contains(&"timed_out"), "no step waited for its timeout: {kinds:?}");
+    assert!(!kinds.contains(&"reply_ignored"), "the reply was not decided again as stale: {kinds:?}");
+    assert_eq!(kinds.iter().filter(|k| **k == "command_sent").count(), 3, "{kinds:?}");
+    assert_eq!(SagaState::replay(id, &history).unwrap(), store.load(id).await.unwrap().unwrap());
+}
+
+#[tokio::test]
+async fn memory_an_ambiguous_commit_is_read_back_and_acted_on() {
+    an_ambiguous_commit_is_read_back_and_acted_on(Arc::new(saga_core::log::memory::MemoryStore::new())).await
+}
+
+#[tokio::test]
+async fn postgres_an_ambiguous_commit_is_read_back_and_acted_on() {
+    an_ambiguous_commit_is_read_back_and_acted_on(pg_store().await).await
+}
+
+#[tokio::test]
+async fn sqlite_an_ambiguous_commit_is_read_back_and_acted_on() {
+    an_ambiguous_commit_is_read_back_and_acted_on(sqlite_store().await).await
+}
+
 /// Makes a saga's state row unreadable, as a hand edit or a bug could.
 enum Corrupter {
     None,
