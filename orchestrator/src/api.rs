@@ -9,7 +9,8 @@
 //! | `GET /health` | readiness: the database and the broker answer, the saga engine runs |
 //!
 //! Errors are JSON `{"error": "..."}` (and `"errores": [...]` for field errors). Internal errors
-//! are logged and answered with a generic message: nothing internal leaks.
+//! are logged and answered with a generic message: nothing internal leaks. No request runs past
+//! its deadline ([`with_deadline`], [`REQUEST_DEADLINE`]): it is answered `503`.
 
 use std::sync::Arc;
 
@@ -24,11 +25,40 @@ use saga_core::log::ListQuery;
 use saga_core::{SagaId, SagaStatus};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tracing::error;
+use tracing::{error, warn};
 use uuid::Uuid;
 
 /// Largest request body: the biggest valid request (100 influencers, long texts) is ~60 KiB.
 pub const MAX_BODY: usize = 256 * 1024;
+
+/// How long any request may run before it is answered `503`. Longer than the saga log's own
+/// retry budget (about 6 s of backoff, see `EngineConfig::store_retry`), so an answer the
+/// database can still give arrives; short enough that no client or proxy waits on a broker or
+/// database outage for minutes. A request cut here may have written its saga already: a
+/// campaign stays `pendiente` and the projector's catch-up starts it (`start` is idempotent).
+pub const REQUEST_DEADLINE: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// `router` with every request cut at `deadline`: answered `503` with a JSON error, like every
+/// other error of the API, and logged.
+pub fn with_deadline(router: Router, deadline: std::time::Duration) -> Router {
+    router.layer(axum::middleware::from_fn_with_state(deadline, cut_at_deadline))
+}
+
+async fn cut_at_deadline(
+    State(deadline): State<std::time::Duration>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+    match tokio::time::timeout(deadline, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            warn!(%method, path, deadline_ms = deadline.as_millis() as u64, "request cut at its deadline");
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "la solicitud no terminó a tiempo; inténtelo de nuevo")
+                .into_response()
+        }
+    }
+}
 
 /// What the handlers share.
 #[derive(Clone)]

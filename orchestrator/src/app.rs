@@ -100,6 +100,8 @@ pub struct Parts {
     pub http: SocketAddr,
     /// More routes on the same server (the embedded mode serves tracking's event intake).
     pub routes: Router,
+    /// How long any HTTP request may run ([`api::REQUEST_DEADLINE`] in both run modes).
+    pub request_deadline: Duration,
 }
 
 /// A built orchestrator.
@@ -167,7 +169,10 @@ pub async fn build(parts: Parts, tasks: &Tasks) -> anyhow::Result<App> {
         let cx = SagaContext { engine: engine.clone(), db: &parts.db, events: &parts.events, tasks, finished };
         app = app.merge(module.start(cx).await.with_context(|| format!("starting {}", module.saga_type()))?);
     }
-    let app = app.merge(parts.routes).merge(metrics::router(metrics::prometheus()));
+    let app = api::with_deadline(
+        app.merge(parts.routes).merge(metrics::router(metrics::prometheus())),
+        parts.request_deadline,
+    );
 
     let listener = TcpListener::bind(parts.http).await.with_context(|| format!("binding {}", parts.http))?;
     let addr = listener.local_addr()?;

@@ -104,6 +104,7 @@ pub async fn start(config: &Config, transport: Arc<dyn Transport>, events: Event
         observer: None,
         http: config.http,
         routes: Router::new(),
+        request_deadline: crate::api::REQUEST_DEADLINE,
     };
     let app = app::build(parts, &tasks).await?;
     Ok(Running::new(app.addr, tasks))

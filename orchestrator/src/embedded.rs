@@ -103,6 +103,7 @@ pub async fn start(config: Config, observer: Option<Arc<dyn EngineObserver>>) ->
         observer,
         http: config.http,
         routes,
+        request_deadline: crate::api::REQUEST_DEADLINE,
     };
     let app = app::build(parts, &tasks).await?;
     let stopped = tasks.stop_signal();

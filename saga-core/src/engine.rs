@@ -78,6 +78,13 @@ pub struct EngineConfig {
     /// How often a command the transport refused is offered again before leaving it to the
     /// step's timeout.
     pub send_retry: RetryPolicy,
+    /// How long [`Engine::start`] waits for the transport to take the new saga's first
+    /// commands. `start` answers once the saga is in the log: the commands are handed over by a
+    /// task of their own, and a transport slower than this (a broker outage, where its own
+    /// retries take minutes) is left to finish in the background, with the step's timeout as the
+    /// safety net (the command is logged as sent, so the timer retries it). Zero, the default,
+    /// never waits; tests that look at the queues right after `start` wait as long as they like.
+    pub start_send_wait: Duration,
     /// How far the timer pushes back a saga it cannot drive (its type not registered, its state
     /// unreadable, a transition that panics), by failures in a row; `max_attempts` is not used:
     /// the timer never stops looking, an operator ends it.
@@ -117,6 +124,8 @@ impl Default for EngineConfig {
                 multiplier: 4.0,
                 jitter: 0.3,
             },
+            // An HTTP start must not wait on the broker (see the field).
+            start_send_wait: Duration::ZERO,
             // Such a saga needs an operator; looking again within a second at first catches a
             // rolling deploy that registers its type, and every 10 minutes at most costs one
             // failed load per saga.
@@ -271,6 +280,8 @@ impl Engine {
 
     /// Starts a saga of the newest version of `saga_type`. Idempotent on `id`: a second call
     /// with the same id and parameters returns the existing saga; with other parameters, an error.
+    /// Returns once the saga is in the log; its first commands are handed to the transport in the
+    /// background, waiting at most [`EngineConfig::start_send_wait`] for it.
     #[tracing::instrument(skip_all, fields(saga_id = %id, saga_type = saga_type))]
     pub async fn start(&self, saga_type: &str, id: SagaId, params: Value) -> Result<Started, EngineError> {
         let definition =
@@ -326,7 +337,7 @@ impl Engine {
             Created::New => {
                 info!(status = %state.status, "saga started");
                 self.observer.on_events(None, &state, &entries);
-                let state = self.settle(state, &entries).await?;
+                let state = self.settle_within(state, &entries, Some(self.config.start_send_wait)).await?;
                 Ok(Started { state, created: true })
             }
         }
@@ -814,9 +825,21 @@ impl Engine {
     }
 
     /// Acts on entries just written: sends every command they put in flight (several when
-    /// parallel steps became ready together). An injected fault answers a command instead,
-    /// through the same path a participant's reply takes.
+    /// parallel steps became ready together), and returns once the transport took them. An
+    /// injected fault answers a command instead, through the same path a participant's reply
+    /// takes.
     async fn settle(&self, state: SagaState, entries: &[LogEntry]) -> Result<SagaState, EngineError> {
+        self.settle_within(state, entries, None).await
+    }
+
+    /// [`Engine::settle`]; with `wait`, the commands are handed over by a task of their own,
+    /// waited for at most that long (it goes on after).
+    async fn settle_within(
+        &self,
+        state: SagaState,
+        entries: &[LogEntry],
+        wait: Option<Duration>,
+    ) -> Result<SagaState, EngineError> {
         let commands: Vec<Command> = entries
             .iter()
             .filter_map(|e| match &e.event {
@@ -832,16 +855,19 @@ impl Engine {
         }
         let (injected, sent): (Vec<Command>, Vec<Command>) =
             commands.into_iter().partition(|c| self.faults.fails(&c.correlation.step_name, c.correlation.kind));
-        // Handed over together: one command's broker acknowledgement does not delay its
-        // siblings (measured: sent one after the other, the second of CrearCampaña's parallel
-        // steps answered about 11 ms after the first).
-        let copies = if self.faults.duplicate_commands { 2 } else { 1 };
-        futures_util::future::join_all(sent.iter().map(|command| async move {
-            for _ in 0..copies {
-                self.send(command).await;
+        if !sent.is_empty() {
+            let copies = if self.faults.duplicate_commands { 2 } else { 1 };
+            let sending = send_all(self.transport.clone(), self.config.send_retry.clone(), sent, copies);
+            match wait {
+                None => sending.await,
+                Some(wait) => {
+                    let task = tokio::spawn(sending);
+                    if tokio::time::timeout(wait, task).await.is_err() {
+                        debug!(saga_id = %state.id, "commands handed to the transport in the background");
+                    }
+                }
             }
-        }))
-        .await;
+        }
         if injected.is_empty() {
             return Ok(state);
         }
@@ -857,32 +883,6 @@ impl Engine {
             Box::pin(self.handle_reply(&reply)).await?;
         }
         Ok(self.get(state.id).await?.unwrap_or(state))
-    }
-
-    /// Hands a command to the transport, retrying briefly. If it still fails, the step's
-    /// timeout will treat the attempt as unknown and retry it: nothing is lost.
-    async fn send(&self, command: &Command) {
-        let policy = &self.config.send_retry;
-        for attempt in 1..=policy.max_attempts.max(1) {
-            match self.transport.send_command(command).await {
-                Ok(()) => return,
-                // Encoding it again gives the same error; the step's timeout retries a new
-                // attempt, and its retries running out turn the saga to compensation.
-                Err(e @ TransportError::Codec(_)) => {
-                    error!(saga_id = %command.correlation.saga_id, error = %e, "command cannot be encoded; not sent");
-                    return;
-                }
-                Err(e) => {
-                    warn!(saga_id = %command.correlation.saga_id, attempt, error = %e, "command send failed");
-                    let delay = {
-                        let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
-                        policy.backoff(attempt + 1, &mut *rng)
-                    };
-                    tokio::time::sleep(delay).await;
-                }
-            }
-        }
-        error!(saga_id = %command.correlation.saga_id, "command not sent; the step timeout will retry it");
     }
 
     async fn store_backoff(&self, attempt: &mut u32, error: &StoreError) -> Result<(), EngineError> {
@@ -923,6 +923,41 @@ impl Engine {
             }
         }
     }
+}
+
+/// Hands `commands` to the transport together (`copies` times each): one command's broker
+/// acknowledgement does not delay its siblings (measured: sent one after the other, the second of
+/// CrearCampaña's parallel steps answered about 11 ms after the first).
+async fn send_all(transport: Arc<dyn Transport>, policy: RetryPolicy, commands: Vec<Command>, copies: usize) {
+    let (transport, policy) = (&transport, &policy);
+    futures_util::future::join_all(commands.iter().map(|command| async move {
+        for _ in 0..copies {
+            send(transport.as_ref(), policy, command).await;
+        }
+    }))
+    .await;
+}
+
+/// Hands a command to the transport, retrying briefly. If it still fails, the step's timeout
+/// will treat the attempt as unknown and retry it: nothing is lost.
+async fn send(transport: &dyn Transport, policy: &RetryPolicy, command: &Command) {
+    let mut rng = SmallRng::from_entropy();
+    for attempt in 1..=policy.max_attempts.max(1) {
+        match transport.send_command(command).await {
+            Ok(()) => return,
+            // Encoding it again gives the same error; the step's timeout retries a new attempt,
+            // and its retries running out turn the saga to compensation.
+            Err(e @ TransportError::Codec(_)) => {
+                error!(saga_id = %command.correlation.saga_id, error = %e, "command cannot be encoded; not sent");
+                return;
+            }
+            Err(e) => {
+                warn!(saga_id = %command.correlation.saga_id, attempt, error = %e, "command send failed");
+                tokio::time::sleep(policy.backoff(attempt + 1, &mut rng)).await;
+            }
+        }
+    }
+    error!(saga_id = %command.correlation.saga_id, "command not sent; the step timeout will retry it");
 }
 
 /// An append that failed with a transient error and may have committed anyway.
