@@ -152,23 +152,49 @@ pub fn health<A, B>(
     database: &Result<A, impl fmt::Display>,
     broker: &Result<B, impl fmt::Display>,
 ) -> axum::response::Response {
+    health_of(&[Check::reachable("database", database), Check::reachable("broker", broker)])
+}
+
+/// One thing a daemon's `/health` looks at: its name in the answer, and what is wrong with it,
+/// if anything.
+pub struct Check {
+    name: &'static str,
+    failure: Option<(&'static str, String)>,
+}
+
+impl Check {
+    /// Something that must answer (a database, a broker): `ok`, or `unreachable` with the error.
+    pub fn reachable<T>(name: &'static str, result: &Result<T, impl fmt::Display>) -> Self {
+        Self { name, failure: result.as_ref().err().map(|e| ("unreachable", e.to_string())) }
+    }
+
+    /// Something that must be running (the saga engine): `ok`, or `down` with why.
+    pub fn running(name: &'static str, why_not: Option<String>) -> Self {
+        Self { name, failure: why_not.map(|why| ("down", why)) }
+    }
+}
+
+/// The answer of a daemon's `GET /health` for any list of checks: 200 when every check passed,
+/// else 503; the body names each check (`ok` or what failed) beside `status` (`ok` or
+/// `degraded`). Each failure is logged.
+pub fn health_of(checks: &[Check]) -> axum::response::Response {
     use axum::http::StatusCode;
     use axum::response::IntoResponse;
-    if let Err(e) = database {
-        tracing::error!(error = %e, "health: database unreachable");
+    let mut body = serde_json::Map::new();
+    for check in checks {
+        let word = match &check.failure {
+            None => "ok",
+            Some((word, why)) => {
+                tracing::error!(error = %why, "health: {} {word}", check.name);
+                word
+            }
+        };
+        body.insert(check.name.to_owned(), serde_json::Value::from(word));
     }
-    if let Err(e) = broker {
-        tracing::error!(error = %e, "health: broker unreachable");
-    }
-    let word = |ok: bool| if ok { "ok" } else { "unreachable" };
-    let ready = database.is_ok() && broker.is_ok();
-    let body = serde_json::json!({
-        "status": if ready { "ok" } else { "degraded" },
-        "database": word(database.is_ok()),
-        "broker": word(broker.is_ok()),
-    });
+    let ready = checks.iter().all(|c| c.failure.is_none());
+    body.insert("status".to_owned(), serde_json::Value::from(if ready { "ok" } else { "degraded" }));
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, axum::Json(body)).into_response()
+    (status, axum::Json(serde_json::Value::Object(body))).into_response()
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use utoipa::{OpenApi, ToSchema};
 #[derive(Serialize, ToSchema)]
 #[allow(dead_code)]
 pub struct Salud {
-    /// `ok` when the database and the broker answered, else `degraded`.
+    /// `ok` when every check passed, else `degraded`.
     #[schema(example = "ok")]
     status: String,
     /// `ok` or `unreachable`.
@@ -22,11 +22,15 @@ pub struct Salud {
     /// `ok` or `unreachable`.
     #[schema(example = "ok")]
     broker: String,
+    /// The orchestrator only: `ok`, or `down` when the saga engine is not running (stopped, or a
+    /// task in a crash loop).
+    #[schema(example = "ok")]
+    engine: Option<String>,
 }
 
 #[utoipa::path(get, path = "/health", tag = "operacion",
-    responses((status = 200, description = "The database and the broker answer", body = Salud),
-              (status = 503, description = "The database or the broker does not answer: which one", body = Salud)))]
+    responses((status = 200, description = "The database and the broker answer (and, on the orchestrator, the saga engine runs)", body = Salud),
+              (status = 503, description = "The database or the broker does not answer, or the engine is down: which one", body = Salud)))]
 #[allow(dead_code)]
 fn health() {}
 

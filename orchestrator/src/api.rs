@@ -4,12 +4,14 @@
 //! | route | what |
 //! |---|---|
 //! | `GET /sagas?estado=&limite=&desde=` | sagas, newest first |
-//! | `GET /sagas/{id}` | a saga's state and its whole history, with times |
+//! | `GET /sagas/{id}` | a saga's state, its summary (next wake-up, timer failures) and its whole history, with times |
 //! | `POST /sagas/{id}/retry`, `POST /sagas/{id}/abort` | operator actions (body `{"nota": "..."}`, optional) |
-//! | `GET /health` | liveness, and readiness of the database and the broker |
+//! | `GET /health` | readiness: the database and the broker answer, the saga engine runs |
 //!
-//! `GET /openapi.json` and `GET /metrics` are added by [`crate::app::build`]. Errors are JSON `{"error": "..."}` (and `"errores": [...]` for field errors). Internal errors
-//! are logged and answered with a generic message: nothing internal leaks.
+//! `GET /openapi.json` and `GET /metrics` are added by [`crate::app::build`]. Errors are JSON
+//! `{"error": "..."}` (and `"errores": [...]` for field errors). Internal errors are logged and
+//! answered with a generic message: nothing internal leaks. No request runs past its deadline
+//! ([`with_deadline`], [`REQUEST_DEADLINE`]): it is answered `503`.
 
 use std::sync::Arc;
 
@@ -25,11 +27,40 @@ use saga_core::log::ListQuery;
 use saga_core::{SagaId, SagaStatus};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tracing::error;
+use tracing::{error, warn};
 use uuid::Uuid;
 
 /// Largest request body: the biggest valid request (100 influencers, long texts) is ~60 KiB.
 pub const MAX_BODY: usize = 256 * 1024;
+
+/// How long any request may run before it is answered `503`. Longer than the saga log's own
+/// retry budget (about 6 s of backoff, see `EngineConfig::store_retry`), so an answer the
+/// database can still give arrives; short enough that no client or proxy waits on a broker or
+/// database outage for minutes. A request cut here may have written its saga already: a
+/// campaign stays `pendiente` and the projector's catch-up starts it (`start` is idempotent).
+pub const REQUEST_DEADLINE: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// `router` with every request cut at `deadline`: answered `503` with a JSON error, like every
+/// other error of the API, and logged.
+pub fn with_deadline(router: Router, deadline: std::time::Duration) -> Router {
+    router.layer(axum::middleware::from_fn_with_state(deadline, cut_at_deadline))
+}
+
+async fn cut_at_deadline(
+    State(deadline): State<std::time::Duration>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+    match tokio::time::timeout(deadline, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            warn!(%method, path, deadline_ms = deadline.as_millis() as u64, "request cut at its deadline");
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "la solicitud no terminó a tiempo; inténtelo de nuevo")
+                .into_response()
+        }
+    }
+}
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -158,14 +189,15 @@ pub(crate) async fn listar_sagas(
 
 #[utoipa::path(get, path = "/sagas/{id}", tag = "sagas",
     params(("id" = Uuid, Path, description = "The saga id")),
-    responses((status = 200, description = "`{saga: state, historia: [log entry with seq, at, event]}`"),
+    responses((status = 200, description = "`{saga: state, resumen: summary (wake_at, wake_failures, wake_error), historia: [log entry with seq, at, event]}`"),
               (status = 400, description = "Not a UUID", body = crate::openapi::Error),
               (status = 404, description = "No such saga", body = crate::openapi::Error)))]
 pub(crate) async fn obtener_saga(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let id = SagaId(parse_id(&id, "el id de saga")?);
     let state = s.engine.get(id).await?.ok_or(EngineError::NotFound(id))?;
+    let summary = s.engine.summary(id).await?;
     let history = s.engine.history(id).await?;
-    Ok(Json(json!({ "saga": state, "historia": history })))
+    Ok(Json(json!({ "saga": state, "resumen": summary, "historia": history })))
 }
 
 /// Body of the operator routes.
@@ -221,5 +253,26 @@ pub(crate) async fn abortar_saga(
 /// `GET /health` (described with the other daemons' in `daemon::openapi`).
 pub(crate) async fn health(State(s): State<AppState>) -> Response {
     let (database, broker) = tokio::join!(s.engine.store().stats(), s.engine.transport().ready());
-    daemon::health(&database, &broker)
+    let engine = s.engine.health();
+    let engine_down = (!engine.running).then(|| {
+        let tasks: Vec<String> = engine
+            .tasks
+            .iter()
+            .map(|t| {
+                format!(
+                    "{} {:?} ({} panics in a row, last: {})",
+                    t.task,
+                    t.state,
+                    t.panics_in_a_row,
+                    t.last_panic.as_deref().unwrap_or("none")
+                )
+            })
+            .collect();
+        format!("saga engine not running: {}", tasks.join("; "))
+    });
+    daemon::health_of(&[
+        daemon::Check::reachable("database", &database),
+        daemon::Check::reachable("broker", &broker),
+        daemon::Check::running("engine", engine_down),
+    ])
 }

@@ -115,6 +115,8 @@ pub struct Parts {
     /// The cliente service's base URL; `None`: this server's own address (the embedded mode,
     /// where cliente's routes are in `routes`).
     pub cliente_url: Option<String>,
+    /// How long any HTTP request may run ([`api::REQUEST_DEADLINE`] in both run modes).
+    pub request_deadline: Duration,
 }
 
 /// A built orchestrator.
@@ -132,6 +134,10 @@ struct Finished {
 }
 
 impl EngineObserver for Finished {
+    fn on_reply_counted(&self, state: &SagaState) {
+        self.next.on_reply_counted(state);
+    }
+
     fn on_events(&self, before: Option<&SagaState>, state: &SagaState, entries: &[LogEntry]) {
         self.next.on_events(before, state, entries);
         let finished = entries
@@ -193,8 +199,10 @@ pub async fn build(parts: Parts, tasks: &Tasks) -> anyhow::Result<App> {
     }
     let mut doc = crate::openapi::document();
     daemon::openapi::merge(&mut doc, parts.openapi).map_err(anyhow::Error::msg).context("describing the routes")?;
-    let app =
-        app.merge(parts.routes).merge(metrics::router(metrics::prometheus())).merge(daemon::openapi::router(&doc));
+    let app = api::with_deadline(
+        app.merge(parts.routes).merge(metrics::router(metrics::prometheus())).merge(daemon::openapi::router(&doc)),
+        parts.request_deadline,
+    );
 
     tasks.spawn("HTTP server", axum::serve(listener, app).with_graceful_shutdown(tasks.stop_signal()).into_future());
     info!(%addr, sagas = modules.len(), "orchestrator ready");

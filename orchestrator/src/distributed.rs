@@ -109,6 +109,7 @@ pub async fn start(config: &Config, transport: Arc<dyn Transport>, events: Event
         routes: Router::new(),
         openapi: utoipa::openapi::OpenApi::default(),
         cliente_url: Some(config.cliente_url.clone()),
+        request_deadline: crate::api::REQUEST_DEADLINE,
     };
     let app = app::build(parts, &tasks).await?;
     Ok(Running::new(app.addr, tasks))

@@ -109,6 +109,7 @@ pub async fn start(config: Config, observer: Option<Arc<dyn EngineObserver>>) ->
         routes,
         openapi,
         cliente_url: None,
+        request_deadline: crate::api::REQUEST_DEADLINE,
     };
     let app = app::build(parts, &tasks).await?;
     let stopped = tasks.stop_signal();

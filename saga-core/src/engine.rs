@@ -17,9 +17,10 @@ use tracing::{debug, error, info, warn};
 use crate::clock::{Clock, SystemClock};
 use crate::definition::{Registry, RetryPolicy, SagaType};
 use crate::id::{SagaId, StepKind};
-use crate::inject::{FaultPlan, INJECTED_CODE};
+use crate::inject::{FaultPlan, PanicSite, INJECTED_CODE};
 use crate::log::{Created, ListQuery, SagaStore, SagaSummary, StoreError};
 use crate::saga::{self, Decide, Input, LogEntry, SagaEvent, SagaState, SagaStatus};
+use crate::supervision::{panic_message, AbortOnDrop, Board, CatchUnwind, EngineHealth, EngineTask, TaskState};
 use crate::transport::{Command, Outcome, Receiver, Reply, Transport, TransportError};
 
 /// Errors the engine returns to its callers.
@@ -77,6 +78,21 @@ pub struct EngineConfig {
     /// How often a command the transport refused is offered again before leaving it to the
     /// step's timeout.
     pub send_retry: RetryPolicy,
+    /// How long [`Engine::start`] waits for the transport to take the new saga's first
+    /// commands. `start` answers once the saga is in the log: the commands are handed over by a
+    /// task of their own, and a transport slower than this (a broker outage, where its own
+    /// retries take minutes) is left to finish in the background, with the step's timeout as the
+    /// safety net (the command is logged as sent, so the timer retries it). Zero, the default,
+    /// never waits; tests that look at the queues right after `start` wait as long as they like.
+    pub start_send_wait: Duration,
+    /// How far the timer pushes back a saga it cannot drive (its type not registered, its state
+    /// unreadable, a transition that panics), by failures in a row; `max_attempts` is not used:
+    /// the timer never stops looking, an operator ends it.
+    pub failing_saga_backoff: RetryPolicy,
+    /// How long a supervised task (timer, recovery, reply consumer) waits before it is started
+    /// again after a panic: the backoff grows with the panics in a row, so a task that panics
+    /// on every start does not spin. `max_attempts` is not used: a task is always restarted.
+    pub task_restart: RetryPolicy,
     /// How many replies `run` applies at once. Replies of different sagas are independent; two
     /// of one saga meet in the log's optimistic version check, and the second is applied to
     /// the state the first wrote. Each holds a log connection while it commits.
@@ -108,6 +124,28 @@ impl Default for EngineConfig {
                 multiplier: 4.0,
                 jitter: 0.3,
             },
+            // An HTTP start must not wait on the broker (see the field).
+            start_send_wait: Duration::ZERO,
+            // Such a saga needs an operator; looking again within a second at first catches a
+            // rolling deploy that registers its type, and every 10 minutes at most costs one
+            // failed load per saga.
+            failing_saga_backoff: RetryPolicy {
+                max_attempts: u32::MAX,
+                initial_backoff: Duration::from_secs(1),
+                max_backoff: Duration::from_secs(600),
+                multiplier: 2.0,
+                jitter: 0.2,
+            },
+            // A panic is a bug: restarting at once would spin on it, waiting long leaves sagas
+            // without timeouts. 100 ms doubling to 10 s keeps a crash loop cheap and a single
+            // panic nearly invisible.
+            task_restart: RetryPolicy {
+                max_attempts: u32::MAX,
+                initial_backoff: Duration::from_millis(100),
+                max_backoff: Duration::from_secs(10),
+                multiplier: 2.0,
+                jitter: 0.3,
+            },
         }
     }
 }
@@ -137,6 +175,10 @@ pub trait EngineObserver: Send + Sync + 'static {
     /// A log transition was written: the state before (`None` for a new saga), the state after,
     /// and the entries written.
     fn on_events(&self, _before: Option<&SagaState>, _after: &SagaState, _entries: &[LogEntry]) {}
+
+    /// A reply that answered nothing in flight was counted for `state`, a saga at rest, without
+    /// a log entry (see [`crate::saga::LOGGED_IGNORED_AT_REST`]).
+    fn on_reply_counted(&self, _state: &SagaState) {}
 }
 
 struct NoObserver;
@@ -152,6 +194,7 @@ pub struct Engine {
     faults: FaultPlan,
     observer: Arc<dyn EngineObserver>,
     rng: Mutex<SmallRng>,
+    board: Board,
 }
 
 /// Builds an [`Engine`].
@@ -209,6 +252,7 @@ impl Engine {
                 faults: FaultPlan::none(),
                 observer: Arc::new(NoObserver),
                 rng: Mutex::new(SmallRng::from_entropy()),
+                board: Board::default(),
             },
         }
     }
@@ -228,8 +272,16 @@ impl Engine {
         &self.config
     }
 
+    /// Whether the engine is running ([`Engine::run_on`] in progress, no task in a crash loop),
+    /// and how each of its tasks is doing: what a daemon's `/health` reports.
+    pub fn health(&self) -> EngineHealth {
+        self.board.health()
+    }
+
     /// Starts a saga of the newest version of `saga_type`. Idempotent on `id`: a second call
     /// with the same id and parameters returns the existing saga; with other parameters, an error.
+    /// Returns once the saga is in the log; its first commands are handed to the transport in the
+    /// background, waiting at most [`EngineConfig::start_send_wait`] for it.
     #[tracing::instrument(skip_all, fields(saga_id = %id, saga_type = saga_type))]
     pub async fn start(&self, saga_type: &str, id: SagaId, params: Value) -> Result<Started, EngineError> {
         let definition =
@@ -250,12 +302,30 @@ impl Engine {
         self.drive(&mut state, &mut entries, &definition, now)?;
 
         let mut backoff = 0;
+        // A create that failed with a transient error may have committed: the retry then finds
+        // the saga, and the log says whether it is this call's (see `commit`).
+        let mut unsure = false;
         let outcome = loop {
             match self.store.create(&state, &entries).await {
                 Ok(created) => break created,
-                Err(e) if e.is_transient() => self.store_backoff(&mut backoff, &e).await?,
+                Err(e) if e.is_transient() => {
+                    if let Err(give_up) = self.store_backoff(&mut backoff, &e).await {
+                        if self.created_here(id, &entries).await.unwrap_or(false) {
+                            break Created::New;
+                        }
+                        return Err(give_up);
+                    }
+                    unsure = true;
+                }
                 Err(e) => return Err(e.into()),
             }
+        };
+        let outcome = match outcome {
+            Created::Existing(_) if unsure && self.created_here(id, &entries).await? => {
+                info!("a create reported as failed had committed; acting on it");
+                Created::New
+            }
+            other => other,
         };
         match outcome {
             Created::Existing(existing) => {
@@ -267,10 +337,16 @@ impl Engine {
             Created::New => {
                 info!(status = %state.status, "saga started");
                 self.observer.on_events(None, &state, &entries);
-                let state = self.settle(state, &entries).await?;
+                let state = self.settle_within(state, &entries, Some(self.config.start_send_wait)).await?;
                 Ok(Started { state, created: true })
             }
         }
+    }
+
+    /// True when the log of `id` begins with exactly `entries`: this call created it.
+    async fn created_here(&self, id: SagaId, entries: &[LogEntry]) -> Result<bool, StoreError> {
+        let history = self.with_store_retry(|| self.store.history(id)).await?;
+        Ok(history.get(..entries.len()) == Some(entries))
     }
 
     /// Starts a saga of type `S` with typed parameters: see [`Engine::start`].
@@ -305,25 +381,57 @@ impl Engine {
         }
     }
 
-    /// Handles every deadline and retry due now. Returns how many sagas moved.
+    /// Handles every deadline and retry due now. Returns how many sagas moved. A saga that
+    /// cannot be driven (its type not registered, its state unreadable, its transition
+    /// panicking) is deferred: its wake-up time is pushed back, further at each failure in a row
+    /// ([`EngineConfig::failing_saga_backoff`]), and flagged in the store for an operator
+    /// ([`SagaSummary::wake_failures`], `wake_error`), so it does not keep the head of the next
+    /// pass's batch from the sagas behind it.
     pub async fn tick(&self) -> Result<usize, EngineError> {
+        self.faults.strike(PanicSite::TimerPass);
         let now = self.clock.now();
         let due = self.with_store_retry(|| self.store.due(now, self.config.tick_batch)).await?;
         let mut moved = 0;
         for id in due {
-            match self.transition(id, Input::Deadline).await {
-                Ok(Some(_)) => moved += 1,
-                Ok(None) => {}
-                Err(e) => warn!(saga_id = %id, error = %e, "timer pass failed for saga; next pass retries"),
+            match CatchUnwind(Box::pin(self.transition(id, Input::Deadline))).await {
+                Ok(Ok(Some(_))) => moved += 1,
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => match failure_reason(&e) {
+                    Some(reason) => self.defer_failing(id, reason, &e.to_string()).await,
+                    None => warn!(saga_id = %id, error = %e, "timer pass failed for saga; next pass retries"),
+                },
+                Err(panic) => self.defer_failing(id, "panic", &format!("its transition panicked: {panic}")).await,
             }
         }
         Ok(moved)
     }
 
+    /// Pushes back the wake-up time of a saga the timer could not drive, and flags it.
+    async fn defer_failing(&self, id: SagaId, reason: &'static str, error: &str) {
+        crate::metrics::engine::transition_failed("timer", reason);
+        let before = match self.store.summary(id).await {
+            Ok(Some(summary)) => summary.wake_failures,
+            _ => 0,
+        };
+        let delay = {
+            let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+            self.config.failing_saga_backoff.backoff(before + 2, &mut *rng)
+        };
+        let until = self.clock.now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::zero());
+        match self.store.defer(id, until, error).await {
+            Ok(0) => debug!(saga_id = %id, "saga moved on meanwhile; not deferred"),
+            Ok(failures) => error!(saga_id = %id, failures, reason, error, next_look = %until,
+                "timer cannot drive saga; it backs off until an operator fixes it"),
+            Err(e) => warn!(saga_id = %id, error = %e, "could not defer a failing saga; next pass retries"),
+        }
+    }
+
     /// Recovery after a start: drives every active saga on from its log, re-sending commands
     /// that were in flight (same message id; participants deduplicate). Returns how many sagas
-    /// it looked at.
+    /// it looked at. A saga that cannot be driven (or whose transition panics) is logged and
+    /// skipped: its timer deals with it.
     pub async fn recover(&self) -> Result<usize, EngineError> {
+        self.faults.strike(PanicSite::RecoveryPass);
         let mut after = None;
         let mut seen = 0;
         loop {
@@ -331,9 +439,21 @@ impl Engine {
             let Some(last) = batch.last().copied() else { break };
             for id in batch {
                 seen += 1;
-                if let Err(e) = self.transition(id, Input::Resend).await {
-                    error!(saga_id = %id, error = %e, "could not recover saga; its timer will retry");
-                }
+                let error = match CatchUnwind(Box::pin(self.transition(id, Input::Resend))).await {
+                    Ok(Ok(_)) => continue,
+                    Ok(Err(e)) => {
+                        crate::metrics::engine::transition_failed(
+                            "recovery",
+                            failure_reason(&e).unwrap_or("unavailable"),
+                        );
+                        e.to_string()
+                    }
+                    Err(panic) => {
+                        crate::metrics::engine::transition_failed("recovery", "panic");
+                        format!("its transition panicked: {panic}")
+                    }
+                };
+                error!(saga_id = %id, error, "could not recover saga; its timer will retry");
             }
             after = Some(last);
         }
@@ -384,6 +504,12 @@ impl Engine {
         Ok(self.with_store_retry(|| self.store.load(id)).await?)
     }
 
+    /// A saga's summary, read without its state: its status, version, next wake-up time and
+    /// whether the timer could drive it ([`SagaSummary::wake_failures`]).
+    pub async fn summary(&self, id: SagaId) -> Result<Option<SagaSummary>, EngineError> {
+        Ok(self.with_store_retry(|| self.store.summary(id)).await?)
+    }
+
     /// The full log of a saga.
     pub async fn history(&self, id: SagaId) -> Result<Vec<LogEntry>, EngineError> {
         Ok(self.with_store_retry(|| self.store.history(id)).await?)
@@ -397,15 +523,7 @@ impl Engine {
     /// Runs the engine until `shutdown` completes: subscribes to replies (retrying until the
     /// transport lets it), then [`Engine::run_on`].
     pub async fn run(self: Arc<Self>, shutdown: impl Future<Output = ()> + Send) -> Result<(), EngineError> {
-        let replies = loop {
-            match self.transport.replies(&self.config.reply_to).await {
-                Ok(r) => break r,
-                Err(e) => {
-                    warn!(error = %e, "cannot subscribe to replies yet; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            }
-        };
+        let replies = self.subscribe_retrying().await;
         self.run_on(replies, shutdown).await
     }
 
@@ -415,79 +533,153 @@ impl Engine {
         self.transport.replies(&self.config.reply_to).await
     }
 
-    /// Runs the engine on `replies` until `shutdown` completes: recovery (retried while the log
-    /// is unavailable), then the reply consumer and the timer loop. A reply is acknowledged only
-    /// after its effect is in the log; when the log cannot be written it is negatively
-    /// acknowledged and comes back. A reply whose handling panics (a bug) is dead-lettered, so it
-    /// cannot come back in a loop; its saga's step timeout resends the command.
+    /// Runs the engine on `replies` until `shutdown` completes: the recovery pass (retried while
+    /// the log is unavailable), the reply consumer and the timer loop, side by side. A reply is
+    /// acknowledged only after its effect is in the log; when the log cannot be written it is
+    /// negatively acknowledged and comes back. A reply whose handling panics (a bug) is
+    /// dead-lettered, so it cannot come back in a loop; its saga's step timeout resends the
+    /// command.
+    ///
+    /// Each of the three runs as a supervised task: a panic is logged, counted
+    /// (`saga_engine_task_panics_total{task}`) and the task started again after
+    /// [`EngineConfig::task_restart`]'s backoff (the reply consumer on a new subscription; what it
+    /// had not acknowledged is redelivered). [`Engine::health`] reports the engine as not running
+    /// while a task is in a crash loop. Recovery runs beside the timer and the consumer rather
+    /// than before them: a recovery pass that cannot finish must not stop the others, and each
+    /// transition is checked against the log's version whoever makes it.
     pub async fn run_on(
         self: Arc<Self>,
         replies: Box<dyn Receiver<Reply>>,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), EngineError> {
-        loop {
-            match self.recover().await {
-                Ok(_) => break,
-                Err(e) => {
-                    warn!(error = %e, "recovery pass failed; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+        let _running = self.board.run();
+        let recovery = self.clone().supervise(EngineTask::Recovery, |engine| async move {
+            loop {
+                match engine.recover().await {
+                    Ok(_) => break,
+                    Err(e) => {
+                        warn!(error = %e, "recovery pass failed; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
                 }
             }
-        }
-        let timer = {
-            let engine = self.clone();
+        });
+        let timer = self.clone().supervise(EngineTask::Timer, |engine| async move {
+            let mut interval = tokio::time::interval(engine.config.poll_interval);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                interval.tick().await;
+                if let Err(e) = engine.tick().await {
+                    warn!(error = %e, "timer pass failed");
+                }
+                engine.board.progress(EngineTask::Timer);
+            }
+        });
+        // The first run consumes the subscription the caller made; a restart after a panic
+        // subscribes again.
+        let first = Arc::new(Mutex::new(Some(replies)));
+        let consumer = self.clone().supervise(EngineTask::Replies, move |engine| {
+            let first = first.clone();
             async move {
-                let mut interval = tokio::time::interval(engine.config.poll_interval);
-                interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    interval.tick().await;
-                    if let Err(e) = engine.tick().await {
-                        warn!(error = %e, "timer pass failed");
-                    }
-                }
+                let given = first.lock().unwrap_or_else(|e| e.into_inner()).take();
+                let replies = match given {
+                    Some(r) => r,
+                    None => engine.subscribe_retrying().await,
+                };
+                engine.consume(replies).await
             }
-        };
-        // Dropped at shutdown: replies being applied are abandoned unacknowledged (a commit
-        // either happened or not) and come back.
-        let consumer = {
-            let engine = self.clone();
-            crate::transport::serve_concurrently(
-                replies,
-                self.config.reply_concurrency,
-                |reply: &Reply| tracing::info_span!("reply", saga_id = %reply.correlation.saga_id),
-                move |reply: Reply| {
-                    let engine = engine.clone();
-                    async move { engine.handle_reply(&reply).await }
-                },
-                |delivery: crate::transport::Delivery<Reply>, result: Result<ReplyDisposition, EngineError>| async move {
-                    match result {
-                        Ok(_) => delivery.ack().await,
-                        Err(EngineError::Store(e)) if e.is_transient() => {
-                            warn!(error = %e, "saga log unavailable; reply will be redelivered");
-                            tokio::time::sleep(Duration::from_millis(500)).await;
-                            delivery.nack().await
-                        }
-                        // A replica without this definition (a rolling deploy): another replica
-                        // may have it, and the step's timeout covers the case where none does.
-                        Err(e @ EngineError::UnknownSagaType(_)) => {
-                            warn!(error = %e, "reply for a saga type this engine does not know; redelivering");
-                            tokio::time::sleep(Duration::from_millis(500)).await;
-                            delivery.nack().await
-                        }
-                        Err(e) => {
-                            error!(error = %e, "reply cannot be applied; dead-lettering it");
-                            delivery.dead_letter(&e.to_string()).await
-                        }
-                    }
-                },
-            )
-        };
+        });
         tokio::select! {
             _ = shutdown => info!("engine shutting down"),
+            _ = async { recovery.await; std::future::pending::<()>().await } => {},
             _ = timer => {},
             _ = consumer => info!("reply stream closed"),
         }
         Ok(())
+    }
+
+    /// Runs `start`'s task until it ends, starting it again after each panic (see
+    /// [`Engine::run_on`]). Dropping the returned future aborts the task.
+    async fn supervise<F, Fut>(self: Arc<Self>, task: EngineTask, mut start: F)
+    where
+        F: FnMut(Arc<Self>) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let mut rng = SmallRng::from_entropy();
+        loop {
+            self.board.set(task, TaskState::Running);
+            let mut handle = AbortOnDrop(tokio::spawn(start(self.clone())));
+            match (&mut handle.0).await {
+                Ok(()) => {
+                    self.board.set(task, TaskState::Done);
+                    return;
+                }
+                Err(e) if e.is_panic() => {
+                    let message = panic_message(e.into_panic().as_ref());
+                    let in_a_row = self.board.panicked(task, &message);
+                    crate::metrics::engine::task_panicked(task.name());
+                    let delay = self.config.task_restart.backoff(in_a_row + 1, &mut rng);
+                    error!(task = task.name(), panics_in_a_row = in_a_row, panic = %message,
+                        restart_in_ms = delay.as_millis() as u64, "engine task panicked; restarting it");
+                    tokio::time::sleep(delay).await;
+                }
+                // Cancelled: the runtime is shutting down.
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Subscribes to the replies, retrying until the transport lets it.
+    async fn subscribe_retrying(&self) -> Box<dyn Receiver<Reply>> {
+        loop {
+            match self.transport.replies(&self.config.reply_to).await {
+                Ok(r) => return r,
+                Err(e) => {
+                    warn!(error = %e, "cannot subscribe to replies yet; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
+    /// Applies replies from `replies` until the stream closes (see [`Engine::run_on`]).
+    async fn consume(self: Arc<Self>, replies: Box<dyn Receiver<Reply>>) {
+        let engine = self.clone();
+        crate::transport::serve_concurrently(
+            replies,
+            self.config.reply_concurrency,
+            |reply: &Reply| tracing::info_span!("reply", saga_id = %reply.correlation.saga_id),
+            move |reply: Reply| {
+                let engine = engine.clone();
+                async move {
+                    let result = engine.handle_reply(&reply).await;
+                    engine.board.progress(EngineTask::Replies);
+                    result
+                }
+            },
+            |delivery: crate::transport::Delivery<Reply>, result: Result<ReplyDisposition, EngineError>| async move {
+                match result {
+                    Ok(_) => delivery.ack().await,
+                    Err(EngineError::Store(e)) if e.is_transient() => {
+                        warn!(error = %e, "saga log unavailable; reply will be redelivered");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        delivery.nack().await
+                    }
+                    // A replica without this definition (a rolling deploy): another replica
+                    // may have it, and the step's timeout covers the case where none does.
+                    Err(e @ EngineError::UnknownSagaType(_)) => {
+                        warn!(error = %e, "reply for a saga type this engine does not know; redelivering");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        delivery.nack().await
+                    }
+                    Err(e) => {
+                        error!(error = %e, "reply cannot be applied; dead-lettering it");
+                        delivery.dead_letter(&e.to_string()).await
+                    }
+                }
+            },
+        )
+        .await
     }
 
     // --- internals -------------------------------------------------------------------------
@@ -538,21 +730,50 @@ impl Engine {
     /// The one write path: load, record what `observe` returns, drive to rest, append with the
     /// loaded version (reloading on conflict, backing off while the log is unavailable), then
     /// act on the written entries. `None` when there was nothing to write.
+    ///
+    /// An append that failed with a transient error may still have committed (the connection
+    /// dropped after the commit reached the database). Each such attempt is kept as
+    /// *unsure* until the log says what became of it: when a reload finds the saga at or past
+    /// its version, the log is read back and, if it holds exactly those entries, they are acted
+    /// on as if the append had answered (their commands sent now, not at their timeout); an
+    /// attempt whose positions another writer took is dropped. Deciding again from a state that
+    /// already holds the transition would lose its commands (the reply is now stale).
     async fn commit(
         &self,
         id: SagaId,
         observe: impl Fn(&SagaState, chrono::DateTime<Utc>) -> Result<Vec<SagaEvent>, EngineError>,
     ) -> Result<Option<(SagaState, Vec<LogEntry>)>, EngineError> {
+        self.faults.strike(PanicSite::Saga(id));
         let mut backoff = 0;
+        let mut unsure: Vec<Unsure> = Vec::new();
         loop {
             let current = self.with_store_retry(|| self.store.load(id)).await?.ok_or(EngineError::NotFound(id))?;
+            for attempt in std::mem::take(&mut unsure) {
+                if current.version >= attempt.state.version {
+                    if self.landed(id, &attempt).await? {
+                        info!(saga_id = %id, version = attempt.state.version,
+                            "an append reported as failed had committed; acting on it");
+                        return self.acted(Some(&attempt.before), attempt.state, attempt.entries).await.map(Some);
+                    }
+                } else if current.version == attempt.before.version {
+                    // Not visible yet, and it may still land: the next append will conflict if so.
+                    unsure.push(attempt);
+                }
+            }
             let definition = self.registry.get(&current.saga_type, current.definition_version).ok_or_else(|| {
                 EngineError::UnknownSagaType(format!("{} v{}", current.saga_type, current.definition_version))
             })?;
             let now = self.clock.now();
+            let observed = observe(&current, now)?;
+            if only_counted(&current, &observed) {
+                self.with_store_retry(|| self.store.count_ignored_reply(id)).await?;
+                self.observer.on_reply_counted(&current);
+                debug!(saga_id = %id, status = %current.status, "stale reply to a saga at rest counted, not logged");
+                return Ok(None);
+            }
             let mut state = current.clone();
             let mut entries = Vec::new();
-            for event in observe(&current, now)? {
+            for event in observed {
                 let entry = LogEntry { seq: state.version + 1, at: now, event };
                 state.apply(&entry)?;
                 entries.push(entry);
@@ -562,26 +783,63 @@ impl Engine {
                 return Ok(None);
             }
             match self.store.append(current.version, &state, &entries).await {
-                Ok(()) => {
-                    self.observer.on_events(Some(&current), &state, &entries);
-                    log_transition(&state, &entries);
-                    let state = self.settle(state, &entries).await?;
-                    return Ok(Some((state, entries)));
-                }
+                Ok(()) => return self.acted(Some(&current), state, entries).await.map(Some),
                 Err(StoreError::Conflict(_)) => {
                     debug!(saga_id = %id, "version conflict; reloading");
                     continue;
                 }
-                Err(e) if e.is_transient() => self.store_backoff(&mut backoff, &e).await?,
+                Err(e) if e.is_transient() => {
+                    let attempt = Unsure { before: current, state, entries };
+                    if let Err(give_up) = self.store_backoff(&mut backoff, &e).await {
+                        // One last look: the write may be in the log although the call failed.
+                        if self.landed(id, &attempt).await.unwrap_or(false) {
+                            return self.acted(Some(&attempt.before), attempt.state, attempt.entries).await.map(Some);
+                        }
+                        return Err(give_up);
+                    }
+                    unsure.push(attempt);
+                }
                 Err(e) => return Err(e.into()),
             }
         }
     }
 
+    /// True when the log holds exactly `attempt`'s entries where it would have written them.
+    async fn landed(&self, id: SagaId, attempt: &Unsure) -> Result<bool, StoreError> {
+        let history = self.with_store_retry(|| self.store.history(id)).await?;
+        let from = usize::try_from(attempt.before.version).unwrap_or(usize::MAX);
+        Ok(history.get(from..from.saturating_add(attempt.entries.len())) == Some(&attempt.entries[..]))
+    }
+
+    /// Reports and acts on a transition that is in the log.
+    async fn acted(
+        &self,
+        before: Option<&SagaState>,
+        state: SagaState,
+        entries: Vec<LogEntry>,
+    ) -> Result<(SagaState, Vec<LogEntry>), EngineError> {
+        self.observer.on_events(before, &state, &entries);
+        log_transition(&state, &entries);
+        let state = self.settle(state, &entries).await?;
+        Ok((state, entries))
+    }
+
     /// Acts on entries just written: sends every command they put in flight (several when
-    /// parallel steps became ready together). An injected fault answers a command instead,
-    /// through the same path a participant's reply takes.
+    /// parallel steps became ready together), and returns once the transport took them. An
+    /// injected fault answers a command instead, through the same path a participant's reply
+    /// takes.
     async fn settle(&self, state: SagaState, entries: &[LogEntry]) -> Result<SagaState, EngineError> {
+        self.settle_within(state, entries, None).await
+    }
+
+    /// [`Engine::settle`]; with `wait`, the commands are handed over by a task of their own,
+    /// waited for at most that long (it goes on after).
+    async fn settle_within(
+        &self,
+        state: SagaState,
+        entries: &[LogEntry],
+        wait: Option<Duration>,
+    ) -> Result<SagaState, EngineError> {
         let commands: Vec<Command> = entries
             .iter()
             .filter_map(|e| match &e.event {
@@ -597,16 +855,19 @@ impl Engine {
         }
         let (injected, sent): (Vec<Command>, Vec<Command>) =
             commands.into_iter().partition(|c| self.faults.fails(&c.correlation.step_name, c.correlation.kind));
-        // Handed over together: one command's broker acknowledgement does not delay its
-        // siblings (measured: sent one after the other, the second of CrearCampaña's parallel
-        // steps answered about 11 ms after the first).
-        let copies = if self.faults.duplicate_commands { 2 } else { 1 };
-        futures_util::future::join_all(sent.iter().map(|command| async move {
-            for _ in 0..copies {
-                self.send(command).await;
+        if !sent.is_empty() {
+            let copies = if self.faults.duplicate_commands { 2 } else { 1 };
+            let sending = send_all(self.transport.clone(), self.config.send_retry.clone(), sent, copies);
+            match wait {
+                None => sending.await,
+                Some(wait) => {
+                    let task = tokio::spawn(sending);
+                    if tokio::time::timeout(wait, task).await.is_err() {
+                        debug!(saga_id = %state.id, "commands handed to the transport in the background");
+                    }
+                }
             }
-        }))
-        .await;
+        }
         if injected.is_empty() {
             return Ok(state);
         }
@@ -622,26 +883,6 @@ impl Engine {
             Box::pin(self.handle_reply(&reply)).await?;
         }
         Ok(self.get(state.id).await?.unwrap_or(state))
-    }
-
-    /// Hands a command to the transport, retrying briefly. If it still fails, the step's
-    /// timeout will treat the attempt as unknown and retry it: nothing is lost.
-    async fn send(&self, command: &Command) {
-        let policy = &self.config.send_retry;
-        for attempt in 1..=policy.max_attempts.max(1) {
-            match self.transport.send_command(command).await {
-                Ok(()) => return,
-                Err(e) => {
-                    warn!(saga_id = %command.correlation.saga_id, attempt, error = %e, "command send failed");
-                    let delay = {
-                        let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
-                        policy.backoff(attempt + 1, &mut *rng)
-                    };
-                    tokio::time::sleep(delay).await;
-                }
-            }
-        }
-        error!(saga_id = %command.correlation.saga_id, "command not sent; the step timeout will retry it");
     }
 
     async fn store_backoff(&self, attempt: &mut u32, error: &StoreError) -> Result<(), EngineError> {
@@ -681,6 +922,72 @@ impl Engine {
                 other => return other,
             }
         }
+    }
+}
+
+/// Hands `commands` to the transport together (`copies` times each): one command's broker
+/// acknowledgement does not delay its siblings (measured: sent one after the other, the second of
+/// CrearCampaña's parallel steps answered about 11 ms after the first).
+async fn send_all(transport: Arc<dyn Transport>, policy: RetryPolicy, commands: Vec<Command>, copies: usize) {
+    let (transport, policy) = (&transport, &policy);
+    futures_util::future::join_all(commands.iter().map(|command| async move {
+        for _ in 0..copies {
+            send(transport.as_ref(), policy, command).await;
+        }
+    }))
+    .await;
+}
+
+/// Hands a command to the transport, retrying briefly. If it still fails, the step's timeout
+/// will treat the attempt as unknown and retry it: nothing is lost.
+async fn send(transport: &dyn Transport, policy: &RetryPolicy, command: &Command) {
+    let mut rng = SmallRng::from_entropy();
+    for attempt in 1..=policy.max_attempts.max(1) {
+        match transport.send_command(command).await {
+            Ok(()) => return,
+            // Encoding it again gives the same error; the step's timeout retries a new attempt,
+            // and its retries running out turn the saga to compensation.
+            Err(e @ TransportError::Codec(_)) => {
+                error!(saga_id = %command.correlation.saga_id, error = %e, "command cannot be encoded; not sent");
+                return;
+            }
+            Err(e) => {
+                warn!(saga_id = %command.correlation.saga_id, attempt, error = %e, "command send failed");
+                tokio::time::sleep(policy.backoff(attempt + 1, &mut rng)).await;
+            }
+        }
+    }
+    error!(saga_id = %command.correlation.saga_id, "command not sent; the step timeout will retry it");
+}
+
+/// An append that failed with a transient error and may have committed anyway.
+struct Unsure {
+    /// The state it was decided against.
+    before: SagaState,
+    /// The state it wrote.
+    state: SagaState,
+    /// The entries it wrote.
+    entries: Vec<LogEntry>,
+}
+
+/// True when `events` only record replies ignored by a saga at rest that already logged its
+/// first few: they are counted, not logged.
+fn only_counted(state: &SagaState, events: &[SagaEvent]) -> bool {
+    !state.status.is_active()
+        && state.replies_ignored_at_rest >= saga::LOGGED_IGNORED_AT_REST
+        && !events.is_empty()
+        && events.iter().all(|e| matches!(e, SagaEvent::ReplyIgnored { .. }))
+}
+
+/// Why a saga cannot be driven, as a metric label, when retrying at once will not help; `None`
+/// for what passes (the log unavailable) or leaves nothing to drive (the saga is gone).
+fn failure_reason(e: &EngineError) -> Option<&'static str> {
+    match e {
+        EngineError::Store(s) if s.is_transient() => None,
+        EngineError::NotFound(_) => None,
+        EngineError::UnknownSagaType(_) => Some("unknown_saga_type"),
+        EngineError::Store(StoreError::Corrupt(_)) | EngineError::Replay(_) => Some("corrupt"),
+        _ => Some("other"),
     }
 }
 

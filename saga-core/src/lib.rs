@@ -19,6 +19,7 @@ pub mod log;
 pub mod metrics;
 pub mod participant;
 pub mod saga;
+pub mod supervision;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod transport;

@@ -11,11 +11,14 @@
 //! | `saga_step_duration_seconds` | histogram | saga, step, kind, outcome | command written to its reply applied |
 //! | `saga_retries_total` | counter | saga, step, kind | attempts scheduled after an unknown outcome |
 //! | `saga_timeouts_total` | counter | saga, step, kind | attempts that got no reply in time |
-//! | `saga_replies_ignored_total` | counter | saga | stale, duplicate or late replies recorded and ignored |
+//! | `saga_replies_ignored_total` | counter | saga | stale, duplicate or late replies ignored (logged, or only counted for a saga at rest) |
 //! | `saga_operator_actions_total` | counter | saga, action (`retry`, `abort`) | operator actions |
 //! | `sagas_active` | gauge | status (`running`, `compensating`) | sagas the engine is driving |
 //! | `sagas_stuck` | gauge | | sagas waiting for an operator |
 //! | `saga_oldest_unfinished_age_seconds` | gauge | | age of the oldest saga not in a final state |
+//! | `saga_engine_task_panics_total` | counter | task (`recovery`, `timer`, `replies`) | panics of the engine's supervised tasks (each restarted) |
+//! | `saga_transition_failures_total` | counter | pass (`timer`, `recovery`), reason | sagas a pass could not drive (the timer defers them) |
+//! | `sagas_failing` | gauge | | sagas the timer could not drive at its last look (flagged, backing off) |
 //! | `participant_commands_total` | counter | participant, kind, disposition, outcome | commands a participant handled |
 //! | `transport_messages_published_total` | counter | transport, topic | messages the broker (or queue) accepted |
 //! | `transport_messages_consumed_total` | counter | transport, topic | messages handed to the application |
@@ -40,6 +43,10 @@ use crate::transport::Command;
 pub struct MetricsObserver;
 
 impl EngineObserver for MetricsObserver {
+    fn on_reply_counted(&self, state: &SagaState) {
+        counter!("saga_replies_ignored_total", "saga" => state.saga_type.clone()).increment(1);
+    }
+
     fn on_events(&self, before: Option<&SagaState>, after: &SagaState, entries: &[LogEntry]) {
         let saga = after.saga_type.clone();
         let step_name = |i: &u32| after.steps.get(*i as usize).map_or_else(|| "?".to_owned(), |s| s.name.clone());
@@ -120,9 +127,26 @@ pub async fn poll_store_gauges(store: Arc<dyn SagaStore>, every: Duration) {
                     .oldest_unfinished
                     .map_or(0.0, |t| (chrono::Utc::now() - t).to_std().unwrap_or_default().as_secs_f64());
                 gauge!("saga_oldest_unfinished_age_seconds").set(age);
+                gauge!("sagas_failing").set(stats.failing as f64);
             }
             Err(e) => tracing::warn!(error = %e, "saga gauges not updated"),
         }
+    }
+}
+
+/// The engine's own health: what its supervisor records.
+pub mod engine {
+    use metrics::counter;
+
+    /// A supervised task of the engine panicked (it is restarted).
+    pub fn task_panicked(task: &'static str) {
+        counter!("saga_engine_task_panics_total", "task" => task).increment(1);
+    }
+
+    /// The `pass` (`timer`, `recovery`) could not drive a saga, for `reason`
+    /// (`unknown_saga_type`, `corrupt`, `panic`, `other`, `unavailable`).
+    pub fn transition_failed(pass: &'static str, reason: &'static str) {
+        counter!("saga_transition_failures_total", "pass" => pass, "reason" => reason).increment(1);
     }
 }
 

@@ -407,9 +407,11 @@ pub async fn serve(
 }
 
 /// Consumes `participant`'s commands until `shutdown`, up to `concurrency` at once: handles
-/// each, publishes the reply, and only then acknowledges it. A database outage leaves the command
-/// unacknowledged (paced, so a down database is not hammered); a poison message goes to the
-/// dead-letter queue, linked to its saga in the log, and the loop goes on.
+/// each, publishes the reply, and only then acknowledges it. A database outage, or a reply the
+/// broker did not take, leaves the command unacknowledged (paced, so a down database is not
+/// hammered); a poison message, or one whose reply cannot be encoded (a permanent
+/// [`TransportError::Codec`]), goes to the dead-letter queue with the reason, linked to its saga,
+/// and the loop goes on.
 ///
 /// Handling commands concurrently is safe because the handler is: the engine sends one command
 /// per saga at a time, and what can still overlap (a resent attempt while the first is queued, a
@@ -478,6 +480,13 @@ pub async fn serve_on(
                             outcome = handled.reply.outcome.label(), "command handled");
                         match transport.send_reply(&command.reply_to, &handled.reply).await {
                             Ok(()) => delivery.ack().await,
+                            // Encoding it again gives the same error: redelivering would only
+                            // repeat it for ever. The effect is committed and its reply stored;
+                            // the saga's step times out, and the dead letter says why.
+                            Err(e @ TransportError::Codec(_)) => {
+                                error!(error = %e, "reply cannot be encoded; dead-lettering its command");
+                                delivery.dead_letter(&format!("its reply cannot be encoded: {e}")).await
+                            }
                             Err(e) => {
                                 // The reply is stored: the redelivered command gets it again.
                                 warn!(error = %e, "reply not sent; command will be redelivered");

@@ -371,11 +371,21 @@ pub struct SagaState {
     pub failure: Option<Failure>,
     /// Why it is stuck, if it is.
     pub stuck_reason: Option<String>,
+    /// `reply_ignored` entries logged while the saga rested (finished or stuck). Past
+    /// [`LOGGED_IGNORED_AT_REST`] the engine only counts such replies (in the store), so a
+    /// redelivery storm does not grow a finished saga's log.
+    #[serde(default)]
+    pub replies_ignored_at_rest: u32,
     /// When it started.
     pub created_at: DateTime<Utc>,
-    /// When its log was last written.
+    /// When its log last recorded a change (a reply ignored by a saga at rest changes nothing).
     pub updated_at: DateTime<Utc>,
 }
+
+/// How many stale replies to a saga at rest (finished or stuck) are written to its log, with
+/// their correlation and the reason; the ones after are only counted. A few show an operator
+/// what arrives (whose reply, which attempt); thousands would only grow the log.
+pub const LOGGED_IGNORED_AT_REST: u32 = 3;
 
 /// Reads a list that state rows written before steps ran in parallel hold as one optional value
 /// (`null` or an object), so an upgrade reads the current-state rows of sagas in flight.
@@ -431,6 +441,7 @@ impl SagaState {
             retries: Vec::new(),
             failure: None,
             stuck_reason: None,
+            replies_ignored_at_rest: 0,
             created_at: entry.at,
             updated_at: entry.at,
         })
@@ -516,6 +527,12 @@ impl SagaState {
                 self.in_flight
                     .insert(at, InFlight { command: command.clone(), sent_at: entry.at, deadline: *deadline });
                 self.retries.retain(|r| r.step != step);
+            }
+            SagaEvent::ReplyIgnored { .. } if !self.status.is_active() => {
+                // Nothing changed: a finished saga keeps the time it finished at.
+                self.replies_ignored_at_rest += 1;
+                self.version = entry.seq;
+                return Ok(());
             }
             SagaEvent::CommandResent { .. } | SagaEvent::ReplyIgnored { .. } | SagaEvent::OperatorAborted { .. } => {}
             SagaEvent::ReplyAccepted { step, kind, outcome, .. } => {

@@ -476,6 +476,9 @@ fn engine_config() -> EngineConfig {
         reply_to: REPLY_TO.into(),
         // One try: a refused write is a crash here, not an outage to wait out.
         store_retry: RetryPolicy { max_attempts: 1, ..RetryPolicy::default() },
+        // The pump looks at the queues right after `start`: wait for the in-process transport
+        // to take the first commands (it does at once), so every run is the same.
+        start_send_wait: std::time::Duration::from_secs(10),
         ..EngineConfig::default()
     }
 }

@@ -637,3 +637,45 @@ fn a_graph_with_an_undeclared_dependency_is_refused() {
     let err = registry.register(def).unwrap_err();
     assert!(err.to_string().contains("not declared before it"), "{err}");
 }
+
+/// A transport whose sends never return (a broker outage while its own retries go on).
+struct SendsHang(saga_core::transport::in_process::InProcessTransport);
+
+#[async_trait::async_trait]
+impl Transport for SendsHang {
+    async fn send_command(&self, _: &saga_core::Command) -> Result<(), saga_core::transport::TransportError> {
+        std::future::pending().await
+    }
+    async fn send_reply(&self, _: &str, _: &saga_core::Reply) -> Result<(), saga_core::transport::TransportError> {
+        std::future::pending().await
+    }
+    async fn commands(
+        &self,
+        participant: &str,
+    ) -> Result<Box<dyn saga_core::transport::Receiver<saga_core::Command>>, saga_core::transport::TransportError> {
+        self.0.commands(participant).await
+    }
+    async fn replies(
+        &self,
+        address: &str,
+    ) -> Result<Box<dyn saga_core::transport::Receiver<saga_core::Reply>>, saga_core::transport::TransportError> {
+        self.0.replies(address).await
+    }
+}
+
+#[tokio::test]
+async fn start_returns_once_the_saga_is_logged_even_if_the_transport_never_answers() {
+    let store: Arc<dyn SagaStore> = Arc::new(MemoryStore::new());
+    let transport = Arc::new(SendsHang(saga_core::transport::in_process::InProcessTransport::new()));
+    // The default configuration: `start` does not wait on the transport.
+    let engine = saga_core::Engine::builder(store.clone(), registry(), transport).build();
+    let id = SagaId::new();
+    let started = tokio::time::timeout(std::time::Duration::from_secs(5), engine.start(SAGA, id, params()))
+        .await
+        .expect("start answers without the transport")
+        .unwrap();
+    assert!(started.created);
+    let state = store.load(id).await.unwrap().unwrap();
+    assert_eq!(state.in_flight.len(), 1, "the first command is logged as sent: its timeout is the safety net");
+    assert!(state.wake_at().is_some());
+}

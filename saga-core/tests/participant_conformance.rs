@@ -459,3 +459,73 @@ async fn a_panicking_handler_dead_letters_its_command_and_keeps_serving() {
     stop_tx.send(()).unwrap();
     server.await.unwrap().unwrap();
 }
+
+/// A transport whose codec cannot encode the replies of attempt 9 (a reply that does not fit its
+/// topic's schema, say): everything else goes through the in-process transport.
+struct CannotEncodeAttempt9 {
+    inner: InProcessTransport,
+    refused: std::sync::atomic::AtomicU32,
+}
+
+#[async_trait::async_trait]
+impl Transport for CannotEncodeAttempt9 {
+    async fn send_command(&self, command: &Command) -> Result<(), saga_core::transport::TransportError> {
+        self.inner.send_command(command).await
+    }
+    async fn send_reply(
+        &self,
+        reply_to: &str,
+        reply: &saga_core::Reply,
+    ) -> Result<(), saga_core::transport::TransportError> {
+        if reply.correlation.attempt == 9 {
+            self.refused.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            return Err(saga_core::transport::TransportError::Codec("the reply does not fit its schema".into()));
+        }
+        self.inner.send_reply(reply_to, reply).await
+    }
+    async fn commands(
+        &self,
+        participant: &str,
+    ) -> Result<Box<dyn saga_core::transport::Receiver<Command>>, saga_core::transport::TransportError> {
+        self.inner.commands(participant).await
+    }
+    async fn replies(
+        &self,
+        address: &str,
+    ) -> Result<Box<dyn saga_core::transport::Receiver<saga_core::Reply>>, saga_core::transport::TransportError> {
+        self.inner.replies(address).await
+    }
+}
+
+/// A reply that can never be encoded: the command (whose effect is committed) is dead-lettered
+/// with the codec's reason instead of being redelivered for ever, and the loop keeps serving.
+#[tokio::test]
+async fn a_reply_that_cannot_be_encoded_dead_letters_its_command_and_keeps_serving() {
+    let f = Fixture::new(sqlite_file().await).await;
+    let inner = InProcessTransport::new();
+    let transport = Arc::new(CannotEncodeAttempt9 { inner: inner.clone(), refused: 0.into() });
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(f.handler.clone(), transport.clone(), participant_of("uno"), async {
+        let _ = stop_rx.await;
+    }));
+    let mut replies = inner.replies(REPLY_TO).await.unwrap();
+    let stuck_saga = SagaId::new();
+    let unencodable = f.command(stuck_saga, StepKind::Action, 9, Behavior::Succeed);
+    let good_saga = SagaId::new();
+    let good = f.command(good_saga, StepKind::Action, 1, Behavior::Succeed);
+    inner.send_command(&unencodable).await.unwrap();
+    inner.send_command(&good).await.unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(5), replies.recv()).await.expect("a reply").unwrap();
+    assert_eq!(reply.message.correlation, good.correlation, "the next command is served");
+    reply.ack().await.unwrap();
+    let dead = dead_letters(&inner, 1).await;
+    assert_eq!(dead[0].message.correlation, unencodable.correlation);
+    assert!(dead[0].reason.contains("does not fit its schema"), "{}", dead[0].reason);
+    assert_eq!(f.effects(stuck_saga, "action").await, 1, "the effect was committed once");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(transport.refused.load(std::sync::atomic::Ordering::SeqCst), 1, "not redelivered in a loop");
+    assert_eq!(inner.pending_commands(&participant_of("uno")), 0, "nothing left to redeliver");
+    assert!(!server.is_finished(), "the loop keeps serving");
+    stop_tx.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}

@@ -12,7 +12,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use common::*;
-use saga_core::inject::FaultPlan;
+use saga_core::clock::Clock;
+use saga_core::inject::{FaultPlan, PanicSite};
 use saga_core::log::sql::{PgStore, SqliteStore};
 use saga_core::log::{Created, ListQuery, SagaStore, StoreError};
 use saga_core::transport::{Command, Correlation, Transport};
@@ -240,6 +241,338 @@ async fn stats_count_by_status(store: Arc<dyn SagaStore>) {
     assert_eq!(count(&after, SagaStatus::Completed), count(&before, SagaStatus::Completed) + 1);
 }
 
+async fn defer_pushes_the_wake_back_and_a_transition_clears_it(store: Arc<dyn SagaStore>) {
+    let id = SagaId::new();
+    let (mut state, entries) = started(id, t(0), "prueba");
+    create(store.as_ref(), &state, &entries).await;
+    let ev = command_sent(&state, t(0), t(30));
+    let more = advance(&mut state, t(0), vec![ev]);
+    store.append(1, &state, &more).await.unwrap();
+    let fresh = store.summary(id).await.unwrap().unwrap();
+    assert_eq!((fresh.wake_at, fresh.wake_failures, fresh.wake_error.as_deref()), (Some(t(30)), 0, None));
+
+    assert_eq!(store.defer(id, t(60), "unknown saga type prueba v1").await.unwrap(), 1);
+    assert_eq!(store.defer(id, t(120), "still unknown").await.unwrap(), 2);
+    let deferred = store.summary(id).await.unwrap().unwrap();
+    assert_eq!(deferred.wake_at, Some(t(120)));
+    assert_eq!((deferred.wake_failures, deferred.wake_error.as_deref()), (2, Some("still unknown")));
+    assert_eq!(deferred.version, 2, "neither the state nor the log moved");
+    assert_eq!(store.history(id).await.unwrap().len(), 2);
+    assert!(!store.due(t(119), 100).await.unwrap().contains(&id), "not due before its new wake-up time");
+    assert!(store.due(t(120), 100).await.unwrap().contains(&id));
+    assert!(store.stats().await.unwrap().failing >= 1);
+    let listed = store.list(&ListQuery { limit: 1000, ..ListQuery::default() }).await.unwrap();
+    assert_eq!(listed.iter().find(|s| s.id == id).unwrap().wake_failures, 2, "the flag shows in the list");
+    // A wake-up time already later than the deferral (another engine moved the saga on) is kept.
+    assert_eq!(store.defer(id, t(100), "late").await.unwrap(), 0);
+    assert_eq!(store.summary(id).await.unwrap().unwrap().wake_at, Some(t(120)));
+
+    let more = advance(&mut state, t(130), vec![SagaEvent::TimedOut { step: 0, kind: StepKind::Action, attempt: 1 }]);
+    store.append(2, &state, &more).await.unwrap();
+    let driven = store.summary(id).await.unwrap().unwrap();
+    assert_eq!((driven.wake_failures, driven.wake_error), (0, None), "a transition clears the flag");
+    // A finished saga has no wake-up time and is never deferred.
+    let more = advance(&mut state, t(131), vec![SagaEvent::Completed]);
+    store.append(3, &state, &more).await.unwrap();
+    assert_eq!(store.defer(id, t(200), "x").await.unwrap(), 0);
+    assert_eq!(store.summary(id).await.unwrap().unwrap().wake_at, None);
+    assert_eq!(store.summary(SagaId::new()).await.unwrap(), None);
+}
+
+/// A redelivery storm of stale replies to a finished saga: the first few are logged, the rest
+/// only counted; its `updated_at` stays the time it finished; replies ignored by an active saga
+/// are logged and counted as before.
+async fn stale_replies_to_a_finished_saga_are_counted_without_growing_its_log(store: Arc<dyn SagaStore>) {
+    let script = Script::default().on("dos", StepKind::Action, &[Behavior::DuplicateReply]);
+    let participants = Arc::new(Participants::new(ParticipantDb::sqlite_memory().await, script).await);
+    let mut w = World::new(store.clone(), participants, FaultPlan::none()).await;
+    let id = SagaId::new();
+    w.engine.start(SAGA, id, params()).await.unwrap();
+    let done = w.pump(id).await.unwrap();
+    assert_eq!(done.status, SagaStatus::Completed);
+    let history = store.history(id).await.unwrap();
+    let ignored_while_active =
+        history.iter().filter(|e| matches!(e.event, SagaEvent::ReplyIgnored { .. })).count() as u64;
+    assert_eq!(ignored_while_active, 1, "dos's duplicate reply, logged while the saga ran");
+    let summary = store.summary(id).await.unwrap().unwrap();
+    assert_eq!(summary.replies_ignored, 1, "and counted");
+
+    let first = history
+        .iter()
+        .find_map(|e| match &e.event {
+            SagaEvent::CommandSent { command, .. } => Some(command.correlation.clone()),
+            _ => None,
+        })
+        .unwrap();
+    let stale = saga_core::Reply { correlation: first, outcome: saga_core::Outcome::Success { output: json!({}) } };
+    w.clock.advance(std::time::Duration::from_secs(60));
+    for _ in 0..50 {
+        assert_eq!(w.engine.handle_reply(&stale).await.unwrap(), saga_core::ReplyDisposition::Ignored);
+    }
+
+    let after = store.history(id).await.unwrap();
+    let logged = &after[history.len()..];
+    assert_eq!(logged.len(), saga_core::saga::LOGGED_IGNORED_AT_REST as usize, "only the first few are logged");
+    assert!(logged.iter().all(|e| matches!(e.event, SagaEvent::ReplyIgnored { .. })));
+    let state = store.load(id).await.unwrap().unwrap();
+    assert_eq!(state.updated_at, done.updated_at, "a finished saga keeps the time it finished at");
+    assert_eq!(state.status, SagaStatus::Completed);
+    assert_eq!(SagaState::replay(id, &after).unwrap(), state, "the row is still the fold of the log");
+    let summary = store.summary(id).await.unwrap().unwrap();
+    assert_eq!(summary.updated_at, done.updated_at);
+    assert_eq!(summary.replies_ignored, 51, "every ignored reply counted");
+}
+
+/// A store whose next create or append commits and then reports a lost connection, as a
+/// client sees a connection reset during `COMMIT`.
+struct CommitsThenFails {
+    inner: Arc<dyn SagaStore>,
+    fail_create: std::sync::atomic::AtomicBool,
+    fail_append: std::sync::atomic::AtomicBool,
+}
+
+fn lost_connection() -> StoreError {
+    StoreError::unavailable("connection reset by peer (after the commit)")
+}
+
+#[async_trait::async_trait]
+impl SagaStore for CommitsThenFails {
+    async fn create(&self, state: &SagaState, entries: &[LogEntry]) -> Result<Created, StoreError> {
+        let created = self.inner.create(state, entries).await?;
+        if self.fail_create.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            return Err(lost_connection());
+        }
+        Ok(created)
+    }
+    async fn append(&self, expected: i64, state: &SagaState, entries: &[LogEntry]) -> Result<(), StoreError> {
+        self.inner.append(expected, state, entries).await?;
+        if self.fail_append.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            return Err(lost_connection());
+        }
+        Ok(())
+    }
+    async fn defer(&self, id: SagaId, until: DateTime<Utc>, error: &str) -> Result<u32, StoreError> {
+        self.inner.defer(id, until, error).await
+    }
+    async fn count_ignored_reply(&self, id: SagaId) -> Result<(), StoreError> {
+        self.inner.count_ignored_reply(id).await
+    }
+    async fn summary(&self, id: SagaId) -> Result<Option<saga_core::log::SagaSummary>, StoreError> {
+        self.inner.summary(id).await
+    }
+    async fn load(&self, id: SagaId) -> Result<Option<SagaState>, StoreError> {
+        self.inner.load(id).await
+    }
+    async fn history(&self, id: SagaId) -> Result<Vec<LogEntry>, StoreError> {
+        self.inner.history(id).await
+    }
+    async fn list(&self, query: &ListQuery) -> Result<Vec<saga_core::log::SagaSummary>, StoreError> {
+        self.inner.list(query).await
+    }
+    async fn active(&self, after: Option<SagaId>, limit: u32) -> Result<Vec<SagaId>, StoreError> {
+        self.inner.active(after, limit).await
+    }
+    async fn due(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<SagaId>, StoreError> {
+        self.inner.due(now, limit).await
+    }
+    async fn stats(&self) -> Result<saga_core::log::StoreStats, StoreError> {
+        self.inner.stats().await
+    }
+}
+
+/// A `start` and a reply whose log writes commit but report a lost connection: the engine reads
+/// the log back, finds its own transition and sends the commands it put in flight at once, so
+/// the saga completes without waiting for a timeout and without recording the reply as stale.
+async fn an_ambiguous_commit_is_read_back_and_acted_on(inner: Arc<dyn SagaStore>) {
+    let store = Arc::new(CommitsThenFails { inner, fail_create: false.into(), fail_append: false.into() });
+    let participants = Arc::new(Participants::new(ParticipantDb::sqlite_memory().await, Script::default()).await);
+    let mut w = World::new(store.clone(), participants, FaultPlan::none()).await;
+    // The write path may retry (the worlds of the other tests treat a failed write as a crash).
+    w.engine = saga_core::Engine::builder(store.clone(), registry(), Arc::new(w.transport.clone()))
+        .clock(w.clock.clone())
+        .config(saga_core::EngineConfig {
+            store_retry: saga_core::RetryPolicy {
+                max_attempts: 4,
+                initial_backoff: std::time::Duration::from_millis(1),
+                max_backoff: std::time::Duration::from_millis(5),
+                multiplier: 2.0,
+                jitter: 0.0,
+            },
+            ..test_config()
+        })
+        .build();
+
+    // The start's create.
+    let id = SagaId::new();
+    store.fail_create.store(true, std::sync::atomic::Ordering::SeqCst);
+    let started = w.engine.start(SAGA, id, params()).await.unwrap();
+    assert!(started.created, "the saga this call wrote is reported as created");
+    assert_eq!(w.transport.pending_commands(&participant_of("uno")), 1, "uno was sent by start, not by its timeout");
+
+    // The append of uno's reply (which puts dos in flight).
+    store.fail_append.store(true, std::sync::atomic::Ordering::SeqCst);
+    let state = w.pump(id).await.unwrap();
+    assert_eq!(state.status, SagaStatus::Completed);
+    assert!(!store.fail_append.load(std::sync::atomic::Ordering::SeqCst), "the append did fail once");
+    let history = store.history(id).await.unwrap();
+    let kinds: Vec<&str> = history.iter().map(|e| e.event.name()).collect();
+    assert!(!kinds.contains(&"timed_out"), "no step waited for its timeout: {kinds:?}");
+    assert!(!kinds.contains(&"reply_ignored"), "the reply was not decided again as stale: {kinds:?}");
+    assert_eq!(kinds.iter().filter(|k| **k == "command_sent").count(), 3, "{kinds:?}");
+    assert_eq!(SagaState::replay(id, &history).unwrap(), store.load(id).await.unwrap().unwrap());
+}
+
+#[tokio::test]
+async fn memory_an_ambiguous_commit_is_read_back_and_acted_on() {
+    an_ambiguous_commit_is_read_back_and_acted_on(Arc::new(saga_core::log::memory::MemoryStore::new())).await
+}
+
+#[tokio::test]
+async fn postgres_an_ambiguous_commit_is_read_back_and_acted_on() {
+    an_ambiguous_commit_is_read_back_and_acted_on(pg_store().await).await
+}
+
+#[tokio::test]
+async fn sqlite_an_ambiguous_commit_is_read_back_and_acted_on() {
+    an_ambiguous_commit_is_read_back_and_acted_on(sqlite_store().await).await
+}
+
+/// Makes a saga's state row unreadable, as a hand edit or a bug could.
+enum Corrupter {
+    None,
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+impl Corrupter {
+    async fn corrupt(&self, id: SagaId) -> bool {
+        let sql = "UPDATE saga SET state = $2 WHERE saga_id = $1";
+        let garbage = sqlx::types::Json(json!({ "garbage": true }));
+        match self {
+            Corrupter::None => return false,
+            Corrupter::Sqlite(pool) => sqlx::query(sql).bind(id.0).bind(garbage).execute(pool).await.map(drop),
+            Corrupter::Postgres(pool) => sqlx::query(sql).bind(id.0).bind(garbage).execute(pool).await.map(drop),
+        }
+        .expect("corrupt the state row");
+        true
+    }
+}
+
+/// More sagas than one timer batch that can never be driven (their type is no longer
+/// registered; on the SQL stores one's state row is unreadable; one's transition panics), all
+/// due before one healthy saga: the healthy saga's timeout still fires within a few passes, and
+/// the failing ones are deferred (further at each failure) and flagged, until their type is
+/// registered again and they are driven and the flag cleared.
+async fn sagas_that_cannot_be_driven_do_not_starve_the_timer(store: Arc<dyn SagaStore>, corrupter: Corrupter) {
+    let participants = Arc::new(Participants::new(ParticipantDb::sqlite_memory().await, Script::default()).await);
+    let mut w = World::new(store.clone(), participants, FaultPlan::none()).await;
+    let batch = w.engine.config().tick_batch as usize;
+    let mut failing = Vec::new();
+    for _ in 0..batch + 44 {
+        let id = SagaId::new();
+        w.engine.start(SAGA, id, params()).await.unwrap();
+        failing.push(id);
+    }
+    let corrupt = failing[7];
+    let corrupted = corrupter.corrupt(corrupt).await;
+    w.clock.advance(std::time::Duration::from_secs(1));
+    let panicky = SagaId::new();
+    w.engine.start(SAGA_PARALELA, panicky, params()).await.unwrap();
+    w.clock.advance(std::time::Duration::from_secs(1));
+    let healthy = SagaId::new();
+    w.engine.start(SAGA_PARALELA, healthy, params()).await.unwrap();
+
+    // A deployment without the sequential saga's definition, and a bug that one saga's state
+    // triggers.
+    let mut only_parallel = saga_core::Registry::new();
+    only_parallel.register(parallel_definition()).unwrap();
+    w.restart_with(Arc::new(only_parallel), FaultPlan::none().panic_at(PanicSite::Saga(panicky), u32::MAX));
+    w.clock.advance(TIMEOUT + std::time::Duration::from_secs(1));
+    let now = w.clock.now();
+    assert!(store.due(now, u32::MAX).await.unwrap().contains(&healthy), "the healthy saga is due");
+
+    for _ in 0..4 {
+        w.engine.tick().await.unwrap();
+    }
+    let history = store.history(healthy).await.unwrap();
+    assert!(
+        history.iter().any(|e| matches!(e.event, SagaEvent::TimedOut { .. })),
+        "the healthy saga's timeout fired behind {} failing sagas",
+        failing.len()
+    );
+
+    for id in failing.iter().chain([&panicky]) {
+        let s = store.summary(*id).await.unwrap().unwrap();
+        assert_eq!(s.wake_failures, 1, "{id}: deferred once (the clock did not move): {s:?}");
+        assert!(s.wake_at.unwrap() > now, "{id}: its wake-up time moved past now: {s:?}");
+        let error = s.wake_error.unwrap();
+        let expected = if *id == panicky {
+            "panicked"
+        } else if *id == corrupt && corrupted {
+            "corrupt"
+        } else {
+            "unknown saga type"
+        };
+        assert!(error.contains(expected), "{id}: {error}");
+    }
+    assert_eq!(store.stats().await.unwrap().failing, failing.len() as i64 + 1);
+
+    // Still failing: the next look is further away.
+    let first = store.summary(failing[0]).await.unwrap().unwrap().wake_at.unwrap() - now;
+    w.clock.advance(std::time::Duration::from_secs(2));
+    let later = w.clock.now();
+    for _ in 0..4 {
+        w.engine.tick().await.unwrap();
+    }
+    let s = store.summary(failing[0]).await.unwrap().unwrap();
+    assert_eq!(s.wake_failures, 2);
+    assert!(s.wake_at.unwrap() - later > first, "the backoff grows: {first} then {}", s.wake_at.unwrap() - later);
+
+    // The definition registered again and the bug fixed: every saga but the corrupt one is
+    // driven (its timeout fires) and unflagged.
+    w.restart(FaultPlan::none());
+    w.clock.advance(std::time::Duration::from_secs(10));
+    for _ in 0..8 {
+        w.engine.tick().await.unwrap();
+    }
+    for id in failing.iter().chain([&panicky]).filter(|id| !(**id == corrupt && corrupted)) {
+        let s = store.summary(*id).await.unwrap().unwrap();
+        assert_eq!((s.wake_failures, s.wake_error.as_deref()), (0, None), "{id}: {s:?}");
+        let history = store.history(*id).await.unwrap();
+        assert!(history.iter().any(|e| matches!(e.event, SagaEvent::TimedOut { .. })), "{id} driven");
+    }
+    assert_eq!(store.stats().await.unwrap().failing, i64::from(corrupted));
+}
+
+#[tokio::test]
+async fn memory_stale_replies_to_a_finished_saga_are_counted_without_growing_its_log() {
+    stale_replies_to_a_finished_saga_are_counted_without_growing_its_log(Arc::new(
+        saga_core::log::memory::MemoryStore::new(),
+    ))
+    .await
+}
+
+#[tokio::test]
+async fn memory_sagas_that_cannot_be_driven_do_not_starve_the_timer() {
+    let store = Arc::new(saga_core::log::memory::MemoryStore::new());
+    sagas_that_cannot_be_driven_do_not_starve_the_timer(store, Corrupter::None).await
+}
+
+#[tokio::test]
+async fn sqlite_sagas_that_cannot_be_driven_do_not_starve_the_timer() {
+    let store = SqliteStore::connect(&fresh_sqlite_url()).await.unwrap();
+    let pool = store.pool().clone();
+    sagas_that_cannot_be_driven_do_not_starve_the_timer(Arc::new(store), Corrupter::Sqlite(pool)).await
+}
+
+#[tokio::test]
+async fn postgres_sagas_that_cannot_be_driven_do_not_starve_the_timer() {
+    let (_, url) = fresh_pg().await;
+    let store = PgStore::connect(&url).await.unwrap();
+    let pool = store.pool().clone();
+    sagas_that_cannot_be_driven_do_not_starve_the_timer(Arc::new(store), Corrupter::Postgres(pool)).await
+}
+
 async fn engine_scenarios_run_on_the_store(store: Arc<dyn SagaStore>, db: ParticipantDb) {
     let participants = Arc::new(Participants::new(db, Script::default()).await);
     let mut w = World::new(store.clone(), participants.clone(), FaultPlan::none()).await;
@@ -291,6 +624,14 @@ macro_rules! conformance {
             #[tokio::test]
             async fn stats_count_by_status() {
                 super::stats_count_by_status($make).await
+            }
+            #[tokio::test]
+            async fn stale_replies_to_a_finished_saga_are_counted_without_growing_its_log() {
+                super::stale_replies_to_a_finished_saga_are_counted_without_growing_its_log($make).await
+            }
+            #[tokio::test]
+            async fn defer_pushes_the_wake_back_and_a_transition_clears_it() {
+                super::defer_pushes_the_wake_back_and_a_transition_clears_it($make).await
             }
         }
     };

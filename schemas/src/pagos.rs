@@ -429,7 +429,7 @@ mod tests {
         assert_eq!(m.to_string(), "1500.50 USD");
         assert_eq!(Monto { valor_menor: -5, moneda: Moneda::Usd }.to_string(), "-0.05 USD");
         assert_eq!(Monto { valor_menor: 1500, moneda: Moneda::Clp }.to_string(), "1500 CLP");
-        assert_eq!(Monto { valor_menor: 134_244_431_02, moneda: Moneda::Usd }.valor().to_string(), "134244431.02");
+        assert_eq!(Monto { valor_menor: 13_424_443_102, moneda: Moneda::Usd }.valor().to_string(), "134244431.02");
     }
 
     #[test]

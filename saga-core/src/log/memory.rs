@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{wake_key, Created, ListQuery, SagaStore, SagaSummary, StoreError, StoreStats};
+use super::{ignored_replies, wake_key, wake_time, Created, ListQuery, SagaStore, SagaSummary, StoreError, StoreStats};
 use crate::id::SagaId;
 use crate::saga::{LogEntry, SagaState};
 
@@ -19,9 +19,41 @@ pub struct MemoryStore {
 
 #[derive(Default)]
 struct Inner {
-    sagas: BTreeMap<SagaId, (SagaState, Vec<LogEntry>)>,
+    sagas: BTreeMap<SagaId, Stored>,
     writes: u64,
     write_limit: Option<u64>,
+}
+
+/// One saga: what the SQL stores keep in its row and its log.
+struct Stored {
+    state: SagaState,
+    log: Vec<LogEntry>,
+    wake_at_ms: Option<i64>,
+    wake_failures: u32,
+    wake_error: Option<String>,
+    replies_ignored: u64,
+}
+
+impl Stored {
+    fn new(state: SagaState, log: Vec<LogEntry>) -> Self {
+        Self { wake_at_ms: wake_key(&state), state, log, wake_failures: 0, wake_error: None, replies_ignored: 0 }
+    }
+
+    fn summary(&self) -> SagaSummary {
+        let s = &self.state;
+        SagaSummary {
+            id: s.id,
+            saga_type: s.saga_type.clone(),
+            status: s.status,
+            version: s.version,
+            created_at: s.created_at,
+            updated_at: s.updated_at,
+            wake_at: wake_time(self.wake_at_ms),
+            wake_failures: self.wake_failures,
+            wake_error: self.wake_error.clone(),
+            replies_ignored: self.replies_ignored,
+        }
+    }
 }
 
 impl MemoryStore {
@@ -39,7 +71,7 @@ impl MemoryStore {
     pub fn with_log(id: SagaId, entries: &[LogEntry]) -> Result<Self, crate::saga::ReplayError> {
         let state = SagaState::replay(id, entries)?;
         let store = Self::new();
-        store.lock().sagas.insert(id, (state, entries.to_vec()));
+        store.lock().sagas.insert(id, Stored::new(state, entries.to_vec()));
         Ok(store)
     }
 
@@ -67,10 +99,10 @@ impl SagaStore for MemoryStore {
     async fn create(&self, state: &SagaState, entries: &[LogEntry]) -> Result<Created, StoreError> {
         let mut inner = self.lock();
         Self::check_write(&inner)?;
-        if let Some((existing, _)) = inner.sagas.get(&state.id) {
-            return Ok(Created::Existing(Box::new(existing.clone())));
+        if let Some(existing) = inner.sagas.get(&state.id) {
+            return Ok(Created::Existing(Box::new(existing.state.clone())));
         }
-        inner.sagas.insert(state.id, (state.clone(), entries.to_vec()));
+        inner.sagas.insert(state.id, Stored::new(state.clone(), entries.to_vec()));
         inner.writes += 1;
         Ok(Created::New)
     }
@@ -78,25 +110,53 @@ impl SagaStore for MemoryStore {
     async fn append(&self, expected_version: i64, state: &SagaState, entries: &[LogEntry]) -> Result<(), StoreError> {
         let mut inner = self.lock();
         Self::check_write(&inner)?;
-        let (current, log) = inner
+        let stored = inner
             .sagas
             .get_mut(&state.id)
             .ok_or_else(|| StoreError::Corrupt(format!("append to unknown saga {}", state.id)))?;
-        if current.version != expected_version {
+        if stored.state.version != expected_version {
             return Err(StoreError::Conflict(state.id));
         }
-        *current = state.clone();
-        log.extend_from_slice(entries);
+        stored.state = state.clone();
+        stored.log.extend_from_slice(entries);
+        stored.wake_at_ms = wake_key(state);
+        stored.wake_failures = 0;
+        stored.wake_error = None;
+        stored.replies_ignored += ignored_replies(entries) as u64;
         inner.writes += 1;
         Ok(())
     }
 
+    async fn defer(&self, id: SagaId, until: DateTime<Utc>, error: &str) -> Result<u32, StoreError> {
+        let mut inner = self.lock();
+        let Some(stored) = inner.sagas.get_mut(&id) else { return Ok(0) };
+        let until = until.timestamp_millis();
+        if stored.wake_at_ms.is_none_or(|w| w >= until) {
+            return Ok(0);
+        }
+        stored.wake_at_ms = Some(until);
+        stored.wake_failures += 1;
+        stored.wake_error = Some(error.to_owned());
+        Ok(stored.wake_failures)
+    }
+
+    async fn count_ignored_reply(&self, id: SagaId) -> Result<(), StoreError> {
+        if let Some(stored) = self.lock().sagas.get_mut(&id) {
+            stored.replies_ignored += 1;
+        }
+        Ok(())
+    }
+
+    async fn summary(&self, id: SagaId) -> Result<Option<SagaSummary>, StoreError> {
+        Ok(self.lock().sagas.get(&id).map(Stored::summary))
+    }
+
     async fn load(&self, id: SagaId) -> Result<Option<SagaState>, StoreError> {
-        Ok(self.lock().sagas.get(&id).map(|(s, _)| s.clone()))
+        Ok(self.lock().sagas.get(&id).map(|s| s.state.clone()))
     }
 
     async fn history(&self, id: SagaId) -> Result<Vec<LogEntry>, StoreError> {
-        Ok(self.lock().sagas.get(&id).map(|(_, l)| l.clone()).unwrap_or_default())
+        Ok(self.lock().sagas.get(&id).map(|s| s.log.clone()).unwrap_or_default())
     }
 
     async fn list(&self, query: &ListQuery) -> Result<Vec<SagaSummary>, StoreError> {
@@ -104,17 +164,9 @@ impl SagaStore for MemoryStore {
         let mut all: Vec<SagaSummary> = inner
             .sagas
             .values()
-            .map(|(s, _)| s)
-            .filter(|s| query.status.is_none_or(|st| st == s.status))
-            .filter(|s| query.saga_type.as_ref().is_none_or(|t| *t == s.saga_type))
-            .map(|s| SagaSummary {
-                id: s.id,
-                saga_type: s.saga_type.clone(),
-                status: s.status,
-                version: s.version,
-                created_at: s.created_at,
-                updated_at: s.updated_at,
-            })
+            .filter(|s| query.status.is_none_or(|st| st == s.state.status))
+            .filter(|s| query.saga_type.as_ref().is_none_or(|t| *t == s.state.saga_type))
+            .map(Stored::summary)
             .collect();
         all.sort_by_key(|s| std::cmp::Reverse((s.created_at, s.id)));
         let limit = query.limit.clamp(1, 1000) as usize;
@@ -126,7 +178,7 @@ impl SagaStore for MemoryStore {
         Ok(inner
             .sagas
             .iter()
-            .filter(|(id, (s, _))| s.status.is_active() && after.is_none_or(|a| **id > a))
+            .filter(|(id, s)| s.state.status.is_active() && after.is_none_or(|a| **id > a))
             .map(|(id, _)| *id)
             .take(limit as usize)
             .collect())
@@ -135,24 +187,23 @@ impl SagaStore for MemoryStore {
     async fn due(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<SagaId>, StoreError> {
         let inner = self.lock();
         let now = now.timestamp_millis();
-        Ok(inner
-            .sagas
-            .iter()
-            .filter(|(_, (s, _))| wake_key(s).is_some_and(|w| w <= now))
-            .map(|(id, _)| *id)
-            .take(limit as usize)
-            .collect())
+        let mut due: Vec<(i64, SagaId)> =
+            inner.sagas.iter().filter_map(|(id, s)| s.wake_at_ms.filter(|w| *w <= now).map(|w| (w, *id))).collect();
+        // Earliest first, as the SQL stores' index gives them.
+        due.sort_unstable();
+        Ok(due.into_iter().map(|(_, id)| id).take(limit as usize).collect())
     }
 
     async fn stats(&self) -> Result<StoreStats, StoreError> {
         let inner = self.lock();
         let mut stats = StoreStats::default();
         for status in crate::saga::SagaStatus::ALL {
-            let n = inner.sagas.values().filter(|(s, _)| s.status == status).count() as i64;
+            let n = inner.sagas.values().filter(|s| s.state.status == status).count() as i64;
             stats.by_status.push((status, n));
         }
         stats.oldest_unfinished =
-            inner.sagas.values().filter(|(s, _)| !s.status.is_final()).map(|(s, _)| s.created_at).min();
+            inner.sagas.values().filter(|s| !s.state.status.is_final()).map(|s| s.state.created_at).min();
+        stats.failing = inner.sagas.values().filter(|s| s.wake_failures > 0).count() as i64;
         Ok(stats)
     }
 }

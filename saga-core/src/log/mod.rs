@@ -81,6 +81,18 @@ pub struct SagaSummary {
     pub created_at: DateTime<Utc>,
     /// When its log was last written.
     pub updated_at: DateTime<Utc>,
+    /// When the engine looks at it next without a message arriving (a deadline, a retry, or the
+    /// backoff of a saga that cannot be driven), to the millisecond.
+    pub wake_at: Option<DateTime<Utc>>,
+    /// Timer passes in a row that could not drive it (its type not registered, its state
+    /// unreadable, a transition that panicked); 0 when its last transition succeeded. A saga
+    /// above 0 needs an operator: its wake-up time backs off while the failures go on.
+    pub wake_failures: u32,
+    /// The latest of those failures.
+    pub wake_error: Option<String>,
+    /// Replies that answered no command in flight (stale, duplicate, late), whether logged as
+    /// `reply_ignored` or, to a saga at rest past its first few, only counted.
+    pub replies_ignored: u64,
 }
 
 /// Which sagas `list` returns, newest first.
@@ -103,6 +115,8 @@ pub struct StoreStats {
     pub by_status: Vec<(SagaStatus, i64)>,
     /// Creation time of the oldest saga not in a final state (stuck ones included).
     pub oldest_unfinished: Option<DateTime<Utc>>,
+    /// Sagas the timer could not drive at its last look (`wake_failures > 0`).
+    pub failing: i64,
 }
 
 /// A persisted saga log.
@@ -113,8 +127,24 @@ pub trait SagaStore: Send + Sync + 'static {
     async fn create(&self, state: &SagaState, entries: &[LogEntry]) -> Result<Created, StoreError>;
 
     /// Appends entries and replaces the current-state row, in one transaction, if the stored
-    /// version is still `expected_version`; otherwise `Conflict`.
+    /// version is still `expected_version`; otherwise `Conflict`. Clears the saga's wake
+    /// failures (see [`SagaStore::defer`]): it was driven. Adds the `reply_ignored` entries to
+    /// the saga's count of ignored replies.
     async fn append(&self, expected_version: i64, state: &SagaState, entries: &[LogEntry]) -> Result<(), StoreError>;
+
+    /// Records that the saga could not be driven (`error`) and that the timer must not look at
+    /// it again before `until`, without touching its state or its log: counts one more wake
+    /// failure and returns the count. So a saga whose every transition fails leaves the head of
+    /// the timer's batch to the others. Only a saga whose wake-up time is still before `until`
+    /// is deferred: one that another engine finished or moved on meanwhile is left alone (0).
+    async fn defer(&self, id: SagaId, until: DateTime<Utc>, error: &str) -> Result<u32, StoreError>;
+
+    /// Counts one ignored reply that is not logged (a stale reply to a saga at rest, past the
+    /// first few), without touching its state, version, `updated_at` or log.
+    async fn count_ignored_reply(&self, id: SagaId) -> Result<(), StoreError>;
+
+    /// A saga's summary, read without its state (so a saga whose state cannot be read has one).
+    async fn summary(&self, id: SagaId) -> Result<Option<SagaSummary>, StoreError>;
 
     /// The current state of a saga.
     async fn load(&self, id: SagaId) -> Result<Option<SagaState>, StoreError>;
@@ -129,7 +159,7 @@ pub trait SagaStore: Send + Sync + 'static {
     /// (exclusive) in id order, at most `limit`.
     async fn active(&self, after: Option<SagaId>, limit: u32) -> Result<Vec<SagaId>, StoreError>;
 
-    /// Active sagas whose deadline or retry time is at or before `now`, at most `limit`.
+    /// Active sagas whose wake-up time is at or before `now`, earliest first, at most `limit`.
     async fn due(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<SagaId>, StoreError>;
 
     /// Counts for metrics.
@@ -139,4 +169,14 @@ pub trait SagaStore: Send + Sync + 'static {
 /// The `wake_at` index key stored with a state: milliseconds since the epoch.
 pub(crate) fn wake_key(state: &SagaState) -> Option<i64> {
     state.wake_at().map(|t| t.timestamp_millis())
+}
+
+/// How many of `entries` record an ignored reply.
+pub(crate) fn ignored_replies(entries: &[LogEntry]) -> i64 {
+    entries.iter().filter(|e| matches!(e.event, crate::saga::SagaEvent::ReplyIgnored { .. })).count() as i64
+}
+
+/// The time of a `wake_at` index key.
+pub(crate) fn wake_time(key: Option<i64>) -> Option<DateTime<Utc>> {
+    key.and_then(DateTime::from_timestamp_millis)
 }

@@ -17,7 +17,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::types::Json;
 use sqlx::Row;
 
-use super::{wake_key, Created, ListQuery, SagaStore, SagaSummary, StoreError, StoreStats};
+use super::{ignored_replies, wake_key, wake_time, Created, ListQuery, SagaStore, SagaSummary, StoreError, StoreStats};
 use crate::id::SagaId;
 use crate::saga::{LogEntry, SagaEvent, SagaState, SagaStatus};
 
@@ -131,8 +131,12 @@ pub async fn sqlite_pool(url: &str) -> Result<SqlitePool, sqlx::Error> {
     SqlitePoolOptions::new().max_connections(if in_memory { 1 } else { 4 }).connect_with(options).await
 }
 
+/// The columns a [`SagaSummary`] is read from.
+const SUMMARY_COLUMNS: &str =
+    "saga_id, saga_type, status, version, created_at, updated_at, wake_at_ms, wake_failures, wake_error, replies_ignored";
+
 macro_rules! sql_store {
-    ($(#[$meta:meta])* $name:ident, $pool:ty, $migrator:ident) => {
+    ($(#[$meta:meta])* $name:ident, $pool:ty, $row:ty, $migrator:ident) => {
         $(#[$meta])*
         #[derive(Clone, Debug)]
         pub struct $name {
@@ -153,6 +157,25 @@ macro_rules! sql_store {
             /// The pool, for callers that keep other tables in the same database.
             pub fn pool(&self) -> &$pool {
                 &self.pool
+            }
+
+            /// A summary from a row of [`SUMMARY_COLUMNS`].
+            fn summary_of(row: &$row) -> Result<SagaSummary, StoreError> {
+                let status: String = row.try_get("status").map_err(|e| map_err(None, e))?;
+                let failures: i32 = row.try_get("wake_failures").map_err(|e| map_err(None, e))?;
+                Ok(SagaSummary {
+                    id: SagaId(row.try_get("saga_id").map_err(|e| map_err(None, e))?),
+                    saga_type: row.try_get("saga_type").map_err(|e| map_err(None, e))?,
+                    status: status_of(&status)?,
+                    version: row.try_get("version").map_err(|e| map_err(None, e))?,
+                    created_at: row.try_get("created_at").map_err(|e| map_err(None, e))?,
+                    updated_at: row.try_get("updated_at").map_err(|e| map_err(None, e))?,
+                    wake_at: wake_time(row.try_get("wake_at_ms").map_err(|e| map_err(None, e))?),
+                    wake_failures: u32::try_from(failures).unwrap_or(0),
+                    wake_error: row.try_get("wake_error").map_err(|e| map_err(None, e))?,
+                    replies_ignored: u64::try_from(row.try_get::<i64, _>("replies_ignored").map_err(|e| map_err(None, e))?)
+                        .unwrap_or(0),
+                })
             }
         }
 
@@ -196,7 +219,8 @@ macro_rules! sql_store {
                 let id = state.id;
                 let mut tx = self.pool.begin().await.map_err(|e| map_err(None, e))?;
                 let updated = sqlx::query(
-                    "UPDATE saga SET status = $2, version = $3, wake_at_ms = $4, state = $5, updated_at = $6 \
+                    "UPDATE saga SET status = $2, version = $3, wake_at_ms = $4, state = $5, updated_at = $6, \
+                     wake_failures = 0, wake_error = NULL, replies_ignored = replies_ignored + $8 \
                      WHERE saga_id = $1 AND version = $7",
                 )
                 .bind(id.0)
@@ -206,6 +230,7 @@ macro_rules! sql_store {
                 .bind(Json(state))
                 .bind(state.updated_at)
                 .bind(expected_version)
+                .bind(ignored_replies(entries))
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| map_err(Some(id), e))?
@@ -240,12 +265,44 @@ macro_rules! sql_store {
                 Ok(rows.into_iter().map(|(seq, at, Json(event))| LogEntry { seq, at, event }).collect())
             }
 
+            async fn defer(&self, id: SagaId, until: DateTime<Utc>, error: &str) -> Result<u32, StoreError> {
+                let row: Option<(i32,)> = sqlx::query_as(
+                    "UPDATE saga SET wake_at_ms = $2, wake_failures = wake_failures + 1, wake_error = $3 \
+                     WHERE saga_id = $1 AND wake_at_ms < $2 RETURNING wake_failures",
+                )
+                .bind(id.0)
+                .bind(until.timestamp_millis())
+                .bind(error)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|e| map_err(None, e))?;
+                Ok(row.map_or(0, |(n,)| u32::try_from(n).unwrap_or(0)))
+            }
+
+            async fn count_ignored_reply(&self, id: SagaId) -> Result<(), StoreError> {
+                sqlx::query("UPDATE saga SET replies_ignored = replies_ignored + 1 WHERE saga_id = $1")
+                    .bind(id.0)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|e| map_err(None, e))?;
+                Ok(())
+            }
+
+            async fn summary(&self, id: SagaId) -> Result<Option<SagaSummary>, StoreError> {
+                let row = sqlx::query(&format!("SELECT {SUMMARY_COLUMNS} FROM saga WHERE saga_id = $1"))
+                    .bind(id.0)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(|e| map_err(None, e))?;
+                row.as_ref().map(Self::summary_of).transpose()
+            }
+
             async fn list(&self, query: &ListQuery) -> Result<Vec<SagaSummary>, StoreError> {
-                let rows = sqlx::query(
-                    "SELECT saga_id, saga_type, status, version, created_at, updated_at FROM saga \
+                let rows = sqlx::query(&format!(
+                    "SELECT {SUMMARY_COLUMNS} FROM saga \
                      WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR saga_type = $2) \
                      ORDER BY created_at DESC, saga_id DESC LIMIT $3 OFFSET $4",
-                )
+                ))
                 .bind(query.status.map(|s| s.as_str()))
                 .bind(query.saga_type.as_deref())
                 .bind(i64::from(query.limit.clamp(1, 1000)))
@@ -253,19 +310,7 @@ macro_rules! sql_store {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(|e| map_err(None, e))?;
-                rows.into_iter()
-                    .map(|row| {
-                        let status: String = row.try_get("status").map_err(|e| map_err(None, e))?;
-                        Ok(SagaSummary {
-                            id: SagaId(row.try_get("saga_id").map_err(|e| map_err(None, e))?),
-                            saga_type: row.try_get("saga_type").map_err(|e| map_err(None, e))?,
-                            status: status_of(&status)?,
-                            version: row.try_get("version").map_err(|e| map_err(None, e))?,
-                            created_at: row.try_get("created_at").map_err(|e| map_err(None, e))?,
-                            updated_at: row.try_get("updated_at").map_err(|e| map_err(None, e))?,
-                        })
-                    })
-                    .collect()
+                rows.iter().map(Self::summary_of).collect()
             }
 
             async fn active(&self, after: Option<SagaId>, limit: u32) -> Result<Vec<SagaId>, StoreError> {
@@ -306,12 +351,16 @@ macro_rules! sql_store {
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(|e| map_err(None, e))?;
+                let (failing,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM saga WHERE wake_failures > 0")
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(|e| map_err(None, e))?;
                 let mut by_status = Vec::new();
                 for status in SagaStatus::ALL {
                     let n = counts.iter().find(|(s, _)| s == status.as_str()).map_or(0, |(_, n)| *n);
                     by_status.push((status, n));
                 }
-                Ok(StoreStats { by_status, oldest_unfinished: oldest.map(|(t,)| t) })
+                Ok(StoreStats { by_status, oldest_unfinished: oldest.map(|(t,)| t), failing })
             }
         }
     };
@@ -335,6 +384,7 @@ sql_store!(
     /// The saga log in PostgreSQL: `saga` (current state) and `saga_log` (history).
     PgStore,
     PgPool,
+    sqlx::postgres::PgRow,
     PG_MIGRATOR
 );
 
@@ -342,6 +392,7 @@ sql_store!(
     /// The saga log in a SQLite file: the embedded mode's default.
     SqliteStore,
     SqlitePool,
+    sqlx::sqlite::SqliteRow,
     SQLITE_MIGRATOR
 );
 

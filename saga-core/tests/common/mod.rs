@@ -336,6 +336,9 @@ pub fn test_config() -> EngineConfig {
         reply_to: REPLY_TO.into(),
         // One try: a failed write is a crash in these tests, not something to wait out.
         store_retry: RetryPolicy { max_attempts: 1, ..RetryPolicy::default() },
+        // The pump looks at the queues right after `start`: the in-process transport takes the
+        // first commands at once, so waiting for it keeps every run the same.
+        start_send_wait: Duration::from_secs(10),
         ..EngineConfig::default()
     }
 }
