@@ -107,10 +107,43 @@ impl ApiError {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, message)
     }
 
+    /// A failed database call of a view: `503` with `Retry-After` when the database is
+    /// unreachable, busy or shutting down (retrying later may succeed), else an internal error.
+    pub fn database(context: &str, e: &sqlx::Error) -> Self {
+        if database_unavailable(e) {
+            tracing::warn!(error = %e, "{context}: database unavailable");
+            Self::unavailable("la base de datos no responde; inténtelo de nuevo")
+        } else {
+            Self::internal(context, e)
+        }
+    }
+
     /// An internal error: logged with `context`, answered with a generic message.
     pub fn internal(context: &str, e: impl std::fmt::Display) -> Self {
         error!(error = %e, "{context}");
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "error interno; inténtelo de nuevo")
+    }
+}
+
+/// Whether `e` says the database is unavailable for now (connection lost or refused, pool
+/// exhausted or closed, server shutting down or out of resources, SQLite busy), rather than that
+/// the statement or the data is wrong.
+pub fn database_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(d) => d.code().is_some_and(|code| {
+            // PostgreSQL: 08 connection exception, 53 insufficient resources, 55 object not in
+            // prerequisite state (a database not accepting connections, a lock not available),
+            // 57 operator intervention (admin shutdown, cannot connect now). SQLite: 5 busy,
+            // 6 locked.
+            ["08", "53", "55", "57"].iter().any(|class| code.starts_with(class)) || code == "5" || code == "6"
+        }),
+        _ => false,
     }
 }
 

@@ -308,3 +308,47 @@ async fn one_cycle_is_paid_once_under_concurrent_requests() {
         Err(_) => panic!("world still shared"),
     }
 }
+
+/// The views' database goes away: the routes that read it answer `503` with `Retry-After` (not
+/// a `500`), and answer again once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unavailable_view_database_is_a_503_with_retry_after() {
+    let w = World::start().await;
+    let admin = pg_pool(&std::env::var("SAGA_TEST_DATABASE_URL").unwrap(), 1).await.unwrap();
+    let url = w.dbs["orquestador"].clone();
+    let name = url.rsplit('/').next().unwrap().to_owned();
+    let block = |allow: bool| format!("ALTER DATABASE \"{name}\" WITH ALLOW_CONNECTIONS {allow}");
+    sqlx::query(&block(false)).execute(&admin).await.unwrap();
+    sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
+        .bind(&name)
+        .execute(&admin)
+        .await
+        .unwrap();
+    let mut statuses = Vec::new();
+    for path in [
+        format!("/afiliaciones/campana/{}", uuid::Uuid::new_v4()),
+        "/afiliaciones/campanas".to_owned(),
+        format!("/pagos/payout-{}", uuid::Uuid::new_v4()),
+        "/pagos".to_owned(),
+    ] {
+        let res = w.http.get(format!("{}{path}", w.base)).send().await.unwrap();
+        let retry = res.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+        statuses.push((path, res.status(), retry));
+    }
+    sqlx::query(&block(true)).execute(&admin).await.unwrap();
+    for (path, status, retry) in &statuses {
+        assert_eq!(*status, StatusCode::SERVICE_UNAVAILABLE, "{path}: {statuses:?}");
+        assert!(retry.is_some(), "{path} has no Retry-After");
+    }
+    // Back: the same routes answer.
+    let mut back = false;
+    for _ in 0..100 {
+        if w.get("/pagos").await.0 == StatusCode::OK {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(back, "the views answer again once the database is back");
+    w.stop().await;
+}

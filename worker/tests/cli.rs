@@ -26,7 +26,7 @@ fn env_lists_each_services_variables() {
 
 #[test]
 fn an_unknown_service_is_refused() {
-    let out = Command::new(env!("CARGO_BIN_EXE_worker")).args(["env", "pagos"]).output().expect("running worker");
+    let out = Command::new(env!("CARGO_BIN_EXE_worker")).args(["env", "nadie"]).output().expect("running worker");
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("pagos"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nadie"), "{}", String::from_utf8_lossy(&out.stderr));
 }

@@ -97,8 +97,11 @@ async fn crear_campana(State(s): State<CampanaApi>, headers: HeaderMap, body: By
         )
     })?;
     let saga_id = SagaId::new();
-    let creada =
-        s.vista.crear(&campana, saga_id, clave.as_deref()).await.map_err(|e| ApiError::internal("campaign view", e))?;
+    let creada = s
+        .vista
+        .crear(&campana, saga_id, clave.as_deref())
+        .await
+        .map_err(|e| ApiError::database("campaign view", &e.0))?;
     let campana = match creada {
         Creada::Existente(c) => {
             // A retry carries the same request; the same key on another request is a client
@@ -139,7 +142,7 @@ async fn crear_campana(State(s): State<CampanaApi>, headers: HeaderMap, body: By
               (status = 500, body = crate::openapi::Error)))]
 async fn obtener_campana(State(s): State<CampanaApi>, Path(id): Path<String>) -> Result<Json<VistaCampana>, ApiError> {
     let id = parse_id(&id, "el id de campaña")?;
-    match s.vista.obtener(id).await.map_err(|e| ApiError::internal("campaign view", e))? {
+    match s.vista.obtener(id).await.map_err(|e| ApiError::database("campaign view", &e.0))? {
         Some(c) => Ok(Json(VistaCampana::from(&c))),
         None => Err(ApiError::new(StatusCode::NOT_FOUND, format!("la campaña {id} no existe"))),
     }
@@ -165,7 +168,7 @@ async fn listar_campanas(
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
     let limite = p.limite.unwrap_or(50).clamp(1, 500);
     let desde = p.desde.unwrap_or(0);
-    let listado = s.vista.listar(estado, limite, desde).await.map_err(|e| ApiError::internal("campaign view", e))?;
+    let listado = s.vista.listar(estado, limite, desde).await.map_err(|e| ApiError::database("campaign view", &e.0))?;
     Ok(Json(ListaCampanas {
         campanas: listado.campanas.iter().map(VistaCampana::from).collect(),
         total: listado.total,

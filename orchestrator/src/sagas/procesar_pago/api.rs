@@ -151,7 +151,7 @@ async fn pagar(State(s): State<PagosApi>, body: Bytes) -> Result<Response, ApiEr
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "Partner no encontrado"));
     }
     let registrado =
-        s.vista.registrar(&pedido, SagaId::new()).await.map_err(|e| no_disponible("la base de datos", e))?;
+        s.vista.registrar(&pedido, SagaId::new()).await.map_err(|e| ApiError::database("payout view", &e.0))?;
     match registrado {
         Registrado::Nuevo(p) => {
             // If this fails, the payout stays PENDIENTE and the projector's catch-up starts its
@@ -258,7 +258,7 @@ fn auditoria(saga: Option<&SagaState>, historia: &[LogEntry]) -> Vec<Value> {
               (status = 404, description = "`{\"message\": \"No encontrado\"}`"), (status = 503, body = crate::openapi::Error)))]
 async fn obtener_pago(State(s): State<PagosApi>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let id = parse_id_pago(&id)?;
-    let Some(p) = s.vista.obtener(id).await.map_err(|e| no_disponible("la base de datos", e))? else {
+    let Some(p) = s.vista.obtener(id).await.map_err(|e| ApiError::database("payout view", &e.0))? else {
         return Err(ApiError::with_body(StatusCode::NOT_FOUND, json!({ "message": "No encontrado" })));
     };
     let saga = s.engine.get(p.saga_id).await?;
@@ -298,7 +298,7 @@ async fn listar_pagos(State(s): State<PagosApi>, Query(q): Query<ConsultaPagos>)
     let desde = q.desde.unwrap_or(0);
     let filtro = Filtro { estado, id_partner: q.partner_id };
     let (pagos, total) =
-        s.vista.listar(&filtro, limite, desde).await.map_err(|e| no_disponible("la base de datos", e))?;
+        s.vista.listar(&filtro, limite, desde).await.map_err(|e| ApiError::database("payout view", &e.0))?;
     let pagos: Vec<Value> = pagos.iter().map(resumen).collect();
     Ok(Json(json!({ "pagos": pagos, "total": total, "limite": limite, "desde": desde })))
 }
