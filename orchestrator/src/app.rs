@@ -64,6 +64,23 @@ pub struct SagaContext<'a> {
     pub services: &'a Services,
 }
 
+impl SagaContext<'_> {
+    /// Keeps a saga's view up to date and publishes its events: runs the projector over
+    /// `projection` (fed with this saga type's finished sagas) and the relay over `outbox`, as
+    /// the daemon's tasks. Call it once: the finished sagas go to the first projection.
+    pub fn follow(
+        &mut self,
+        projection: Arc<dyn crate::projector::Projection>,
+        outbox: Arc<dyn crate::outbox::Outbox>,
+    ) {
+        // A second call gets a closed channel: its projector only catches up, then ends.
+        let finished = std::mem::replace(&mut self.finished, mpsc::unbounded_channel().1);
+        self.tasks.spawn_until_stopped("projector", crate::projector::run(self.engine.clone(), projection, finished));
+        self.tasks
+            .spawn_until_stopped("event relay", crate::outbox::run(outbox, crate::outbox::publisher(self.events)));
+    }
+}
+
 /// The services whose HTTP APIs a saga's routes query while answering a request (the payout
 /// saga asks cliente whether a partner is registered before it starts a saga).
 #[derive(Clone, Debug)]

@@ -46,7 +46,7 @@ impl SagaModule for Modulo {
         definitions(steps)
     }
 
-    async fn start(&self, cx: SagaContext<'_>) -> anyhow::Result<Router> {
+    async fn start(&self, mut cx: SagaContext<'_>) -> anyhow::Result<Router> {
         let vista: Arc<dyn vista::Vista> = match cx.db {
             Db::Sqlite(pool) => {
                 Arc::new(vista::SqliteVista::new(pool.clone()).await.context("migrating the campaign view")?)
@@ -55,15 +55,7 @@ impl SagaModule for Modulo {
                 Arc::new(vista::PgVista::new(pool.clone()).await.context("migrating the campaign view")?)
             }
         };
-        let proyeccion = Arc::new(vista::Proyeccion(vista.clone()));
-        cx.tasks.spawn_until_stopped(
-            "projector",
-            crate::projector::run(cx.engine.clone(), proyeccion.clone(), cx.finished),
-        );
-        cx.tasks.spawn_until_stopped(
-            "event relay",
-            crate::outbox::run(vista.outbox(), crate::outbox::publisher(cx.events)),
-        );
+        cx.follow(Arc::new(vista::Proyeccion(vista.clone())), vista.outbox());
         Ok(api::router(api::CampanaApi { engine: cx.engine, vista }))
     }
 

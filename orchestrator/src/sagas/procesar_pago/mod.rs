@@ -27,7 +27,6 @@ pub use definicion::{AbonoCliente, Confirmacion, Envio, ProcesarPago, Registro, 
 
 use super::StepSettings;
 use crate::app::{Db, SagaContext, SagaModule};
-use crate::projector;
 
 /// Every version of the payout saga still registered, newest last.
 pub fn definitions(settings: &StepSettings) -> Vec<SagaDefinition> {
@@ -48,7 +47,7 @@ impl SagaModule for Modulo {
         definitions(steps)
     }
 
-    async fn start(&self, cx: SagaContext<'_>) -> anyhow::Result<Router> {
+    async fn start(&self, mut cx: SagaContext<'_>) -> anyhow::Result<Router> {
         let vista: Arc<dyn vista::VistaPagos> = match cx.db {
             Db::Sqlite(pool) => {
                 Arc::new(vista::SqliteVistaPagos::new(pool.clone()).await.context("migrating the payout view")?)
@@ -57,15 +56,7 @@ impl SagaModule for Modulo {
                 Arc::new(vista::PgVistaPagos::new(pool.clone()).await.context("migrating the payout view")?)
             }
         };
-        let proyeccion = Arc::new(vista::Proyeccion(vista.clone()));
-        cx.tasks.spawn_until_stopped(
-            "payout projector",
-            projector::run(cx.engine.clone(), proyeccion.clone(), cx.finished),
-        );
-        cx.tasks.spawn_until_stopped(
-            "payout event relay",
-            crate::outbox::run(vista.outbox(), crate::outbox::publisher(cx.events)),
-        );
+        cx.follow(Arc::new(vista::Proyeccion(vista.clone())), vista.outbox());
         let directorio = Arc::new(api::DirectorioHttp::new(&cx.services.cliente_url)?);
         Ok(api::router(api::PagosApi { engine: cx.engine, vista, directorio }))
     }
