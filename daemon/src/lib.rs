@@ -14,6 +14,25 @@ use std::fmt;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// The SQL `LIKE` pattern (with `ESCAPE '\\'`) that finds `text` anywhere, ignoring case: lower
+/// case, its `%`, `_` and `\\` escaped; `None` for blank text. The pattern is bound as a
+/// parameter, never spliced into SQL.
+pub fn like_pattern(text: &str) -> Option<String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return None;
+    }
+    let mut p = String::from("%");
+    for c in text.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    Some(p)
+}
+
 /// Sets up the one tracing subscriber: `RUST_LOG` filters (default `info,sqlx=warn`),
 /// `ALPES_LOG_FORMAT=json` switches to JSON lines.
 pub fn init_logging() {

@@ -3,7 +3,7 @@
 //!
 //! | route | what |
 //! |---|---|
-//! | `GET /sagas?estado=&limite=&desde=` | sagas, newest first |
+//! | `GET /sagas?estado=&tipo=&iniciada_antes=&limite=&desde=` | sagas, newest first, and how many there are per status |
 //! | `GET /sagas/{id}` | a saga's state, its summary (next wake-up, timer failures) and its whole history, with times |
 //! | `POST /sagas/{id}/retry`, `POST /sagas/{id}/abort` | operator actions (body `{"nota": "..."}`, optional) |
 //! | `GET /health` | readiness: the database and the broker answer, the saga engine runs |
@@ -186,6 +186,21 @@ pub fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("parámetros inválidos: {}", e.body_text())))
 }
 
+/// Paging and filters of `GET /sagas`.
+#[derive(Debug, Deserialize)]
+pub struct ConsultaSagas {
+    /// Only this status.
+    pub estado: Option<String>,
+    /// Only this saga type.
+    pub tipo: Option<String>,
+    /// Only sagas started at or before this (RFC 3339): older than an age.
+    pub iniciada_antes: Option<chrono::DateTime<chrono::Utc>>,
+    /// At most this many (1 to 500; default 50).
+    pub limite: Option<u32>,
+    /// Skip this many.
+    pub desde: Option<u32>,
+}
+
 /// Paging and filter of the list routes.
 #[derive(Debug, Deserialize)]
 pub struct Pagina {
@@ -199,13 +214,15 @@ pub struct Pagina {
 
 #[utoipa::path(get, path = "/sagas", tag = "sagas",
     params(("estado" = Option<String>, Query, description = "running, compensating, completed, compensated, stuck or aborted"),
+           ("tipo" = Option<String>, Query, description = "Only this saga type, e.g. procesar_pago"),
+           ("iniciada_antes" = Option<String>, Query, description = "Only sagas started at or before this instant (RFC 3339)"),
            ("limite" = Option<u32>, Query), ("desde" = Option<u32>, Query)),
-    responses((status = 200, description = "`{sagas: [summary], limite, desde}`, newest first"),
+    responses((status = 200, description = "`{sagas: [summary], limite, desde, por_estado: {status: count}}`, newest first; `por_estado` counts every saga in the log"),
               (status = 400, description = "Unknown `estado`, or a bad number", body = crate::openapi::Error),
               (status = 503, description = "The saga log does not answer", body = crate::openapi::Error)))]
 pub(crate) async fn listar_sagas(
     State(s): State<AppState>,
-    p: Result<Query<Pagina>, QueryRejection>,
+    p: Result<Query<ConsultaSagas>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let p = query(p)?;
     let status = p
@@ -216,8 +233,12 @@ pub(crate) async fn listar_sagas(
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
     let limit = p.limite.unwrap_or(50).clamp(1, 500);
     let offset = p.desde.unwrap_or(0);
-    let sagas = s.engine.list(&ListQuery { status, saga_type: None, limit, offset }).await?;
-    Ok(Json(json!({ "sagas": sagas, "limite": limit, "desde": offset })))
+    let q = ListQuery { status, saga_type: p.tipo, created_before: p.iniciada_antes, limit, offset };
+    let sagas = s.engine.list(&q).await?;
+    let stats = s.engine.store().stats().await.map_err(EngineError::from)?;
+    let por_estado: serde_json::Map<String, Value> =
+        stats.by_status.iter().map(|(status, n)| (status.as_str().to_owned(), json!(n))).collect();
+    Ok(Json(json!({ "sagas": sagas, "limite": limit, "desde": offset, "por_estado": por_estado })))
 }
 
 #[utoipa::path(get, path = "/sagas/{id}", tag = "sagas",

@@ -6,7 +6,9 @@
 
 use std::sync::Arc;
 
-use orchestrator::sagas::crear_campana::vista::{Creada, Estado, Final, Listado, PgVista, SqliteVista, Vista};
+use orchestrator::sagas::crear_campana::vista::{
+    Creada, Estado, FiltroCampanas, Final, Listado, PgVista, SqliteVista, Vista,
+};
 use orchestrator::sagas::crear_campana::CrearCampana;
 use saga_core::log::sql::{create_database, pg_pool, sqlite_pool};
 use saga_core::SagaId;
@@ -77,7 +79,10 @@ async fn contract(v: Arc<dyn Vista>) {
         panic!("existing")
     };
     assert_eq!(again.id_campana, first.id_campana);
-    assert_eq!(v.listar(None, 50, 0).await.unwrap().campanas.len(), 1);
+    assert_eq!(
+        v.listar(&FiltroCampanas { estado: None, ..Default::default() }, 50, 0).await.unwrap().campanas.len(),
+        1
+    );
 
     // Final state and its event, in one transaction; a second end changes nothing.
     let fin = Final::Rechazada {
@@ -104,13 +109,22 @@ async fn contract(v: Arc<dyn Vista>) {
         v.crear(&campana(), SagaId::new(), None).await.unwrap();
     }
     let page = |l: Listado| (l.campanas.len(), l.total);
-    assert_eq!(page(v.listar(Some(Estado::Pendiente), 50, 0).await.unwrap()), (3, 3));
-    assert_eq!(page(v.listar(Some(Estado::Rechazada), 50, 0).await.unwrap()), (1, 1));
+    assert_eq!(
+        page(v.listar(&FiltroCampanas { estado: Some(Estado::Pendiente), ..Default::default() }, 50, 0).await.unwrap()),
+        (3, 3)
+    );
+    assert_eq!(
+        page(v.listar(&FiltroCampanas { estado: Some(Estado::Rechazada), ..Default::default() }, 50, 0).await.unwrap()),
+        (1, 1)
+    );
     // `total` counts every match, not the page: 4 campaigns, pages of 3.
-    assert_eq!(page(v.listar(None, 3, 0).await.unwrap()), (3, 4));
-    assert_eq!(page(v.listar(None, 3, 3).await.unwrap()), (1, 4));
-    assert_eq!(page(v.listar(None, 3, 9).await.unwrap()), (0, 4));
-    assert_eq!(page(v.listar(Some(Estado::Pendiente), 2, 2).await.unwrap()), (1, 3));
+    assert_eq!(page(v.listar(&FiltroCampanas { estado: None, ..Default::default() }, 3, 0).await.unwrap()), (3, 4));
+    assert_eq!(page(v.listar(&FiltroCampanas { estado: None, ..Default::default() }, 3, 3).await.unwrap()), (1, 4));
+    assert_eq!(page(v.listar(&FiltroCampanas { estado: None, ..Default::default() }, 3, 9).await.unwrap()), (0, 4));
+    assert_eq!(
+        page(v.listar(&FiltroCampanas { estado: Some(Estado::Pendiente), ..Default::default() }, 2, 2).await.unwrap()),
+        (1, 3)
+    );
     // The catch-up walks every pending campaign with a cursor, whatever the page size: pages of
     // two reach all three, each once, oldest first.
     let mut seen = Vec::new();

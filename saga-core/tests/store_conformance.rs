@@ -177,6 +177,11 @@ async fn list_filters_and_pages_newest_first(store: Arc<dyn SagaStore>) {
     assert_eq!(done.iter().map(|s| s.id).collect::<Vec<_>>(), vec![ids[4]]);
     assert_eq!(done[0].version, 2);
     let page = store.list(&ListQuery { limit: 2, offset: 1, ..ListQuery::default() }).await.unwrap();
+    // An age filter: those started at or before t(2), newest first.
+    let older =
+        store.list(&ListQuery { created_before: Some(t(2)), limit: 100, ..ListQuery::default() }).await.unwrap();
+    let older: Vec<SagaId> = older.iter().map(|s| s.id).filter(|id| ids.contains(id)).collect();
+    assert_eq!(older, vec![ids[2], ids[1], ids[0]]);
     assert_eq!(page.iter().map(|s| s.id).collect::<Vec<_>>(), vec![ids[3], ids[2]]);
 }
 

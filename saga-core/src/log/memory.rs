@@ -167,6 +167,7 @@ impl SagaStore for MemoryStore {
             .filter(|s| query.status.is_none_or(|st| st == s.state.status))
             .filter(|s| query.saga_type.as_ref().is_none_or(|t| *t == s.state.saga_type))
             .map(Stored::summary)
+            .filter(|s| query.created_before.is_none_or(|t| s.created_at <= t))
             .collect();
         all.sort_by_key(|s| std::cmp::Reverse((s.created_at, s.id)));
         let limit = query.limit.clamp(1, 1000) as usize;

@@ -102,6 +102,8 @@ pub struct ListQuery {
     pub status: Option<SagaStatus>,
     /// Only sagas of this definition.
     pub saga_type: Option<String>,
+    /// Only sagas started at or before this (older than an age).
+    pub created_before: Option<DateTime<Utc>>,
     /// At most this many (the store caps it at 1000).
     pub limit: u32,
     /// Skip this many.

@@ -301,12 +301,14 @@ macro_rules! sql_store {
                 let rows = sqlx::query(&format!(
                     "SELECT {SUMMARY_COLUMNS} FROM saga \
                      WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR saga_type = $2) \
+                     AND ($5 IS NULL OR created_at <= $5) \
                      ORDER BY created_at DESC, saga_id DESC LIMIT $3 OFFSET $4",
                 ))
                 .bind(query.status.map(|s| s.as_str()))
                 .bind(query.saga_type.as_deref())
                 .bind(i64::from(query.limit.clamp(1, 1000)))
                 .bind(i64::from(query.offset))
+                .bind(query.created_before)
                 .fetch_all(&self.pool)
                 .await
                 .map_err(|e| map_err(None, e))?;

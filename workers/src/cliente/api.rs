@@ -4,25 +4,26 @@
 //! |---|---|
 //! | `POST /cliente/registrar` | `201` the client; `200` the same id again with the same data (a retry); `400` not JSON, or `{"error": "Email ya existe en el sistema"}`; `409` `{"error": "Cliente ya existe"}` (the id, with other data); `413` over 64 KiB; `422` every field error at once |
 //! | `GET /cliente/{id}` | `200` the client without its personal data; `404` `{"message": "No encontrado"}` |
+//! | `GET /clientes?buscar=&orden=nombre\|fecha_registro&direccion=asc\|desc&limite=&desde=` | `200 {clientes, total, limite, desde}`: a page, filtered and sorted in SQL; `400` a bad parameter |
 //!
-//! Both answer `503` with `Retry-After` when the database does not, and a generic `500` on any
+//! All answer `503` with `Retry-After` when the database does not, and a generic `500` on any
 //! other internal error. Times are RFC 3339 in UTC.
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, NaiveDate, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::{OpenApi, ToSchema};
 
-use super::repositorio::{Cliente, Clientes, NuevoCliente, Registro};
+use super::repositorio::{Cliente, Clientes, Consulta, NuevoCliente, Orden, Registro};
 use super::valores::{Cedula, Email, IdCliente, Nombre};
 
 /// The largest registration body.
@@ -281,18 +282,69 @@ async fn consultar(State(store): State<Arc<dyn Clientes>>, Path(id): Path<String
     }
 }
 
-/// `POST /cliente/registrar` and `GET /cliente/{id}` over `store`.
+/// The query of `GET /clientes`.
+#[derive(Debug, Deserialize)]
+struct ConsultaLista {
+    buscar: Option<String>,
+    orden: Option<String>,
+    direccion: Option<String>,
+    limite: Option<u32>,
+    desde: Option<u32>,
+}
+
+/// The most clients one page holds.
+pub const MAX_LIMITE: u32 = 500;
+
+#[utoipa::path(get, path = "/clientes", tag = "clientes",
+    params(("buscar" = Option<String>, Query, description = "Only clients whose name or email contains this, ignoring case"),
+           ("orden" = Option<String>, Query, description = "`nombre` or `fecha_registro` (default)"),
+           ("direccion" = Option<String>, Query, description = "`asc` or `desc` (default)"),
+           ("limite" = Option<u32>, Query, description = "At most this many (1 to 500, default 50)"),
+           ("desde" = Option<u32>, Query, description = "Skip this many")),
+    responses(
+        (status = 200, description = "`{clientes: [client], total, limite, desde}`"),
+        (status = 400, description = "An unknown parameter or value", body = ErrorRespuesta),
+        (status = 503, description = "The database does not answer; see Retry-After", body = ErrorRespuesta)))]
+async fn listar(State(store): State<Arc<dyn Clientes>>, q: Result<Query<ConsultaLista>, QueryRejection>) -> Response {
+    let q = match q {
+        Ok(Query(q)) => q,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("parámetros inválidos: {}", e.body_text())),
+    };
+    let orden = match q.orden.as_deref() {
+        None | Some("fecha_registro") => Orden::FechaRegistro,
+        Some("nombre") => Orden::Nombre,
+        Some(o) => return error(StatusCode::BAD_REQUEST, format!("orden debe ser nombre o fecha_registro, no {o:?}")),
+    };
+    let descendente = match q.direccion.as_deref() {
+        None | Some("desc") => true,
+        Some("asc") => false,
+        Some(d) => return error(StatusCode::BAD_REQUEST, format!("direccion debe ser asc o desc, no {d:?}")),
+    };
+    let limite = q.limite.unwrap_or(50).clamp(1, MAX_LIMITE);
+    let desde = q.desde.unwrap_or(0);
+    let consulta = Consulta { buscar: q.buscar, orden, descendente, limite, desde };
+    match store.listar(&consulta).await {
+        Ok((clientes, total)) => {
+            let clientes: Vec<ClienteConsultado> = clientes.into_iter().map(ClienteConsultado::from).collect();
+            Json(json!({ "clientes": clientes, "total": total, "limite": limite, "desde": desde })).into_response()
+        }
+        Err(e) => fallo(e),
+    }
+}
+
+/// `POST /cliente/registrar`, `GET /cliente/{id}` and `GET /clientes` over `store`.
 pub fn router(store: Arc<dyn Clientes>) -> Router {
     Router::new()
         .route("/cliente/registrar", post(registrar))
         .route("/cliente/{id}", get(consultar))
+        .route("/clientes", get(listar))
         .layer(DefaultBodyLimit::max(MAX_CUERPO))
         .with_state(store)
 }
 
 #[derive(OpenApi)]
 #[openapi(
-    paths(registrar, consultar),
+    paths(registrar, consultar, listar),
     components(schemas(
         SolicitudRegistro,
         Cliente,

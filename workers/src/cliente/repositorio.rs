@@ -83,6 +83,49 @@ pub trait Clientes: Send + Sync + 'static {
     async fn registrar(&self, nuevo: &NuevoCliente) -> Result<Registro, sqlx::Error>;
     /// The client `id`, if registered.
     async fn buscar(&self, id: &str) -> Result<Option<Cliente>, sqlx::Error>;
+    /// One page of the clients that match `consulta`, in its order, and how many match.
+    async fn listar(&self, consulta: &Consulta) -> Result<(Vec<Cliente>, u64), sqlx::Error>;
+}
+
+/// The order of a client list.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Orden {
+    /// By name, then id.
+    Nombre,
+    /// By registration time, then id (the default).
+    #[default]
+    FechaRegistro,
+}
+
+/// What [`Clientes::listar`] returns.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Consulta {
+    /// Only the clients whose name or email contains this, ignoring case.
+    pub buscar: Option<String>,
+    /// The order.
+    pub orden: Orden,
+    /// Descending rather than ascending.
+    pub descendente: bool,
+    /// At most this many.
+    pub limite: u32,
+    /// Skip this many.
+    pub desde: u32,
+}
+
+impl Consulta {
+    fn patron(&self) -> Option<String> {
+        self.buscar.as_deref().and_then(daemon::like_pattern)
+    }
+
+    /// The `ORDER BY` clause: built from the enum only, never from the request's text.
+    fn order_by(&self) -> &'static str {
+        match (self.orden, self.descendente) {
+            (Orden::Nombre, false) => "lower(nombre) ASC, id ASC",
+            (Orden::Nombre, true) => "lower(nombre) DESC, id DESC",
+            (Orden::FechaRegistro, false) => "fecha_registro ASC, id ASC",
+            (Orden::FechaRegistro, true) => "fecha_registro DESC, id DESC",
+        }
+    }
 }
 
 type Fila = (String, String, String, String, NaiveDate, DateTime<Utc>, i64, Option<DateTime<Utc>>);
@@ -108,8 +151,11 @@ fn cliente(fila: Fila) -> Result<Cliente, sqlx::Error> {
     })
 }
 
+const COLUMNS: &str = "id, nombre, email, cedula, fecha_nacimiento, fecha_registro, total_pagos, ultimo_pago";
 const SELECT: &str = "SELECT id, nombre, email, cedula, fecha_nacimiento, fecha_registro, total_pagos, ultimo_pago \
                       FROM cliente WHERE id = $1";
+/// The filter of a list: the name or the (already lower-case) email contains the pattern.
+const MATCHES: &str = "($1 IS NULL OR lower(nombre) LIKE $1 ESCAPE '\\' OR email LIKE $1 ESCAPE '\\')";
 
 macro_rules! sql_clientes {
     ($(#[$meta:meta])* $name:ident, $pool:ty) => {
@@ -165,6 +211,25 @@ macro_rules! sql_clientes {
             async fn buscar(&self, id: &str) -> Result<Option<Cliente>, sqlx::Error> {
                 let fila: Option<Fila> = sqlx::query_as(SELECT).bind(id).fetch_optional(&self.pool).await?;
                 fila.map(cliente).transpose()
+            }
+
+            async fn listar(&self, consulta: &Consulta) -> Result<(Vec<Cliente>, u64), sqlx::Error> {
+                let patron = consulta.patron();
+                let filas: Vec<Fila> = sqlx::query_as(&format!(
+                    "SELECT {COLUMNS} FROM cliente WHERE {MATCHES} ORDER BY {} LIMIT $2 OFFSET $3",
+                    consulta.order_by()
+                ))
+                .bind(patron.as_deref())
+                .bind(i64::from(consulta.limite))
+                .bind(i64::from(consulta.desde))
+                .fetch_all(&self.pool)
+                .await?;
+                let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM cliente WHERE {MATCHES}"))
+                    .bind(patron.as_deref())
+                    .fetch_one(&self.pool)
+                    .await?;
+                let clientes = filas.into_iter().map(cliente).collect::<Result<_, _>>()?;
+                Ok((clientes, u64::try_from(total).unwrap_or(0)))
             }
         }
     };

@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `POST /afiliaciones/campana` | validate the public request, record the campaign, start its saga: `202` |
 //! | `GET /afiliaciones/campana/{id}` | the campaign from the view: `pendiente`, `activa`, `rechazada` with its reason |
-//! | `GET /afiliaciones/campanas?estado=&limite=&desde=` | `{campanas, total, limite, desde}`, newest first |
+//! | `GET /afiliaciones/campanas?estado=&buscar=&influencer=&limite=&desde=` | `{campanas, total, limite, desde}`, newest first |
 //!
 //! A campaign is answered in the public API's shape ([`VistaCampana`]): the request's fields as
 //! it was given (`presupuesto` in currency units, dates without zone), `id`, `estado` and
@@ -24,15 +24,15 @@ use chrono::{DateTime, Utc};
 use saga_core::engine::Engine;
 use saga_core::{SagaId, StepType};
 use schemas::{InfluencersReservados, TrackingAbierto};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::{OpenApi, ToSchema};
 use uuid::Uuid;
 
 use super::definicion::{Influencers, SagaCrearCampana, Tracking};
 use super::solicitud::{validar, FORMATO_FECHA};
-use super::vista::{Campana, Creada, Estado, Vista};
-use crate::api::{parse_id, query, ApiError, Pagina, MAX_BODY};
+use super::vista::{Campana, Creada, Estado, FiltroCampanas, Vista};
+use crate::api::{parse_id, query, ApiError, MAX_BODY};
 
 /// Longest `Idempotency-Key`.
 pub const MAX_IDEMPOTENCY_KEY: usize = 200;
@@ -150,6 +150,8 @@ async fn obtener_campana(State(s): State<CampanaApi>, Path(id): Path<String>) ->
 
 #[utoipa::path(get, path = "/afiliaciones/campanas", tag = "campanas",
     params(("estado" = Option<Estado>, Query, description = "Only this state"),
+           ("buscar" = Option<String>, Query, description = "Only those whose name contains this, ignoring case"),
+           ("influencer" = Option<String>, Query, description = "Only those that book an influencer of this name (whole name, ignoring case)"),
            ("limite" = Option<u32>, Query, description = "At most this many (1 to 500, default 50)"),
            ("desde" = Option<u32>, Query, description = "Skip this many")),
     responses((status = 200, description = "A page of campaigns, newest first, and how many match", body = ListaCampanas),
@@ -157,7 +159,7 @@ async fn obtener_campana(State(s): State<CampanaApi>, Path(id): Path<String>) ->
               (status = 500, body = crate::openapi::Error)))]
 async fn listar_campanas(
     State(s): State<CampanaApi>,
-    p: Result<Query<Pagina>, QueryRejection>,
+    p: Result<Query<ConsultaCampanas>, QueryRejection>,
 ) -> Result<Json<ListaCampanas>, ApiError> {
     let p = query(p)?;
     let estado = p
@@ -168,13 +170,30 @@ async fn listar_campanas(
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
     let limite = p.limite.unwrap_or(50).clamp(1, 500);
     let desde = p.desde.unwrap_or(0);
-    let listado = s.vista.listar(estado, limite, desde).await.map_err(|e| ApiError::database("campaign view", &e.0))?;
+    let filtro = FiltroCampanas { estado, buscar: p.buscar, influencer: p.influencer };
+    let listado =
+        s.vista.listar(&filtro, limite, desde).await.map_err(|e| ApiError::database("campaign view", &e.0))?;
     Ok(Json(ListaCampanas {
         campanas: listado.campanas.iter().map(VistaCampana::from).collect(),
         total: listado.total,
         limite,
         desde,
     }))
+}
+
+/// The query of `GET /afiliaciones/campanas`.
+#[derive(Debug, Deserialize)]
+pub struct ConsultaCampanas {
+    /// Only this state.
+    pub estado: Option<String>,
+    /// Only those whose name contains this, ignoring case.
+    pub buscar: Option<String>,
+    /// Only those that book an influencer of this name (the whole name, ignoring case).
+    pub influencer: Option<String>,
+    /// At most this many (1 to 500; default 50).
+    pub limite: Option<u32>,
+    /// Skip this many.
+    pub desde: Option<u32>,
 }
 
 /// The answer of `GET /afiliaciones/campanas`.

@@ -137,7 +137,7 @@ pub trait Vista: Send + Sync + 'static {
     /// One campaign.
     async fn obtener(&self, id: Uuid) -> Result<Option<Campana>, VistaError>;
     /// A page of campaigns, newest first, optionally in one state, with how many match.
-    async fn listar(&self, estado: Option<Estado>, limite: u32, desde: u32) -> Result<Listado, VistaError>;
+    async fn listar(&self, filtro: &FiltroCampanas, limite: u32, desde: u32) -> Result<Listado, VistaError>;
     /// Campaigns still `pendiente` after `after`, in (creation time, id) order (for the
     /// projector's catch-up, page by page).
     async fn pendientes(&self, after: Option<Cursor>, limite: u32) -> Result<Vec<Campana>, VistaError>;
@@ -152,6 +152,17 @@ pub trait Vista: Send + Sync + 'static {
     fn outbox(&self) -> Arc<dyn Outbox>;
     /// The outbox's event of a saga, with its publication time.
     async fn evento_de(&self, saga_id: SagaId) -> Result<Option<(EventoCampana, Option<DateTime<Utc>>)>, VistaError>;
+}
+
+/// Filters of [`Vista::listar`].
+#[derive(Clone, Debug, Default)]
+pub struct FiltroCampanas {
+    /// Only this state.
+    pub estado: Option<Estado>,
+    /// Only those whose name contains this, ignoring case.
+    pub buscar: Option<String>,
+    /// Only those that book an influencer of this name, ignoring case.
+    pub influencer: Option<String>,
 }
 
 /// The outbox table of this saga's integration events.
@@ -205,7 +216,7 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
 }
 
 macro_rules! sql_vista {
-    ($(#[$meta:meta])* $name:ident, $pool:ty, $migrator:ident, $outbox:ident) => {
+    ($(#[$meta:meta])* $name:ident, $pool:ty, $migrator:ident, $outbox:ident, $books_influencer:expr) => {
         $(#[$meta])*
         #[derive(Clone)]
         pub struct $name {
@@ -242,12 +253,13 @@ macro_rules! sql_vista {
                 let now = saga_core::clock::Clock::now(&saga_core::clock::SystemClock);
                 let mut tx = self.pool.begin().await?;
                 sqlx::query(&format!(
-                    "INSERT INTO campana ({COLUMNS}) VALUES ($1, $2, 'pendiente', NULL, NULL, NULL, $3, NULL, $4, $4)"
+                    "INSERT INTO campana ({COLUMNS}, nombre) VALUES ($1, $2, 'pendiente', NULL, NULL, NULL, $3, NULL, $4, $4, $5)"
                 ))
                 .bind(c.id_campana)
                 .bind(saga_id.0)
                 .bind(Json(c))
                 .bind(now)
+                .bind(&c.nombre)
                 .execute(&mut *tx)
                 .await?;
                 if let Some(clave) = clave {
@@ -283,19 +295,30 @@ macro_rules! sql_vista {
                 row.map(campana).transpose()
             }
 
-            async fn listar(&self, estado: Option<Estado>, limite: u32, desde: u32) -> Result<Listado, VistaError> {
-                let estado = estado.map(Estado::as_str);
+            async fn listar(&self, f: &FiltroCampanas, limite: u32, desde: u32) -> Result<Listado, VistaError> {
+                let where_ = format!(
+                    "($1 IS NULL OR estado = $1) AND ($2 IS NULL OR lower(nombre) LIKE $2 ESCAPE '\\') \
+                     AND ($3 IS NULL OR {})",
+                    $books_influencer
+                );
+                let estado = f.estado.map(Estado::as_str);
+                let patron = f.buscar.as_deref().and_then(daemon::like_pattern);
+                let influencer = f.influencer.as_deref().map(str::trim).filter(|i| !i.is_empty()).map(str::to_lowercase);
                 let rows: Vec<Row> = sqlx::query_as(&format!(
-                    "SELECT {COLUMNS} FROM campana WHERE ($1 IS NULL OR estado = $1) \
-                     ORDER BY creada_en DESC, id_campana DESC LIMIT $2 OFFSET $3"
+                    "SELECT {COLUMNS} FROM campana WHERE {where_} \
+                     ORDER BY creada_en DESC, id_campana DESC LIMIT $4 OFFSET $5"
                 ))
                 .bind(estado)
+                .bind(patron.as_deref())
+                .bind(influencer.as_deref())
                 .bind(i64::from(limite.clamp(1, 500)))
                 .bind(i64::from(desde))
                 .fetch_all(&self.pool)
                 .await?;
-                let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM campana WHERE ($1 IS NULL OR estado = $1)")
+                let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM campana WHERE {where_}"))
                     .bind(estado)
+                    .bind(patron.as_deref())
+                    .bind(influencer.as_deref())
                     .fetch_one(&self.pool)
                     .await?;
                 Ok(Listado {
@@ -372,7 +395,8 @@ sql_vista!(
     PgVista,
     PgPool,
     PG_MIGRATOR,
-    PgOutbox
+    PgOutbox,
+    "EXISTS (SELECT 1 FROM jsonb_array_elements(solicitud -> 'influencers') AS i WHERE lower(i ->> 'nombre') = $3)"
 );
 
 sql_vista!(
@@ -380,7 +404,9 @@ sql_vista!(
     SqliteVista,
     SqlitePool,
     SQLITE_MIGRATOR,
-    SqliteOutbox
+    SqliteOutbox,
+    "EXISTS (SELECT 1 FROM json_each(solicitud, '$.influencers') AS i \
+     WHERE lower(json_extract(i.value, '$.nombre')) = $3)"
 );
 
 /// The view as the projector and the relay see it.

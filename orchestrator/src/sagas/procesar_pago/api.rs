@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `POST /pagos/pagar` | validate the request, check the partner is a registered client, record the payout, start its saga: `202 {"id": "payout-…"}` |
 //! | `GET /pagos/{id}` | the payout: its state, amount, commission transactions and audit trail |
-//! | `GET /pagos?estado=&partner_id=&limite=&desde=` | payouts, newest first, with `total` |
+//! | `GET /pagos?estado=&partner_id=&fecha_desde=&fecha_hasta=&monto_min=&monto_max=&buscar=&limite=&desde=` | payouts, newest first, with `total` and `agregaciones` (count and sum per state and currency), filtered, paged and summed in SQL |
 //!
 //! One cycle of one partner is paid at most once: a second request for the same
 //! `(partner_id, cycle_id)` answers the existing payout (`202`, the same id, `"existente": true`)
@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -30,7 +31,7 @@ use uuid::Uuid;
 
 use super::definicion::{Envio, Registro, SagaProcesarPago};
 use super::solicitud::{es_id_cliente, validar};
-use super::vista::{EstadoPago, Filtro, Pago, Registrado, VistaPagos};
+use super::vista::{Agregado, EstadoPago, Filtro, Pago, Registrado, VistaPagos};
 use crate::api::{ApiError, MAX_BODY};
 
 /// Prefix of a payout's public id: `payout-<uuid>`.
@@ -273,18 +274,37 @@ pub struct ConsultaPagos {
     pub estado: Option<String>,
     /// Only this partner's.
     pub partner_id: Option<String>,
+    /// Only those created on or after this (`YYYY-MM-DD` or RFC 3339).
+    pub fecha_desde: Option<String>,
+    /// Only those created on or before this (`YYYY-MM-DD`: the whole day, or RFC 3339).
+    pub fecha_hasta: Option<String>,
+    /// Only those of at least this amount, in units of their currency.
+    pub monto_min: Option<f64>,
+    /// Only those of at most this amount, in units of their currency.
+    pub monto_max: Option<f64>,
+    /// Only those whose partner or cycle contains this, ignoring case.
+    pub buscar: Option<String>,
     /// At most this many (1 to 500; default 50).
     pub limite: Option<u32>,
     /// Skip this many.
     pub desde: Option<u32>,
 }
 
-#[utoipa::path(get, path = "/pagos", tag = "pagos",
-    params(("estado" = Option<EstadoPago>, Query), ("partner_id" = Option<String>, Query),
-           ("limite" = Option<u32>, Query, description = "1 to 500, default 50"), ("desde" = Option<u32>, Query)),
-    responses((status = 200, description = "`{pagos: [payout without transacciones, proveedor, auditoria], total, limite, desde}`, newest first"),
-              (status = 400, body = crate::openapi::Error), (status = 503, body = crate::openapi::Error)))]
-async fn listar_pagos(State(s): State<PagosApi>, Query(q): Query<ConsultaPagos>) -> Result<Json<Value>, ApiError> {
+/// A date bound of the list: `YYYY-MM-DD` (the day's first instant, or with `fin` its last) or
+/// RFC 3339.
+fn fecha(campo: &str, raw: &str, fin: bool) -> Result<chrono::DateTime<chrono::Utc>, ApiError> {
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
+        let t = if fin { d.and_hms_milli_opt(23, 59, 59, 999) } else { d.and_hms_opt(0, 0, 0) };
+        if let Some(t) = t {
+            return Ok(t.and_utc());
+        }
+    }
+    chrono::DateTime::parse_from_rfc3339(raw).map(|t| t.to_utc()).map_err(|_| {
+        ApiError::new(StatusCode::BAD_REQUEST, format!("{campo} debe ser una fecha YYYY-MM-DD o RFC 3339, no {raw:?}"))
+    })
+}
+
+fn filtro(q: ConsultaPagos) -> Result<Filtro, ApiError> {
     let estado = q
         .estado
         .as_deref()
@@ -294,13 +314,73 @@ async fn listar_pagos(State(s): State<PagosApi>, Query(q): Query<ConsultaPagos>)
     if let Some(p) = q.partner_id.as_deref().filter(|p| !es_id_cliente(p)) {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, format!("partner_id no válido: {p:?}")));
     }
+    for (campo, v) in [("monto_min", q.monto_min), ("monto_max", q.monto_max)] {
+        if v.is_some_and(|v| !v.is_finite() || v < 0.0) {
+            return Err(ApiError::new(StatusCode::BAD_REQUEST, format!("{campo} debe ser un número no negativo")));
+        }
+    }
+    if let Some(b) = q.buscar.as_deref().filter(|b| b.chars().count() > 100) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("buscar admite hasta 100 caracteres, no {}", b.len()),
+        ));
+    }
+    Ok(Filtro {
+        estado,
+        id_partner: q.partner_id,
+        creado_desde: q.fecha_desde.as_deref().map(|f| fecha("fecha_desde", f, false)).transpose()?,
+        creado_hasta: q.fecha_hasta.as_deref().map(|f| fecha("fecha_hasta", f, true)).transpose()?,
+        monto_min: q.monto_min,
+        monto_max: q.monto_max,
+        buscar: q.buscar,
+    })
+}
+
+/// The aggregations of a list: per state, and per currency (amounts in units, and minor units).
+fn agregaciones(agregados: &[Agregado]) -> Value {
+    let mut por_estado = serde_json::Map::new();
+    let mut por_moneda: std::collections::BTreeMap<&str, (u64, i64, Option<schemas::Moneda>)> = Default::default();
+    for a in agregados {
+        let n = por_estado.entry(a.estado.as_str()).or_insert(json!(0));
+        *n = json!(n.as_u64().unwrap_or(0) + a.pagos);
+        let m = por_moneda.entry(&a.moneda).or_insert((0, 0, a.moneda.parse().ok()));
+        m.0 += a.pagos;
+        m.1 = m.1.saturating_add(a.monto_menor);
+    }
+    let por_moneda: Vec<Value> = por_moneda
+        .into_iter()
+        .map(|(moneda, (pagos, menor, m))| {
+            let valor = m.map(|m| Monto { valor_menor: menor, moneda: m }.valor());
+            json!({ "moneda": moneda, "pagos": pagos, "monto_total": valor, "monto_total_menor": menor })
+        })
+        .collect();
+    json!({ "por_estado": por_estado, "por_moneda": por_moneda })
+}
+
+#[utoipa::path(get, path = "/pagos", tag = "pagos",
+    params(("estado" = Option<EstadoPago>, Query), ("partner_id" = Option<String>, Query),
+           ("fecha_desde" = Option<String>, Query, description = "Created on or after: `YYYY-MM-DD` or RFC 3339"),
+           ("fecha_hasta" = Option<String>, Query, description = "Created on or before: `YYYY-MM-DD` (the whole day) or RFC 3339"),
+           ("monto_min" = Option<f64>, Query, description = "At least this amount, in units of the payout's currency"),
+           ("monto_max" = Option<f64>, Query, description = "At most this amount, in units of the payout's currency"),
+           ("buscar" = Option<String>, Query, description = "Partner or cycle contains this, ignoring case"),
+           ("limite" = Option<u32>, Query, description = "1 to 500, default 50"), ("desde" = Option<u32>, Query)),
+    responses((status = 200, description = "`{pagos: [payout without transacciones, proveedor, auditoria], total, limite, desde, agregaciones: {por_estado: {ESTADO: n}, por_moneda: [{moneda, pagos, monto_total, monto_total_menor}]}}`, newest first"),
+              (status = 400, body = crate::openapi::Error), (status = 503, body = crate::openapi::Error)))]
+async fn listar_pagos(
+    State(s): State<PagosApi>,
+    q: Result<Query<ConsultaPagos>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let q = crate::api::query(q)?;
     let limite = q.limite.unwrap_or(50).clamp(1, 500);
     let desde = q.desde.unwrap_or(0);
-    let filtro = Filtro { estado, id_partner: q.partner_id };
-    let (pagos, total) =
-        s.vista.listar(&filtro, limite, desde).await.map_err(|e| ApiError::database("payout view", &e.0))?;
+    let filtro = filtro(q)?;
+    let db = |e: super::vista::VistaError| ApiError::database("payout view", &e.0);
+    let (pagos, total) = s.vista.listar(&filtro, limite, desde).await.map_err(db)?;
+    let agregados = s.vista.agregar(&filtro).await.map_err(db)?;
     let pagos: Vec<Value> = pagos.iter().map(resumen).collect();
-    Ok(Json(json!({ "pagos": pagos, "total": total, "limite": limite, "desde": desde })))
+    Ok(Json(json!({ "pagos": pagos, "total": total, "limite": limite, "desde": desde,
+                    "agregaciones": agregaciones(&agregados) })))
 }
 
 /// The body of `POST /pagos/pagar` (documentation of what `solicitud::validar` accepts).

@@ -120,13 +120,42 @@ pub enum Final {
     },
 }
 
-/// Filters of [`VistaPagos::listar`].
+/// Filters of [`VistaPagos::listar`] and [`VistaPagos::agregar`].
 #[derive(Clone, Debug, Default)]
 pub struct Filtro {
     /// Only this state.
     pub estado: Option<EstadoPago>,
     /// Only this partner's.
     pub id_partner: Option<String>,
+    /// Only those created at or after this.
+    pub creado_desde: Option<DateTime<Utc>>,
+    /// Only those created at or before this.
+    pub creado_hasta: Option<DateTime<Utc>>,
+    /// Only those of at least this amount, in units of their currency.
+    pub monto_min: Option<f64>,
+    /// Only those of at most this amount, in units of their currency.
+    pub monto_max: Option<f64>,
+    /// Only those whose partner or cycle contains this, ignoring case.
+    pub buscar: Option<String>,
+}
+
+impl Filtro {
+    fn patron(&self) -> Option<String> {
+        self.buscar.as_deref().and_then(daemon::like_pattern)
+    }
+}
+
+/// The payouts of one state in one currency, among those a [`Filtro`] selects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Agregado {
+    /// The state.
+    pub estado: EstadoPago,
+    /// The currency (ISO 4217).
+    pub moneda: String,
+    /// How many.
+    pub pagos: u64,
+    /// Their sum, in minor units of `moneda`.
+    pub monto_menor: i64,
 }
 
 /// The payout view.
@@ -139,6 +168,8 @@ pub trait VistaPagos: Send + Sync + 'static {
     async fn obtener(&self, id: Uuid) -> Result<Option<Pago>, VistaError>;
     /// Payouts, newest first, and how many match the filter.
     async fn listar(&self, filtro: &Filtro, limite: u32, desde: u32) -> Result<(Vec<Pago>, u64), VistaError>;
+    /// How many payouts the filter selects, and their sum, per state and currency (in SQL).
+    async fn agregar(&self, filtro: &Filtro) -> Result<Vec<Agregado>, VistaError>;
     /// Payouts still `PENDIENTE` after `after`, in (creation time, id) order.
     async fn pendientes(&self, after: Option<Cursor>, limite: u32) -> Result<Vec<Pago>, VistaError>;
     /// Records how the saga ended and its event in the outbox, in one transaction; a payout
@@ -188,6 +219,26 @@ fn pago(row: Row) -> Result<Pago, VistaError> {
     })
 }
 
+/// What a [`Filtro`] selects; its parameters are bound by [`bind_filtro!`], in this order.
+const WHERE: &str = "($1 IS NULL OR estado = $1) AND ($2 IS NULL OR id_partner = $2) \
+     AND ($3 IS NULL OR fecha_creacion >= $3) AND ($4 IS NULL OR fecha_creacion <= $4) \
+     AND ($5 IS NULL OR monto_menor >= $5 * escala) AND ($6 IS NULL OR monto_menor <= $6 * escala) \
+     AND ($7 IS NULL OR lower(id_partner) LIKE $7 ESCAPE '\\' OR lower(id_ciclo) LIKE $7 ESCAPE '\\')";
+
+/// Binds a [`Filtro`]'s seven parameters of [`WHERE`] to a query.
+macro_rules! bind_filtro {
+    ($query:expr, $f:expr, $patron:expr) => {
+        $query
+            .bind($f.estado.map(EstadoPago::as_str))
+            .bind($f.id_partner.as_deref())
+            .bind($f.creado_desde)
+            .bind($f.creado_hasta)
+            .bind($f.monto_min)
+            .bind($f.monto_max)
+            .bind($patron)
+    };
+}
+
 fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }
@@ -228,8 +279,8 @@ macro_rules! sql_vista {
                 }
                 let now = Utc::now();
                 let inserted = sqlx::query(&format!(
-                    "INSERT INTO vista_pago ({COLUMNS}, id_partner, id_ciclo) \
-                     VALUES ($1, $2, 'PENDIENTE', NULL, NULL, NULL, $3, $4, $4, $5, $6)"
+                    "INSERT INTO vista_pago ({COLUMNS}, id_partner, id_ciclo, monto_menor, moneda, escala) \
+                     VALUES ($1, $2, 'PENDIENTE', NULL, NULL, NULL, $3, $4, $4, $5, $6, $7, $8, $9)"
                 ))
                 .bind(p.id_pago)
                 .bind(saga_id.0)
@@ -237,6 +288,9 @@ macro_rules! sql_vista {
                 .bind(now)
                 .bind(&p.id_partner)
                 .bind(&p.id_ciclo)
+                .bind(p.monto.valor_menor)
+                .bind(p.monto.moneda.codigo())
+                .bind(10_i64.pow(p.monto.moneda.decimales()))
                 .execute(&self.pool)
                 .await;
                 match inserted {
@@ -263,24 +317,41 @@ macro_rules! sql_vista {
             }
 
             async fn listar(&self, f: &Filtro, limite: u32, desde: u32) -> Result<(Vec<Pago>, u64), VistaError> {
-                const WHERE: &str = "($1 IS NULL OR estado = $1) AND ($2 IS NULL OR id_partner = $2)";
-                let rows: Vec<Row> = sqlx::query_as(&format!(
+                let patron = f.patron();
+                let sql = format!(
                     "SELECT {COLUMNS} FROM vista_pago WHERE {WHERE} \
-                     ORDER BY fecha_creacion DESC, id_pago DESC LIMIT $3 OFFSET $4"
-                ))
-                .bind(f.estado.map(EstadoPago::as_str))
-                .bind(f.id_partner.as_deref())
-                .bind(i64::from(limite.clamp(1, 500)))
-                .bind(i64::from(desde))
-                .fetch_all(&self.pool)
-                .await?;
-                let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM vista_pago WHERE {WHERE}"))
-                    .bind(f.estado.map(EstadoPago::as_str))
-                    .bind(f.id_partner.as_deref())
-                    .fetch_one(&self.pool)
+                     ORDER BY fecha_creacion DESC, id_pago DESC LIMIT $8 OFFSET $9"
+                );
+                let rows: Vec<Row> = bind_filtro!(sqlx::query_as(&sql), f, patron.as_deref())
+                    .bind(i64::from(limite.clamp(1, 500)))
+                    .bind(i64::from(desde))
+                    .fetch_all(&self.pool)
                     .await?;
+                let sql = format!("SELECT COUNT(*) FROM vista_pago WHERE {WHERE}");
+                let total: i64 =
+                    bind_filtro!(sqlx::query_scalar(&sql), f, patron.as_deref()).fetch_one(&self.pool).await?;
                 let pagos = rows.into_iter().map(pago).collect::<Result<_, _>>()?;
                 Ok((pagos, u64::try_from(total).unwrap_or(0)))
+            }
+
+            async fn agregar(&self, f: &Filtro) -> Result<Vec<Agregado>, VistaError> {
+                let patron = f.patron();
+                let sql = format!(
+                    "SELECT estado, moneda, COUNT(*), CAST(COALESCE(SUM(monto_menor), 0) AS BIGINT) \
+                     FROM vista_pago WHERE {WHERE} GROUP BY estado, moneda ORDER BY estado, moneda"
+                );
+                let rows: Vec<(String, String, i64, i64)> =
+                    bind_filtro!(sqlx::query_as(&sql), f, patron.as_deref()).fetch_all(&self.pool).await?;
+                rows.into_iter()
+                    .map(|(estado, moneda, pagos, monto_menor)| {
+                        Ok(Agregado {
+                            estado: estado.parse().map_err(|e: String| VistaError(sqlx::Error::Decode(e.into())))?,
+                            moneda,
+                            pagos: u64::try_from(pagos).unwrap_or(0),
+                            monto_menor,
+                        })
+                    })
+                    .collect()
             }
 
             async fn pendientes(&self, after: Option<Cursor>, limite: u32) -> Result<Vec<Pago>, VistaError> {
