@@ -352,3 +352,83 @@ async fn an_unavailable_view_database_is_a_503_with_retry_after() {
     assert!(back, "the views answer again once the database is back");
     w.stop().await;
 }
+
+/// The lists the BFF pages through, on PostgreSQL: payouts filtered by amount, date, state and
+/// text with their aggregations, and clients searched and sorted, all in SQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn payouts_and_clients_are_filtered_paged_and_summed_in_sql() {
+    let w = World::start().await;
+    let partner = w.registrar_cliente().await;
+    let mut ids = Vec::new();
+    for (monto, moneda, mask) in [(100.0, "USD", "****1234"), (2500.5, "USD", "****1234"), (7000.0, "CLP", "****0002")]
+    {
+        let mut body = casos::pago(&partner);
+        body["total_amount"] = json!(monto);
+        body["currency"] = json!(moneda);
+        body["payment_method_type"] = json!("CARD");
+        body["payment_method_mask"] = json!(mask);
+        let (status, a) = w.pagar(&body).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{a}");
+        ids.push(a["id"].as_str().unwrap().to_owned());
+    }
+    for id in &ids {
+        w.settled(id).await;
+    }
+    let q = |query: &str| format!("/pagos?partner_id={partner}&{query}");
+    let (status, all) = w.get(&q("limite=2")).await;
+    assert_eq!(status, StatusCode::OK, "{all}");
+    assert_eq!((all["total"].as_u64(), all["pagos"].as_array().unwrap().len()), (Some(3), 2));
+    // The card ending 0002 is refused: two completed in USD, one failed in CLP.
+    assert_eq!(all["agregaciones"]["por_estado"], json!({ "COMPLETADO": 2, "FALLIDO": 1 }), "{all}");
+    assert_eq!(
+        all["agregaciones"]["por_moneda"],
+        json!([{ "moneda": "CLP", "pagos": 1, "monto_total": 7000.0, "monto_total_menor": 7000 },
+               { "moneda": "USD", "pagos": 2, "monto_total": 2600.5, "monto_total_menor": 260050 }])
+    );
+    // Amount bounds are in units of each payout's currency: 7000 CLP is 7000, not 70.00.
+    let (_, l) = w.get(&q("monto_min=150")).await;
+    assert_eq!(l["total"], 2, "{l}");
+    let (_, l) = w.get(&q("monto_min=100&monto_max=100")).await;
+    assert_eq!(l["total"], 1, "{l}");
+    let (_, l) = w.get(&q("estado=FALLIDO")).await;
+    assert_eq!(l["pagos"][0]["monto_total"]["moneda"], "CLP", "{l}");
+    let today = chrono::Utc::now().date_naive();
+    let (_, l) = w.get(&q(&format!("fecha_desde={today}&fecha_hasta={today}"))).await;
+    assert_eq!(l["total"], 3, "{l}");
+    let (_, l) = w.get(&q(&format!("fecha_hasta={}", today.pred_opt().unwrap()))).await;
+    assert_eq!(l["total"], 0, "{l}");
+    let (_, l) = w.get(&format!("/pagos?buscar={}", partner.to_uppercase())).await;
+    assert_eq!(l["total"], 3, "{l}");
+    let (status, e) = w.get(&q("fecha_desde=2025-13-01")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{e}");
+
+    // Clients: search by name or email, sorted, paged, counted.
+    let cliente = |id: &str, nombre: &str| {
+        json!({ "id": id, "nombre": nombre, "email": format!("{id}@lista.example.com"), "cedula": "1234567890",
+                "fecha_nacimiento": "1990-05-15" })
+    };
+    for (id, nombre) in [("partner-lista-b", "Beatriz Zapata"), ("partner-lista-a", "Álvaro Pérez")] {
+        let (status, c) = w.post(format!("{}/cliente/registrar", w.cliente), &cliente(id, nombre)).await;
+        assert_eq!(status, StatusCode::CREATED, "{c}");
+    }
+    let list = |query: &str| {
+        let url = format!("{}/clientes?{query}", w.cliente);
+        let http = w.http.clone();
+        async move {
+            let res = http.get(url).send().await.unwrap();
+            (res.status(), res.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, l) = list("buscar=LISTA&orden=nombre&direccion=asc").await;
+    assert_eq!(status, StatusCode::OK, "{l}");
+    let nombres: Vec<&str> = l["clientes"].as_array().unwrap().iter().map(|c| c["nombre"].as_str().unwrap()).collect();
+    assert_eq!(nombres, ["Álvaro Pérez", "Beatriz Zapata"], "{l}");
+    assert!(l["clientes"][0].get("cedula").is_none(), "no personal data in a list: {l}");
+    let (_, l) = list("buscar=ALVARO").await;
+    assert_eq!(l["total"], 1, "{l}");
+    let (_, l) = list("limite=1&desde=1&orden=fecha_registro&direccion=desc").await;
+    assert_eq!((l["total"].as_u64(), l["clientes"][0]["id"].as_str()), (Some(3), Some("partner-lista-b")), "{l}");
+    let (status, e) = list("orden=cedula").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{e}");
+    w.stop().await;
+}

@@ -68,6 +68,10 @@ fn rechazo(c: &CrearCampana, saga: SagaId) -> EventoCampana {
     }
 }
 
+fn estado(estado: Option<Estado>) -> FiltroCampanas {
+    FiltroCampanas { estado, ..Default::default() }
+}
+
 async fn contract(v: Arc<dyn Vista>) {
     // Idempotency-Key: the second creation returns the first campaign and records nothing.
     let first = campana();
@@ -79,10 +83,7 @@ async fn contract(v: Arc<dyn Vista>) {
         panic!("existing")
     };
     assert_eq!(again.id_campana, first.id_campana);
-    assert_eq!(
-        v.listar(&FiltroCampanas { estado: None, ..Default::default() }, 50, 0).await.unwrap().campanas.len(),
-        1
-    );
+    assert_eq!(v.listar(&estado(None), 50, 0).await.unwrap().campanas.len(), 1);
 
     // Final state and its event, in one transaction; a second end changes nothing.
     let fin = Final::Rechazada {
@@ -109,22 +110,13 @@ async fn contract(v: Arc<dyn Vista>) {
         v.crear(&campana(), SagaId::new(), None).await.unwrap();
     }
     let page = |l: Listado| (l.campanas.len(), l.total);
-    assert_eq!(
-        page(v.listar(&FiltroCampanas { estado: Some(Estado::Pendiente), ..Default::default() }, 50, 0).await.unwrap()),
-        (3, 3)
-    );
-    assert_eq!(
-        page(v.listar(&FiltroCampanas { estado: Some(Estado::Rechazada), ..Default::default() }, 50, 0).await.unwrap()),
-        (1, 1)
-    );
+    assert_eq!(page(v.listar(&estado(Some(Estado::Pendiente)), 50, 0).await.unwrap()), (3, 3));
+    assert_eq!(page(v.listar(&estado(Some(Estado::Rechazada)), 50, 0).await.unwrap()), (1, 1));
     // `total` counts every match, not the page: 4 campaigns, pages of 3.
-    assert_eq!(page(v.listar(&FiltroCampanas { estado: None, ..Default::default() }, 3, 0).await.unwrap()), (3, 4));
-    assert_eq!(page(v.listar(&FiltroCampanas { estado: None, ..Default::default() }, 3, 3).await.unwrap()), (1, 4));
-    assert_eq!(page(v.listar(&FiltroCampanas { estado: None, ..Default::default() }, 3, 9).await.unwrap()), (0, 4));
-    assert_eq!(
-        page(v.listar(&FiltroCampanas { estado: Some(Estado::Pendiente), ..Default::default() }, 2, 2).await.unwrap()),
-        (1, 3)
-    );
+    assert_eq!(page(v.listar(&estado(None), 3, 0).await.unwrap()), (3, 4));
+    assert_eq!(page(v.listar(&estado(None), 3, 3).await.unwrap()), (1, 4));
+    assert_eq!(page(v.listar(&estado(None), 3, 9).await.unwrap()), (0, 4));
+    assert_eq!(page(v.listar(&estado(Some(Estado::Pendiente)), 2, 2).await.unwrap()), (1, 3));
     // The catch-up walks every pending campaign with a cursor, whatever the page size: pages of
     // two reach all three, each once, oldest first.
     let mut seen = Vec::new();
@@ -140,6 +132,29 @@ async fn contract(v: Arc<dyn Vista>) {
     assert_eq!(distinct.len(), 3);
     assert_eq!(v.pendientes(None, 10).await.unwrap().len(), 3);
     assert!(v.obtener(Uuid::now_v7()).await.unwrap().is_none());
+
+    // Search by name (a part, any case, `%` and `_` taken literally) and by influencer (the
+    // whole name, any case), in SQL.
+    let mut verano = campana();
+    verano.nombre = "Verano 100% Nike_".into();
+    verano.influencers = vec![schemas::Influencer {
+        nombre: "Ana García".into(),
+        plataforma: "Instagram".into(),
+        seguidores: 150_000,
+        categoria: "Fitness".into(),
+    }];
+    v.crear(&verano, SagaId::new(), None).await.unwrap();
+    let buscar = |b: &str| FiltroCampanas { buscar: Some(b.into()), ..Default::default() };
+    let de = |i: &str| FiltroCampanas { influencer: Some(i.into()), ..Default::default() };
+    let ids = |l: Listado| l.campanas.iter().map(|c| c.id_campana).collect::<Vec<_>>();
+    assert_eq!(ids(v.listar(&buscar("VERANO"), 50, 0).await.unwrap()), vec![verano.id_campana]);
+    assert_eq!(ids(v.listar(&buscar("100%"), 50, 0).await.unwrap()), vec![verano.id_campana]);
+    assert_eq!(v.listar(&buscar("0%_"), 50, 0).await.unwrap().total, 0, "% and _ are literal");
+    assert_eq!(v.listar(&buscar("CAMPAÑA"), 50, 0).await.unwrap().total, 4);
+    assert_eq!(ids(v.listar(&de("ana garcía"), 50, 0).await.unwrap()), vec![verano.id_campana]);
+    assert_eq!(v.listar(&de("Ana"), 50, 0).await.unwrap().total, 0, "the whole name");
+    let both = FiltroCampanas { estado: Some(Estado::Activa), influencer: Some("Ana García".into()), buscar: None };
+    assert_eq!(v.listar(&both, 50, 0).await.unwrap().total, 0);
 }
 
 #[tokio::test]

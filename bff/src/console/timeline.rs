@@ -333,7 +333,7 @@ mod tests {
         let kinds: Vec<&str> = t.marcas.iter().map(|m| m.kind.as_str()).collect();
         assert_eq!(kinds, ["retry_scheduled", "compensation_started", "compensated"]);
         let svg = t.svg(Utc::now()).into_string();
-        assert_eq!(svg.matches("class=\"bar ").count(), 7, "{svg}");
+        assert_eq!(svg.matches("class=\"bar ").count(), 6, "{svg}");
         assert!(svg.contains("data-outcome=\"timed_out\""), "{svg}");
     }
 

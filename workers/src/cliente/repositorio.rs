@@ -114,14 +114,14 @@ pub struct Consulta {
 
 impl Consulta {
     fn patron(&self) -> Option<String> {
-        self.buscar.as_deref().and_then(daemon::like_pattern)
+        self.buscar.as_deref().map(clave).and_then(|b| daemon::like_pattern(&b))
     }
 
     /// The `ORDER BY` clause: built from the enum only, never from the request's text.
     fn order_by(&self) -> &'static str {
         match (self.orden, self.descendente) {
-            (Orden::Nombre, false) => "lower(nombre) ASC, id ASC",
-            (Orden::Nombre, true) => "lower(nombre) DESC, id DESC",
+            (Orden::Nombre, false) => "clave_nombre ASC, id ASC",
+            (Orden::Nombre, true) => "clave_nombre DESC, id DESC",
             (Orden::FechaRegistro, false) => "fecha_registro ASC, id ASC",
             (Orden::FechaRegistro, true) => "fecha_registro DESC, id DESC",
         }
@@ -154,8 +154,16 @@ fn cliente(fila: Fila) -> Result<Cliente, sqlx::Error> {
 const COLUMNS: &str = "id, nombre, email, cedula, fecha_nacimiento, fecha_registro, total_pagos, ultimo_pago";
 const SELECT: &str = "SELECT id, nombre, email, cedula, fecha_nacimiento, fecha_registro, total_pagos, ultimo_pago \
                       FROM cliente WHERE id = $1";
-/// The filter of a list: the name or the (already lower-case) email contains the pattern.
-const MATCHES: &str = "($1 IS NULL OR lower(nombre) LIKE $1 ESCAPE '\\' OR email LIKE $1 ESCAPE '\\')";
+/// The filter of a list: the name's key or the (already lower-case) email contains the pattern.
+const MATCHES: &str = "($1 IS NULL OR clave_nombre LIKE $1 ESCAPE '\\' OR email LIKE $1 ESCAPE '\\')";
+
+/// A text as lists sort and search names: lower case, accents dropped (`Álvaro` → `alvaro`),
+/// the same in PostgreSQL and SQLite whatever their collation.
+pub fn clave(text: &str) -> String {
+    use unicode_normalization::char::is_combining_mark;
+    use unicode_normalization::UnicodeNormalization;
+    text.nfd().filter(|c| !is_combining_mark(*c)).collect::<String>().to_lowercase()
+}
 
 macro_rules! sql_clientes {
     ($(#[$meta:meta])* $name:ident, $pool:ty) => {
@@ -178,8 +186,8 @@ macro_rules! sql_clientes {
                 // winner's commit), and the winner is read back.
                 let fecha_registro = ahora();
                 let inserted = sqlx::query(
-                    "INSERT INTO cliente (id, nombre, email, cedula, fecha_nacimiento, fecha_registro, total_pagos) \
-                     VALUES ($1, $2, $3, $4, $5, $6, 0) ON CONFLICT DO NOTHING",
+                    "INSERT INTO cliente (id, nombre, email, cedula, fecha_nacimiento, fecha_registro, total_pagos, clave_nombre) \
+                     VALUES ($1, $2, $3, $4, $5, $6, 0, $7) ON CONFLICT DO NOTHING",
                 )
                 .bind(nuevo.id.as_str())
                 .bind(nuevo.nombre.as_str())
@@ -187,6 +195,7 @@ macro_rules! sql_clientes {
                 .bind(nuevo.cedula.as_str())
                 .bind(nuevo.fecha_nacimiento)
                 .bind(fecha_registro)
+                .bind(clave(nuevo.nombre.as_str()))
                 .execute(&self.pool)
                 .await?
                 .rows_affected();
@@ -245,3 +254,16 @@ sql_clientes!(
     SqliteClientes,
     SqlitePool
 );
+
+#[cfg(test)]
+mod tests {
+    use super::clave;
+
+    #[test]
+    fn a_name_key_drops_case_and_accents_only() {
+        assert_eq!(clave("Álvaro Pérez"), "alvaro perez");
+        assert_eq!(clave("NÚÑEZ"), "nunez");
+        assert_eq!(clave("ana@example.com"), "ana@example.com");
+        assert_eq!(clave("100%_x"), "100%_x");
+    }
+}
