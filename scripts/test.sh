@@ -6,7 +6,8 @@
 #
 # - installs PostgreSQL from Debian packages if it is missing, and starts the project's own
 #   cluster on 127.0.0.1 (scripts/postgres.sh); stops it at the end if it started it;
-# - installs protoc (Debian) and the Python test clients (PyPI) if missing, fetches and starts a
+# - installs protoc and chromium with its chromedriver (Debian), and the Python test clients
+#   and Selenium (PyPI) if missing, fetches and starts a
 #   real Apache Pulsar standalone on 127.0.0.1 (scripts/pulsar.sh, jars cached in
 #   ~/.cache/alpes), runs its smoke test; stops it at the end if it started it;
 # - builds every binary with every feature (the distributed daemons need `pulsar`), validates
@@ -60,6 +61,21 @@ if ! command -v protoc >/dev/null 2>&1; then
         log "protoc not found: install the Debian package protobuf-compiler"
         exit 1
     fi
+fi
+# --- The console's browser test: Debian's chromium and its chromedriver, driven by Selenium.
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+    if [[ "$(id -u)" == 0 ]]; then
+        log "chromium or chromedriver not found: installing the Debian packages chromium and chromium-driver"
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+    else
+        log "chromium or chromedriver not found: install the Debian packages chromium and chromium-driver"
+        exit 1
+    fi
+fi
+if ! python3 -c 'import selenium' >/dev/null 2>&1; then
+    log "installing Selenium (PyPI), which drives the Debian chromium in the console's browser test"
+    python3 -m pip install -q --disable-pip-version-check 'selenium==4.27.1'
 fi
 if ! python3 -c 'import pulsar, fastavro' >/dev/null 2>&1; then
     log "installing the Python test clients (official pulsar-client, fastavro) from PyPI"

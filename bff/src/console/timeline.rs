@@ -42,6 +42,8 @@ pub struct Marca {
     pub label: String,
     /// The step it concerns, when it concerns one.
     pub step: Option<String>,
+    /// And in which direction (`action`, `compensation`), when known.
+    pub direction: Option<String>,
 }
 
 /// What the picture shows.
@@ -111,24 +113,28 @@ impl Timeline {
                     kind: "retry_scheduled".into(),
                     label: format!("reintento {} programado", e["attempt"]),
                     step: Some(step_name(&e["step"])),
+                    direction: e["kind"].as_str().map(str::to_owned),
                 }),
                 "reply_ignored" => t.marcas.push(Marca {
                     at: when,
                     kind: "reply_ignored".into(),
                     label: format!("respuesta ignorada: {}", text(&e["why"])),
                     step: e["correlation"]["step_name"].as_str().map(str::to_owned),
+                    direction: e["correlation"]["kind"].as_str().map(str::to_owned),
                 }),
                 "build_failed" | "gave_up" => t.marcas.push(Marca {
                     at: when,
                     kind: text(&e["type"]),
                     label: text(&e["type"]).replace('_', " "),
                     step: Some(step_name(&e["step"])),
+                    direction: e["kind"].as_str().map(str::to_owned),
                 }),
                 "compensation_started" => t.marcas.push(Marca {
                     at: when,
                     kind: "compensation_started".into(),
                     label: format!("compensación: {}", failure(&e["failure"])),
                     step: None,
+                    direction: None,
                 }),
                 "operator_retried" | "operator_aborted" => t.marcas.push(Marca {
                     at: when,
@@ -139,6 +145,7 @@ impl Timeline {
                         text(&e["note"])
                     ),
                     step: None,
+                    direction: None,
                 }),
                 kind @ ("completed" | "compensated" | "aborted" | "stuck") => t.marcas.push(Marca {
                     at: when,
@@ -148,6 +155,7 @@ impl Timeline {
                         other => other.into(),
                     },
                     step: None,
+                    direction: None,
                 }),
                 _ => {}
             }
@@ -198,7 +206,10 @@ impl Timeline {
             LEFT + (ms / span_ms).clamp(0.0, 1.0) * WIDTH
         };
         let ms_of = |t: DateTime<Utc>| (t - start).num_microseconds().unwrap_or(0) as f64 / 1000.0;
-        let height = TOP + ROW * filas.len().max(1) as f64 + 40.0;
+        // Below the rows: three lines of labels for the saga-wide marks, staggered.
+        const LABELS: f64 = 3.0 * 13.0 + 12.0;
+        let rows_bottom = TOP + ROW * filas.len().max(1) as f64;
+        let height = rows_bottom + LABELS;
         let row_of = |step: &str, kind: &str| filas.iter().position(|(s, k)| s == step && k == kind).unwrap_or(0);
         let ticks: Vec<f64> = (0..=4).map(|i| span_ms * f64::from(i) / 4.0).collect();
         let total_w = LEFT + WIDTH + 20.0;
@@ -209,7 +220,7 @@ impl Timeline {
                 // The time axis.
                 @for ms in &ticks {
                     @let tx = LEFT + ms / span_ms * WIDTH;
-                    line x1=(tx) y1=(TOP - 8.0) x2=(tx) y2=(height - 30.0) class="tick" {}
+                    line x1=(tx) y1=(TOP - 8.0) x2=(tx) y2=(rows_bottom) class="tick" {}
                     text x=(tx) y=(TOP - 14.0) class="tick-label" text-anchor="middle" { (duration(*ms)) }
                 }
                 @for (i, (step, kind)) in filas.iter().enumerate() {
@@ -235,20 +246,26 @@ impl Timeline {
                         }
                     }
                 }
-                @for m in &self.marcas {
+                @for (i, m) in self.marcas.iter().filter(|m| m.step.is_none()).enumerate() {
                     @let mx = x(m.at);
-                    @let row = m.step.as_deref().and_then(|s| filas.iter().position(|(fs, _)| fs == s));
+                    @let ly = rows_bottom + 13.0 * (i % 3) as f64 + 13.0;
+                    @let anchor = if mx > LEFT + WIDTH / 2.0 { "end" } else { "start" };
                     g class=(format!("mark {}", m.kind)) data-kind=(m.kind) data-start-ms=(format!("{:.1}", ms_of(m.at))) {
                         title { (m.label) }
-                        @match row {
-                            Some(r) => {
-                                circle cx=(mx) cy=(TOP + ROW * r as f64 + 3.0) r="4" {}
-                            }
-                            None => {
-                                line x1=(mx) y1=(TOP - 4.0) x2=(mx) y2=(height - 30.0) {}
-                                text x=(mx + 3.0) y=(height - 16.0) class="mark-label" { (m.label.chars().take(40).collect::<String>()) }
-                            }
+                        line x1=(mx) y1=(TOP - 4.0) x2=(mx) y2=(ly - 9.0) {}
+                        text x=(if anchor == "end" { mx - 3.0 } else { mx + 3.0 }) y=(ly) text-anchor=(anchor) class="mark-label" {
+                            (m.label.chars().take(60).collect::<String>())
                         }
+                    }
+                }
+                @for m in self.marcas.iter().filter(|m| m.step.is_some()) {
+                    @let mx = x(m.at);
+                    @let row = m.step.as_deref().and_then(|s| {
+                        filas.iter().position(|(fs, fk)| fs == s && m.direction.as_deref().is_none_or(|d| d == fk))
+                    });
+                    g class=(format!("mark {}", m.kind)) data-kind=(m.kind) data-start-ms=(format!("{:.1}", ms_of(m.at))) {
+                        title { (m.label) }
+                        circle cx=(mx) cy=(TOP + ROW * row.unwrap_or(0) as f64 + 3.0) r="4" {}
                     }
                 }
             }
@@ -316,8 +333,9 @@ mod tests {
             entry(12, 40, sent("b", "compensation", 1)),
             entry(13, 50, answered(1, "compensation", 1, "success")),
             entry(14, 50, sent("a", "compensation", 1)),
-            entry(15, 60, answered(0, "compensation", 1, "success")),
-            entry(16, 60, json!({ "type": "compensated" })),
+            entry(15, 55, json!({ "type": "retry_scheduled", "step": 0, "kind": "compensation", "attempt": 2 })),
+            entry(16, 60, answered(0, "compensation", 1, "success")),
+            entry(17, 60, json!({ "type": "compensated" })),
         ];
         let t = Timeline::of(&historia);
         let filas: Vec<String> = t.filas().iter().map(|(s, k)| format!("{s}:{k}")).collect();
@@ -331,8 +349,14 @@ mod tests {
         assert_eq!(b, [("action", 1, "timed_out"), ("action", 2, "success"), ("compensation", 1, "success")]);
         assert_eq!(t.barras.iter().find(|b| b.step == "c").map(|b| b.outcome.as_str()), Some("business_failure"));
         let kinds: Vec<&str> = t.marcas.iter().map(|m| m.kind.as_str()).collect();
-        assert_eq!(kinds, ["retry_scheduled", "compensation_started", "compensated"]);
+        assert_eq!(kinds, ["retry_scheduled", "compensation_started", "retry_scheduled", "compensated"]);
         let svg = t.svg(Utc::now()).into_string();
+        // Each retry's mark sits on its own row: b's action (row 1), a's compensation (row 4).
+        assert!(
+            svg.contains(r#"<title>reintento 2 programado</title><circle cx="443.3333333333333" cy="67""#),
+            "{svg}"
+        );
+        assert!(svg.contains(r#"cy="157" r="4""#), "{svg}");
         assert_eq!(svg.matches("class=\"bar ").count(), 6, "{svg}");
         assert!(svg.contains("data-outcome=\"timed_out\""), "{svg}");
     }
