@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
-# One image for the four daemons of the distributed mode: `orchestrator distributed` and
-# `worker run marca|influencer|tracking` (docker-compose.yml picks the command per service).
+# One image for the daemons of the distributed mode: `orchestrator distributed`, `worker run
+# <participant>` and `bff run` (docker-compose.yml picks the command per service).
 #
 #   docker build -t alpes-saga:local .
 #
@@ -25,9 +25,9 @@ COPY . .
 # mount is not part of the image layer.
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/src/target,sharing=locked \
-    cargo build --release --locked -p orchestrator -p worker --features pulsar --bins \
+    cargo build --release --locked -p orchestrator -p worker -p bff --features pulsar --bins \
     && mkdir -p /out \
-    && cp target/release/orchestrator target/release/worker /out/
+    && cp target/release/orchestrator target/release/worker target/release/bff /out/
 
 FROM debian:bookworm-slim AS runtime
 # libssl3: the Pulsar client links OpenSSL (native-tls); curl: the containers' health checks.
@@ -37,11 +37,12 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 alpes \
     && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin alpes
-COPY --from=builder /out/orchestrator /out/worker /usr/local/bin/
+COPY --from=builder /out/orchestrator /out/worker /out/bff /usr/local/bin/
 # The brands marca seeds (ALPES__MARCAS in docker-compose.yml points here).
 COPY workers/seed/marcas.json /usr/local/share/alpes/marcas.json
 USER 10001:10001
 ENV ALPES_LOG_FORMAT=json
-# orchestrator 8000, marca 8001, influencer 8002, tracking 8003 (HTTP API, /health, /metrics).
-EXPOSE 8000 8001 8002 8003
+# orchestrator 8000, marca 8001, influencer 8002, tracking 8003, cliente 8004, pagos 8005,
+# proveedor 8006 (HTTP API, /health, /metrics); the BFF and console 5001.
+EXPOSE 8000 8001 8002 8003 8004 8005 8006 5001
 CMD ["orchestrator", "distributed"]

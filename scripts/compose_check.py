@@ -47,7 +47,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # Every participant the worker binary runs (`worker list`); set in main() before any check.
 WORKERS: Tuple[str, ...] = ()
 DAEMONS: Tuple[str, ...] = ("orchestrator",)
-REQUIRED_SERVICES = ("pulsar", "pulsar-init", "postgres") + DAEMONS + ("prometheus",)
+REQUIRED_SERVICES = ("pulsar", "pulsar-init", "postgres") + DAEMONS + ("bff", "prometheus")
 CARGO_BUILD_FEATURES = ("pulsar",)
 PULSAR_URL = "pulsar://pulsar:6650"
 SCHEMA_COMPATIBILITY = "BACKWARD_TRANSITIVE"
@@ -423,7 +423,9 @@ class Context:
 
     def env_list(self, name: str) -> List[str]:
         if name not in self._env_lists:
-            if name == "orchestrator":
+            if name == "bff":
+                self._env_lists[name] = env_list(binary_path("BFF_BIN", "bff"), ["env"], "BFF_BIN")
+            elif name == "orchestrator":
                 self._env_lists[name] = env_list(binary_path("ORCHESTRATOR_BIN", "orchestrator"), ["env"],
                                                  "ORCHESTRATOR_BIN")
             else:
@@ -694,6 +696,44 @@ def check_http(ctx: Context) -> Tuple[List[str], str]:
         errors.append(f"two daemons share an HTTP port: {ports}")
     summary = ", ".join(f"{n} {p}" for n, p in ports.items())
     return errors, f"ALPES__HTTP ports match the published ports and Prometheus targets ({summary})"
+
+
+@check("bff")
+def check_bff(ctx: Context) -> Tuple[List[str], str]:
+    """The BFF: no database or broker, its backends the services' own addresses."""
+    errors = []
+    svc, env = ctx.svc("bff"), ctx.env("bff")
+    cmd = service_command(svc)
+    if not cmd or [os.path.basename(cmd[0])] + cmd[1:2] != ["bff", "run"]:
+        errors.append(f"bff: command `{' '.join(cmd)}`, expected `bff run`")
+    wanted = ctx.env_list("bff")
+    errors += [f"bff: {v} (read by the binary) is not in the service's environment" for v in wanted if v not in env]
+    errors += [f"bff: {v} is not a variable the binary reads (typo?)" for v in env
+               if v.startswith("ALPES_") and v not in wanted]
+    port = ctx.http_port("bff")
+    if not any(t == str(port) for _, _, t in service_ports(svc)):
+        errors.append(f"bff: ALPES__HTTP port {port} is not published")
+    line = " ".join(healthcheck_test(svc) or [])
+    if not re.search(rf"https?://[^/\s:]+:{port}/api/v1/health\b", line):
+        errors.append(f"bff: healthcheck `{line}` does not GET /api/v1/health on port {port}")
+    for var, backend in (("ALPES__ORQUESTADOR_URL", "orchestrator"), ("ALPES__CLIENTE_URL", "cliente")):
+        u = urllib.parse.urlsplit(env.get(var, ""))
+        if u.hostname != backend or u.port != ctx.http_port(backend):
+            errors.append(f"bff: {var} is `{env.get(var)}`, expected http://{backend}:{ctx.http_port(backend)}")
+        if service_depends(svc).get(backend) != "service_healthy":
+            errors.append(f"bff: depends_on {backend} must be `service_healthy`")
+    _, targets = ctx.prometheus_targets()
+    if f"bff:{port}" not in targets:
+        errors.append(f"prometheus does not scrape bff:{port}")
+    path, stages, _ = ctx.dockerfile()
+    runs = " ".join(r for s in stages for r in s.text("RUN"))
+    copies = " ".join(c for c in stages[-1].text("COPY"))
+    if not re.search(r"(-p|--package)[ =]bff\b", runs):
+        errors.append(f"{path.name}: `cargo build` does not build package bff")
+    if not re.search(r"\bbff\b", copies):
+        errors.append(f"{path.name}: the runtime stage does not copy `bff`")
+    return errors, (f"bff runs `bff run` on port {port} with exactly the {len(wanted)} variables it reads, "
+                    "reads orchestrator and cliente at their ports once they are healthy, is scraped, built and copied")
 
 
 @check("published ports")

@@ -47,8 +47,8 @@ if [[ -z "${ORCHESTRATOR_BIN:-}" || -z "${WORKER_BIN:-}" ]]; then
     fi
     target_args=()
     if [[ -n "${TARGET_DIR:-}" ]]; then target_args=(--target-dir "$TARGET_DIR"); fi
-    log "building orchestrator and worker (debug, feature pulsar)"
-    cargo build --locked -q -p orchestrator -p worker --features pulsar --bins \
+    log "building orchestrator, worker and bff (debug, feature pulsar)"
+    cargo build --locked -q -p orchestrator -p worker -p bff --features pulsar --bins \
         "${target_args[@]}"
 fi
 
