@@ -60,30 +60,36 @@ pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
     r
 }
 
-/// A route's failure, answered as JSON.
-pub struct ApiError(Response);
+/// A route's failure, answered as JSON (`Retry-After` on a `503`).
+pub struct ApiError {
+    status: StatusCode,
+    body: Value,
+}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        self.0
+        let mut r = (self.status, Json(self.body)).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            r.headers_mut().insert(axum::http::header::RETRY_AFTER, RETRY_AFTER_SECS.into());
+        }
+        r
     }
 }
 
 fn bad_request(message: impl Into<String>) -> ApiError {
-    ApiError(error(StatusCode::BAD_REQUEST, message))
+    ApiError { status: StatusCode::BAD_REQUEST, body: json!({ "error": message.into() }) }
 }
 
 /// A backend's failure when the route needs that backend: its 4xx passed on as it said it, no
 /// answer as a `503` naming the service.
 fn from_backend(servicio: &str, f: Fallo) -> ApiError {
     match f {
-        Fallo::NoDisponible(why) => ApiError(error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("el servicio {servicio} no está disponible: {why}"),
-        )),
+        Fallo::NoDisponible(why) => ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            body: json!({ "error": format!("el servicio {servicio} no está disponible: {why}") }),
+        },
         Fallo::Rechazo { status, cuerpo } => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
-            ApiError((status, Json(cuerpo)).into_response())
+            ApiError { status: StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY), body: cuerpo }
         }
     }
 }
