@@ -57,6 +57,7 @@ impl World {
                 "127.0.0.1:0".parse().unwrap(),
                 transport.clone(),
                 &Options::default(),
+                &daemon::access::Access::open(),
             )
             .await
             .unwrap();

@@ -79,6 +79,7 @@ async fn main() -> anyhow::Result<()> {
                 config.http,
                 Arc::new(transport),
                 &options,
+                &daemon::access::Access::from_config(config.api_token.clone()),
             )
             .await?;
             println!("Alpes Partners {} worker listening on http://{}", participant.name(), running.addr);
