@@ -4,10 +4,11 @@
 //! ([`config`]: defaults, TOML file, `ALPES__…` variables, and the list of variables read),
 //! secrets in configuration that never print, Ctrl-C/SIGTERM shutdown (a second Ctrl-C exits at
 //! once), `GET /metrics`, and the description of those routes for `GET /openapi.json`
-//! ([`openapi`]).
+//! ([`openapi`]), and error answers in JSON whatever produced them ([`json_errors`]).
 
 pub mod access;
 pub mod config;
+pub mod json_errors;
 pub mod metrics;
 pub mod openapi;
 

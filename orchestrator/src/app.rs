@@ -226,10 +226,10 @@ pub async fn build(parts: Parts, tasks: &Tasks) -> anyhow::Result<App> {
     let mut doc = crate::openapi::document();
     daemon::openapi::merge(&mut doc, parts.openapi).map_err(anyhow::Error::msg).context("describing the routes")?;
     // The token check is the outermost layer: a refused request reaches nothing else.
-    let app = parts.access.protect(api::with_deadline(
+    let app = parts.access.protect(daemon::json_errors::layer(api::with_deadline(
         app.merge(parts.routes).merge(metrics::router(metrics::prometheus())).merge(daemon::openapi::router(&doc)),
         parts.request_deadline,
-    ));
+    )));
 
     tasks.spawn("HTTP server", axum::serve(listener, app).with_graceful_shutdown(tasks.stop_signal()).into_future());
     info!(%addr, sagas = modules.len(), access = ?parts.access, "orchestrator ready");

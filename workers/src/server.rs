@@ -144,7 +144,7 @@ pub async fn start(
         )
         .merge(metrics::router(metrics::prometheus()))
         .merge(daemon::openapi::router(&document(participant, openapi).context("describing the routes")?));
-    let app = access.protect(app);
+    let app = access.protect(daemon::json_errors::layer(app));
     let listener = TcpListener::bind(http).await.with_context(|| format!("binding {http}"))?;
     let addr = listener.local_addr()?;
     tasks.spawn("HTTP server", axum::serve(listener, app).with_graceful_shutdown(tasks.stop_signal()).into_future());

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -289,7 +290,11 @@ pub struct ConsultaPagos {
            ("limite" = Option<u32>, Query, description = "1 to 500, default 50"), ("desde" = Option<u32>, Query)),
     responses((status = 200, description = "`{pagos: [payout without transacciones, proveedor, auditoria], total, limite, desde}`, newest first"),
               (status = 400, body = crate::openapi::Error), (status = 503, body = crate::openapi::Error)))]
-async fn listar_pagos(State(s): State<PagosApi>, Query(q): Query<ConsultaPagos>) -> Result<Json<Value>, ApiError> {
+async fn listar_pagos(
+    State(s): State<PagosApi>,
+    q: Result<Query<ConsultaPagos>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let q = crate::api::query(q)?;
     let estado = q
         .estado
         .as_deref()
