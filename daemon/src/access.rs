@@ -118,8 +118,7 @@ async fn check(State(access): State<Access>, request: Request, next: Next) -> Re
     } else {
         "el token no es válido"
     };
-    let mut response =
-        (StatusCode::UNAUTHORIZED, axum::Json(serde_json::json!({ "error": message }))).into_response();
+    let mut response = (StatusCode::UNAUTHORIZED, axum::Json(serde_json::json!({ "error": message }))).into_response();
     response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(CHALLENGE));
     response
 }
@@ -140,7 +139,8 @@ mod tests {
         let access = Access::bearer("s3cr3t-token".into());
         assert!(access.allows(&headers("Bearer s3cr3t-token")));
         assert!(access.allows(&headers("bearer s3cr3t-token")));
-        for wrong in ["Bearer s3cr3t-toke", "Bearer s3cr3t-token2", "Bearer ", "Basic s3cr3t-token", "s3cr3t-token", ""] {
+        for wrong in ["Bearer s3cr3t-toke", "Bearer s3cr3t-token2", "Bearer ", "Basic s3cr3t-token", "s3cr3t-token", ""]
+        {
             assert!(!access.allows(&headers(wrong)), "{wrong:?} passed");
         }
         assert!(!access.allows(&HeaderMap::new()));

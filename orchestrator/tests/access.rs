@@ -38,11 +38,7 @@ fn logs() -> &'static Captured {
     LOGS.get_or_init(|| {
         let captured = Captured::default();
         let writer = captured.clone();
-        tracing_subscriber::fmt()
-            .with_env_filter("trace")
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .init();
+        tracing_subscriber::fmt().with_env_filter("trace").with_ansi(false).with_writer(move || writer.clone()).init();
         captured
     })
 }
@@ -144,7 +140,8 @@ async fn a_missing_or_wrong_token_is_401_and_starts_nothing() {
             assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path} with {token:?}: {text}");
             let challenge = headers.get("www-authenticate").map(|v| v.to_str().unwrap().to_owned());
             assert!(challenge.as_deref().is_some_and(|c| c.starts_with("Bearer")), "{method} {path}: {challenge:?}");
-            let json: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{method} {path}: not JSON: {text}"));
+            let json: Value =
+                serde_json::from_str(&text).unwrap_or_else(|_| panic!("{method} {path}: not JSON: {text}"));
             assert!(json["error"].as_str().is_some_and(|e| !e.is_empty()), "{method} {path}: {json}");
             assert!(!text.contains(TOKEN) && !text.contains(WRONG), "{method} {path} echoes a token: {text}");
         }

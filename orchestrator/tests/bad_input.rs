@@ -124,27 +124,86 @@ fn table() -> Vec<Case> {
         case("campana: null", post.clone(), r, Json(Value::Null), 422),
         case("campana: empty object", post.clone(), r, Json(json!({})), 422),
         case("campana: missing marca", post.clone(), r, Json(with(campana(), "marca", Value::Null)), 422),
-        case("campana: presupuesto as text", post.clone(), r, Json(with(campana(), "presupuesto", json!("mucho"))), 422),
+        case(
+            "campana: presupuesto as text",
+            post.clone(),
+            r,
+            Json(with(campana(), "presupuesto", json!("mucho"))),
+            422,
+        ),
         case("campana: negative presupuesto", post.clone(), r, Json(with(campana(), "presupuesto", json!(-5))), 422),
         case("campana: absurd presupuesto", post.clone(), r, Json(with(campana(), "presupuesto", json!(1e300))), 422),
-        case("campana: presupuesto with 3 decimals", post.clone(), r, Json(with(campana(), "presupuesto", json!(1.005))), 422),
-        case("campana: negative seguidores", post.clone(), r, Json(with(campana(), "influencers.0.seguidores", json!(-1))), 422),
-        case("campana: absurd seguidores", post.clone(), r, Json(with(campana(), "influencers.0.seguidores", json!(1e20))), 422),
+        case(
+            "campana: presupuesto with 3 decimals",
+            post.clone(),
+            r,
+            Json(with(campana(), "presupuesto", json!(1.005))),
+            422,
+        ),
+        case(
+            "campana: negative seguidores",
+            post.clone(),
+            r,
+            Json(with(campana(), "influencers.0.seguidores", json!(-1))),
+            422,
+        ),
+        case(
+            "campana: absurd seguidores",
+            post.clone(),
+            r,
+            Json(with(campana(), "influencers.0.seguidores", json!(1e20))),
+            422,
+        ),
         case("campana: marca as text", post.clone(), r, Json(with(campana(), "marca", json!("Nike"))), 422),
-        case("campana: id_marca not a UUID", post.clone(), r, Json(with(campana(), "marca.id_marca", json!("nike"))), 422),
+        case(
+            "campana: id_marca not a UUID",
+            post.clone(),
+            r,
+            Json(with(campana(), "marca.id_marca", json!("nike"))),
+            422,
+        ),
         case("campana: influencers as object", post.clone(), r, Json(with(campana(), "influencers", json!({}))), 422),
-        case("campana: 10 000 influencers", post.clone(), r,
-             Json(with(campana(), "influencers", json!(vec![json!({"nombre": "a"}); 10_000]))), 422),
-        case("campana: invalid date", post.clone(), r, Json(with(campana(), "fecha_inicio", json!("2025-13-45T00:00:00"))), 422),
+        case(
+            "campana: 10 000 influencers",
+            post.clone(),
+            r,
+            Json(with(campana(), "influencers", json!(vec![json!({"nombre": "a"}); 10_000]))),
+            422,
+        ),
+        case(
+            "campana: invalid date",
+            post.clone(),
+            r,
+            Json(with(campana(), "fecha_inicio", json!("2025-13-45T00:00:00"))),
+            422,
+        ),
         case("campana: date as number", post.clone(), r, Json(with(campana(), "fecha_inicio", json!(20250101))), 422),
-        case("campana: reversed dates", post.clone(), r, Json(with(campana(), "fecha_fin", json!("2024-01-01T00:00:00"))), 422),
-        case("campana: nombre of 10 000 characters", post.clone(), r, Json(with(campana(), "nombre", json!("ñ".repeat(10_000)))), 422),
+        case(
+            "campana: reversed dates",
+            post.clone(),
+            r,
+            Json(with(campana(), "fecha_fin", json!("2024-01-01T00:00:00"))),
+            422,
+        ),
+        case(
+            "campana: nombre of 10 000 characters",
+            post.clone(),
+            r,
+            Json(with(campana(), "nombre", json!("ñ".repeat(10_000)))),
+            422,
+        ),
         case("campana: body over 256 KiB", post.clone(), r, big(300 * 1024), 413),
         case("campana: unknown id", get.clone(), &format!("/afiliaciones/campana/{UNKNOWN}"), Body::None, 404),
         case("campana: id not a UUID", get.clone(), "/afiliaciones/campana/nope", Body::None, 400),
         case("campana: id not UTF-8", get.clone(), "/afiliaciones/campana/%FF%FE", Body::None, 400),
         case("campanas: negative limite", get.clone(), "/afiliaciones/campanas?limite=-1", Body::None, 400),
-        case("campanas: absurd limite", get.clone(), "/afiliaciones/campanas?limite=99999999999999999999", Body::None, 400),
+        case(
+            "campanas: absurd limite",
+            get.clone(),
+            "/afiliaciones/campanas?limite=99999999999999999999",
+            Body::None,
+            400,
+        ),
         case("campanas: unknown estado", get.clone(), "/afiliaciones/campanas?estado=feliz", Body::None, 400),
     ]);
     // ---- POST /pagos/pagar, GET /pagos, GET /pagos/{id}
@@ -158,8 +217,20 @@ fn table() -> Vec<Case> {
         case("pagar: zero amount", post.clone(), r, Json(with(pago(), "total_amount", json!(0))), 422),
         case("pagar: absurd amount", post.clone(), r, Json(with(pago(), "total_amount", json!(1e308))), 422),
         case("pagar: unknown currency", post.clone(), r, Json(with(pago(), "currency", json!("DOGE"))), 422),
-        case("pagar: method not A-Z 0-9 _", post.clone(), r, Json(with(pago(), "payment_method_type", json!("gold card!"))), 422),
-        case("pagar: invalid processed_at", post.clone(), r, Json(with(pago(), "processed_at", json!("2025-02-30T00:00:00Z"))), 422),
+        case(
+            "pagar: method not A-Z 0-9 _",
+            post.clone(),
+            r,
+            Json(with(pago(), "payment_method_type", json!("gold card!"))),
+            422,
+        ),
+        case(
+            "pagar: invalid processed_at",
+            post.clone(),
+            r,
+            Json(with(pago(), "processed_at", json!("2025-02-30T00:00:00Z"))),
+            422,
+        ),
         case("pagar: missing partner_id", post.clone(), r, Json(with(pago(), "partner_id", Value::Null)), 422),
         case("pagar: partner_id as array", post.clone(), r, Json(with(pago(), "partner_id", json!(["a"]))), 422),
         case("pagar: unknown partner", post.clone(), r, Json(pago()), 400),
@@ -178,8 +249,20 @@ fn table() -> Vec<Case> {
         case("cliente: cedula negative", post.clone(), r, Json(with(cliente(), "cedula", json!(-5))), 422),
         case("cliente: cedula absurd", post.clone(), r, Json(with(cliente(), "cedula", json!(1e30))), 422),
         case("cliente: cedula as object", post.clone(), r, Json(with(cliente(), "cedula", json!({}))), 422),
-        case("cliente: invalid birth date", post.clone(), r, Json(with(cliente(), "fecha_nacimiento", json!("1990-02-30"))), 422),
-        case("cliente: birth date in the future", post.clone(), r, Json(with(cliente(), "fecha_nacimiento", json!("2990-01-01"))), 422),
+        case(
+            "cliente: invalid birth date",
+            post.clone(),
+            r,
+            Json(with(cliente(), "fecha_nacimiento", json!("1990-02-30"))),
+            422,
+        ),
+        case(
+            "cliente: birth date in the future",
+            post.clone(),
+            r,
+            Json(with(cliente(), "fecha_nacimiento", json!("2990-01-01"))),
+            422,
+        ),
         case("cliente: email as number", post.clone(), r, Json(with(cliente(), "email", json!(5))), 422),
         case("cliente: missing id", post.clone(), r, Json(with(cliente(), "id", Value::Null)), 422),
         case("cliente: body over 64 KiB", post.clone(), r, big(80 * 1024), 413),
@@ -195,16 +278,38 @@ fn table() -> Vec<Case> {
         case("evento: id_campana as number", post.clone(), r, Json(with(evento(), "id_campana", json!(5))), 422),
         case("evento: empty tipo", post.clone(), r, Json(with(evento(), "tipo_evento", json!(""))), 422),
         case("evento: datos as array", post.clone(), r, Json(with(evento(), "datos", json!([1, 2]))), 422),
-        case("evento: negative valor", post.clone(), r,
-             Json(with(with(evento(), "tipo_evento", json!("conversion")), "valor", json!(-1))), 422),
-        case("evento: absurd valor", post.clone(), r,
-             Json(with(with(evento(), "tipo_evento", json!("conversion")), "valor", json!(1e300))), 422),
+        case(
+            "evento: negative valor",
+            post.clone(),
+            r,
+            Json(with(with(evento(), "tipo_evento", json!("conversion")), "valor", json!(-1))),
+            422,
+        ),
+        case(
+            "evento: absurd valor",
+            post.clone(),
+            r,
+            Json(with(with(evento(), "tipo_evento", json!("conversion")), "valor", json!(1e300))),
+            422,
+        ),
         case("evento: unknown campaign", post.clone(), r, Json(evento()), 404),
         case("evento: body over 16 KiB", post.clone(), r, big(20 * 1024), 413),
         case("eventos: unknown campaign", get.clone(), &format!("/tracking/eventos/{UNKNOWN}"), Body::None, 404),
         case("eventos: id not a UUID", get.clone(), "/tracking/eventos/nope", Body::None, 400),
-        case("eventos: negative limite", get.clone(), &format!("/tracking/eventos/{UNKNOWN}?limite=-1"), Body::None, 400),
-        case("resumen: unknown campaign", get.clone(), &format!("/tracking/eventos/{UNKNOWN}/resumen"), Body::None, 404),
+        case(
+            "eventos: negative limite",
+            get.clone(),
+            &format!("/tracking/eventos/{UNKNOWN}?limite=-1"),
+            Body::None,
+            400,
+        ),
+        case(
+            "resumen: unknown campaign",
+            get.clone(),
+            &format!("/tracking/eventos/{UNKNOWN}/resumen"),
+            Body::None,
+            404,
+        ),
     ]);
     // ---- The sagas and the operator's actions
     t.extend([
@@ -226,7 +331,13 @@ fn table() -> Vec<Case> {
     t
 }
 
-async fn send(http: &reqwest::Client, base: &str, method: Method, path: &str, body: &Body) -> (StatusCode, String, String) {
+async fn send(
+    http: &reqwest::Client,
+    base: &str,
+    method: Method,
+    path: &str,
+    body: &Body,
+) -> (StatusCode, String, String) {
     let mut request = http.request(method, format!("{base}{path}"));
     request = match body {
         Body::None => request,
@@ -235,11 +346,8 @@ async fn send(http: &reqwest::Client, base: &str, method: Method, path: &str, bo
     };
     let response = request.send().await.unwrap();
     let status = response.status();
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap_or("").to_owned())
-        .unwrap_or_default();
+    let content_type =
+        response.headers().get("content-type").map(|v| v.to_str().unwrap_or("").to_owned()).unwrap_or_default();
     (status, content_type, response.text().await.unwrap())
 }
 
@@ -329,7 +437,13 @@ fn arbitrary_bodies_are_refused_cleanly() {
     let running = runtime.block_on(start());
     let base = format!("http://{}", running.addr);
     let http = reqwest::Client::new();
-    let routes = ["/afiliaciones/campana", "/pagos/pagar", "/cliente/registrar", "/tracking/evento", &format!("/sagas/{UNKNOWN}/retry")];
+    let routes = [
+        "/afiliaciones/campana",
+        "/pagos/pagar",
+        "/cliente/registrar",
+        "/tracking/evento",
+        &format!("/sagas/{UNKNOWN}/retry"),
+    ];
     let leaf = prop_oneof![
         Just(Value::Null),
         any::<bool>().prop_map(Value::from),
@@ -342,9 +456,15 @@ fn arbitrary_bodies_are_refused_cleanly() {
             prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
             prop::collection::btree_map(
                 prop_oneof![
-                    Just("nombre".to_owned()), Just("marca".to_owned()), Just("presupuesto".to_owned()),
-                    Just("partner_id".to_owned()), Just("total_amount".to_owned()), Just("id".to_owned()),
-                    Just("id_campana".to_owned()), Just("tipo_evento".to_owned()), Just("nota".to_owned()),
+                    Just("nombre".to_owned()),
+                    Just("marca".to_owned()),
+                    Just("presupuesto".to_owned()),
+                    Just("partner_id".to_owned()),
+                    Just("total_amount".to_owned()),
+                    Just("id".to_owned()),
+                    Just("id_campana".to_owned()),
+                    Just("tipo_evento".to_owned()),
+                    Just("nota".to_owned()),
                     ".{0,8}"
                 ],
                 inner,

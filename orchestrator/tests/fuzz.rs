@@ -162,18 +162,38 @@ fn arbitrary_request() -> impl Strategy<Value = Value> {
         Just(Value::from("123e4567-e89b-12d3-a456-426614174000")),
     ];
     let keys = prop_oneof![
-        Just("nombre"), Just("descripcion"), Just("tipo"), Just("fecha_inicio"), Just("fecha_fin"),
-        Just("presupuesto"), Just("marca"), Just("id_marca"), Just("influencers"), Just("seguidores"),
-        Just("partner_id"), Just("cycle_id"), Just("total_amount"), Just("currency"),
-        Just("payment_method_type"), Just("processed_at"), Just("id"), Just("email"), Just("cedula"),
-        Just("fecha_nacimiento"), Just("id_campana"), Just("tipo_evento"), Just("datos"), Just("valor"),
+        Just("nombre"),
+        Just("descripcion"),
+        Just("tipo"),
+        Just("fecha_inicio"),
+        Just("fecha_fin"),
+        Just("presupuesto"),
+        Just("marca"),
+        Just("id_marca"),
+        Just("influencers"),
+        Just("seguidores"),
+        Just("partner_id"),
+        Just("cycle_id"),
+        Just("total_amount"),
+        Just("currency"),
+        Just("payment_method_type"),
+        Just("processed_at"),
+        Just("id"),
+        Just("email"),
+        Just("cedula"),
+        Just("fecha_nacimiento"),
+        Just("id_campana"),
+        Just("tipo_evento"),
+        Just("datos"),
+        Just("valor"),
         Just("codigo"),
     ]
     .prop_map(str::to_owned);
     leaf.prop_recursive(4, 64, 10, move |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-            prop::collection::btree_map(keys.clone(), inner, 0..12).prop_map(|m| Value::Object(m.into_iter().collect())),
+            prop::collection::btree_map(keys.clone(), inner, 0..12)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
         ]
     })
 }

@@ -42,9 +42,16 @@ async fn every_worker_daemon_describes_every_route_it_serves_at_openapi_json() {
         let name = participant.name();
         let url = create_database(&admin, &format!("worker_server_test_{name}")).await.unwrap();
         let transport = Arc::new(InProcessTransport::new());
-        let running = workers::server::start(*participant, &url, "127.0.0.1:0".parse().unwrap(), transport, &options, &daemon::access::Access::open())
-            .await
-            .unwrap();
+        let running = workers::server::start(
+            *participant,
+            &url,
+            "127.0.0.1:0".parse().unwrap(),
+            transport,
+            &options,
+            &daemon::access::Access::open(),
+        )
+        .await
+        .unwrap();
         let base = format!("http://{}", running.addr);
         let doc: Value = http.get(format!("{base}/openapi.json")).send().await.unwrap().json().await.unwrap();
         assert!(doc["info"]["title"].as_str().unwrap().contains(name), "{}", doc["info"]);
