@@ -238,7 +238,7 @@ async fn the_token_is_sent_when_given() {
         marcas: MARCAS_POR_DEFECTO.to_owned(),
         steps: Default::default(),
         faults: FaultPlan::none(),
-        access: daemon::access::Access::bearer(token.into()),
+        access: daemon::access::Access::bearer(token.into()).unwrap(),
     };
     let running = embedded::start(config, None).await.unwrap();
     let url = format!("http://{}", running.addr);

@@ -24,6 +24,11 @@ pub const KEY: &str = "api_token";
 /// carry no credentials and reveal nothing a caller could act on (no data, no saga).
 pub const OPEN: [&str; 2] = ["/health", "/metrics"];
 
+/// A configured token that no client could send. Says why without the token itself.
+#[derive(Debug, thiserror::Error)]
+#[error("the API token ({KEY}) must be visible ASCII characters, without spaces")]
+pub struct InvalidToken;
+
 /// The `WWW-Authenticate` challenge of a `401`.
 const CHALLENGE: &str = "Bearer realm=\"alpes\"";
 
@@ -54,17 +59,23 @@ impl Access {
     }
 
     /// Every route but [`OPEN`] requires `token`. An empty token is no token (an empty
-    /// `ALPES__API_TOKEN` leaves the API open, as an unset one does).
-    pub fn bearer(token: SecretString) -> Self {
-        if token.expose_secret().is_empty() {
-            return Self::open();
+    /// `ALPES__API_TOKEN` leaves the API open, as an unset one does). A token is visible ASCII
+    /// (no spaces or control characters), what an `Authorization` header can carry: any other
+    /// could never be sent, so it is refused at start-up rather than locking every client out.
+    pub fn bearer(token: SecretString) -> Result<Self, InvalidToken> {
+        let text = token.expose_secret();
+        if text.is_empty() {
+            return Ok(Self::open());
         }
-        Self { digest: Some(digest(token.expose_secret().as_bytes())), token: Some(Arc::new(token)) }
+        if !text.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(InvalidToken);
+        }
+        Ok(Self { digest: Some(digest(text.as_bytes())), token: Some(Arc::new(token)) })
     }
 
     /// From a configuration's optional token.
-    pub fn from_config(token: Option<SecretString>) -> Self {
-        token.map_or_else(Self::open, Self::bearer)
+    pub fn from_config(token: Option<SecretString>) -> Result<Self, InvalidToken> {
+        token.map_or_else(|| Ok(Self::open()), Self::bearer)
     }
 
     /// Whether a token is required.
@@ -136,7 +147,7 @@ mod tests {
 
     #[test]
     fn only_the_token_passes() {
-        let access = Access::bearer("s3cr3t-token".into());
+        let access = Access::bearer("s3cr3t-token".into()).unwrap();
         assert!(access.allows(&headers("Bearer s3cr3t-token")));
         assert!(access.allows(&headers("bearer s3cr3t-token")));
         for wrong in ["Bearer s3cr3t-toke", "Bearer s3cr3t-token2", "Bearer ", "Basic s3cr3t-token", "s3cr3t-token", ""]
@@ -145,12 +156,16 @@ mod tests {
         }
         assert!(!access.allows(&HeaderMap::new()));
         assert!(Access::open().allows(&HeaderMap::new()));
-        assert!(!Access::bearer("".into()).required(), "an empty token leaves the API open");
+        assert!(!Access::bearer("".into()).unwrap().required(), "an empty token leaves the API open");
+        for unsendable in ["two words", "tab\t", "ñandú", " lead"] {
+            let e = Access::bearer(unsendable.into()).unwrap_err();
+            assert!(!e.to_string().contains(unsendable));
+        }
     }
 
     #[test]
     fn the_token_never_prints() {
-        let access = Access::bearer("s3cr3t-token".into());
+        let access = Access::bearer("s3cr3t-token".into()).unwrap();
         assert!(!format!("{access:?}").contains("s3cr3t"));
         let value = access.authorization().unwrap();
         assert!(value.is_sensitive());

@@ -114,7 +114,7 @@ pub async fn start(config: &Config, transport: Arc<dyn Transport>, events: Event
         openapi: utoipa::openapi::OpenApi::default(),
         cliente_url: Some(config.cliente_url.clone()),
         request_deadline: crate::api::REQUEST_DEADLINE,
-        access: daemon::access::Access::from_config(config.api_token.clone()),
+        access: daemon::access::Access::from_config(config.api_token.clone())?,
     };
     let app = app::build(parts, &tasks).await?;
     Ok(Running::new(app.addr, tasks))

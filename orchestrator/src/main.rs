@@ -77,7 +77,7 @@ async fn main() -> anyhow::Result<()> {
                 Some(path) => std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?,
                 None => MARCAS_POR_DEFECTO.to_owned(),
             };
-            let access = daemon::access::Access::from_config(api_token.map(daemon::SecretString::from));
+            let access = daemon::access::Access::from_config(api_token.map(daemon::SecretString::from))?;
             let config = embedded::Config { data_dir, http, marcas, steps: Default::default(), faults, access };
             let running = embedded::start(config, None).await?;
             println!("Alpes Partners (embedded) listening on http://{}", running.addr);

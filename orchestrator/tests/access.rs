@@ -131,7 +131,7 @@ fn assert_no_token_in_logs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_or_wrong_token_is_401_and_starts_nothing() {
-    let running = start(Access::bearer(TOKEN.into())).await;
+    let running = start(Access::bearer(TOKEN.into()).unwrap()).await;
     let base = format!("http://{}", running.addr);
     let http = reqwest::Client::new();
     for (method, path, body) in routes() {
@@ -167,7 +167,7 @@ async fn a_missing_or_wrong_token_is_401_and_starts_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_right_token_passes_and_the_orchestrator_sends_it_to_cliente() {
-    let running = start(Access::bearer(TOKEN.into())).await;
+    let running = start(Access::bearer(TOKEN.into()).unwrap()).await;
     let base = format!("http://{}", running.addr);
     let http = reqwest::Client::new();
     let post = |path: &'static str, body: Value| {

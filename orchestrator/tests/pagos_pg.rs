@@ -52,7 +52,7 @@ impl World {
     /// Every daemon requiring `token` when given (the workers by their `Access`, the
     /// orchestrator by `api_token` in its configuration file); the test's client sends it.
     async fn start_with(token: Option<&str>) -> Self {
-        let access = daemon::access::Access::from_config(token.map(Into::into));
+        let access = daemon::access::Access::from_config(token.map(Into::into)).unwrap();
         let transport: Arc<dyn Transport> = Arc::new(InProcessTransport::new());
         let mut dbs = HashMap::new();
         let mut stop = Vec::new();

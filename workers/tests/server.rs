@@ -114,7 +114,7 @@ async fn every_worker_daemon_requires_its_token_and_answers_errors_in_json() {
     let admin = std::env::var("SAGA_TEST_DATABASE_URL")
         .expect("SAGA_TEST_DATABASE_URL is not set: run scripts/test.sh, which installs and starts PostgreSQL");
     let token = "worker-token-0c1d2e3f";
-    let access = daemon::access::Access::bearer(token.into());
+    let access = daemon::access::Access::bearer(token.into()).unwrap();
     let http = reqwest::Client::new();
     for participant in participants::ALL {
         let name = participant.name();
