@@ -225,6 +225,9 @@ pub async fn build(parts: Parts, tasks: &Tasks) -> anyhow::Result<App> {
     }
     let mut doc = crate::openapi::document();
     daemon::openapi::merge(&mut doc, parts.openapi).map_err(anyhow::Error::msg).context("describing the routes")?;
+    if parts.access.required() {
+        daemon::openapi::require_bearer(&mut doc);
+    }
     // The token check is the outermost layer: a refused request reaches nothing else.
     let app = parts.access.protect(daemon::json_errors::layer(api::with_deadline(
         app.merge(parts.routes).merge(metrics::router(metrics::prometheus())).merge(daemon::openapi::router(&doc)),

@@ -185,6 +185,14 @@ async fn the_right_token_passes_and_the_orchestrator_sends_it_to_cliente() {
     let (status, _, text) = call(&http, &base, reqwest::Method::GET, "/sagas", None, Some(TOKEN)).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(serde_json::from_str::<Value>(&text).unwrap()["sagas"].as_array().unwrap().len(), 2, "{text}");
+    // The document says so: a bearer scheme on every route but the probes.
+    let (_, _, text) = call(&http, &base, reqwest::Method::GET, "/openapi.json", None, Some(TOKEN)).await;
+    let doc: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer", "{}", doc["components"]);
+    assert_eq!(doc["security"], json!([{ "bearer": [] }]));
+    assert_eq!(doc["paths"]["/health"]["get"]["security"], json!([{}]));
+    assert_eq!(doc["paths"]["/metrics"]["get"]["security"], json!([{}]));
+    assert!(doc["paths"]["/sagas"]["get"].get("security").is_none(), "the document's requirement applies");
     // The scheme's case does not matter.
     let response =
         http.get(format!("{base}/sagas")).header("authorization", format!("bearer {TOKEN}")).send().await.unwrap();
@@ -204,5 +212,8 @@ async fn the_embedded_mode_is_open_by_default() {
     let (status, _, text) =
         call(&http, &base, reqwest::Method::POST, "/afiliaciones/campana", Some(&campana()), None).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{text}");
+    let (_, _, text) = call(&http, &base, reqwest::Method::GET, "/openapi.json", None, None).await;
+    let doc: Value = serde_json::from_str(&text).unwrap();
+    assert!(doc.get("security").is_none(), "an open API declares no security: {}", doc["security"]);
     running.stop().await;
 }

@@ -143,7 +143,13 @@ pub async fn start(
             }),
         )
         .merge(metrics::router(metrics::prometheus()))
-        .merge(daemon::openapi::router(&document(participant, openapi).context("describing the routes")?));
+        .merge(daemon::openapi::router(&{
+            let mut doc = document(participant, openapi).context("describing the routes")?;
+            if access.required() {
+                daemon::openapi::require_bearer(&mut doc);
+            }
+            doc
+        }));
     let app = access.protect(daemon::json_errors::layer(app));
     let listener = TcpListener::bind(http).await.with_context(|| format!("binding {http}"))?;
     let addr = listener.local_addr()?;
