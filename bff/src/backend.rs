@@ -64,8 +64,12 @@ pub struct Backends {
 
 impl Backends {
     /// The clients of `config`'s services.
-    pub fn new(config: &Config) -> reqwest::Result<Backends> {
-        let client = reqwest::Client::builder().timeout(config.timeout()).build()?;
+    pub fn new(config: &Config, access: &daemon::access::Access) -> reqwest::Result<Backends> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(value) = access.authorization() {
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
+        let client = reqwest::Client::builder().timeout(config.timeout()).default_headers(headers).build()?;
         let backend = |nombre, base: &str| Backend {
             nombre,
             base: base.trim_end_matches('/').to_owned(),

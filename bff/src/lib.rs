@@ -60,6 +60,11 @@ pub struct Config {
     pub cache_ttl_ms: u64,
     /// Most answers cached.
     pub cache_entradas: u64,
+    /// The deployment's bearer token (`ALPES__API_TOKEN`): sent to the services, and required
+    /// on `/api/v1`; unset: open. A secret. The console's pages do not take it (see
+    /// README_SAGA, "Access").
+    #[serde(default)]
+    pub api_token: Option<daemon::SecretString>,
 }
 
 impl Config {
@@ -70,7 +75,7 @@ impl Config {
 
     /// Every variable the BFF reads.
     pub fn variables() -> anyhow::Result<Vec<String>> {
-        daemon::config::variables(DEFAULTS, &[])
+        daemon::config::variables(DEFAULTS, &[daemon::access::KEY])
     }
 
     /// The defaults, with the backends at `orquestador` and `cliente` (tests, the embedded mode).
@@ -96,11 +101,13 @@ pub struct State {
 /// Every route of the BFF: `/api/v1`, `/console`, `/metrics`; a request runs at most twice the
 /// backend timeout (two calls in a row at most) plus a second.
 pub fn router(config: &Config) -> anyhow::Result<Router> {
-    let backends = Arc::new(Backends::new(config).context("building the backends' HTTP clients")?);
+    let access =
+        daemon::access::Access::from_config(config.api_token.clone()).map_err(|e| anyhow::anyhow!("api_token: {e}"))?;
+    let backends = Arc::new(Backends::new(config, &access).context("building the backends' HTTP clients")?);
     let state = State { backends };
     let deadline = config.timeout() * 2 + Duration::from_secs(1);
     let routes = Router::new()
-        .nest("/api/v1", api::router(state.clone()))
+        .nest("/api/v1", access.protect(api::router(state.clone())))
         .merge(console::router(state))
         .merge(daemon::metrics::router(daemon::metrics::prometheus()));
     Ok(with_deadline(routes, deadline))

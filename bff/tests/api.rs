@@ -18,6 +18,7 @@ async fn services(dir: &std::path::Path) -> Running {
         http: "127.0.0.1:0".parse().unwrap(),
         marcas: MARCAS_POR_DEFECTO.to_owned(),
         steps: Default::default(),
+        access: Default::default(),
         faults: saga_core::inject::FaultPlan::none(),
     };
     embedded::start(config, None).await.unwrap()
@@ -313,6 +314,50 @@ async fn a_backend_down_makes_its_parts_unavailable_and_the_rest_answer() {
     let res = reqwest::get(format!("http://{}/console/sagas", running.addr)).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert!(res.text().await.unwrap().contains("no está disponible"));
+    running.stop().await;
+    svc.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_deployments_token_the_bff_sends_it_and_requires_it() {
+    let dir = data_dir();
+    let token = || daemon::SecretString::from("bff-token-31");
+    let config = embedded::Config {
+        data_dir: dir.clone(),
+        http: "127.0.0.1:0".parse().unwrap(),
+        marcas: MARCAS_POR_DEFECTO.to_owned(),
+        steps: Default::default(),
+        access: daemon::access::Access::bearer(token()).unwrap(),
+        faults: saga_core::inject::FaultPlan::none(),
+    };
+    let svc = embedded::start(config, None).await.unwrap();
+    let url = format!("http://{}", svc.addr);
+    let mut config = bff::Config::with_backends(&url, &url);
+    config.http = "127.0.0.1:0".parse().unwrap();
+    config.api_token = Some(token());
+    let running = bff::start(&config).await.unwrap();
+    let base = format!("http://{}", running.addr);
+    let http = reqwest::Client::new();
+    let res = http.get(format!("{base}/api/v1/dashboard")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "the BFF's API requires the token");
+    let res = http.get(format!("{base}/api/v1/dashboard")).bearer_auth("bff-token-31").send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let d: Value = res.json().await.unwrap();
+    assert_eq!(
+        (d["total_clientes"].as_u64(), d["no_disponible"].clone()),
+        (Some(0), json!({})),
+        "the BFF sent the token: {d}"
+    );
+    let h: Value = http.get(format!("{base}/api/v1/health")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(h["status"], "ok", "health stays open, and the services answered the BFF: {h}");
+    running.stop().await;
+
+    // Without the token the services refuse the BFF: passed on, never a 500.
+    let mut config = bff::Config::with_backends(&url, &url);
+    config.http = "127.0.0.1:0".parse().unwrap();
+    let running = bff::start(&config).await.unwrap();
+    let res = reqwest::get(format!("http://{}/api/v1/clientes", running.addr)).await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     running.stop().await;
     svc.stop().await;
 }

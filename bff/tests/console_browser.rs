@@ -23,6 +23,7 @@ async fn services(dir: &Path, faults: FaultPlan) -> Running {
         http: "127.0.0.1:0".parse().unwrap(),
         marcas: MARCAS_POR_DEFECTO.to_owned(),
         steps: Default::default(),
+        access: Default::default(),
         faults,
     };
     embedded::start(config, None).await.unwrap()

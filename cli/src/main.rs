@@ -1,6 +1,6 @@
 //! `alpes`: the operator's CLI. It talks to the orchestrator's HTTP API (`--url`, or
 //! `ALPES_URL`) to start, list, show (as a timeline), watch, retry and abort sagas, and to list and
-//! show campaigns.
+//! show campaigns. When the API requires a bearer token, `--token` (or `ALPES_TOKEN`) gives it.
 //!
 //! Exit codes, for scripts: 0 done; 2 usage error; 3 not found; 4 invalid input (the server
 //! refused the request); 5 conflict (the saga's state does not allow the action); 6 the server is
@@ -23,6 +23,10 @@ struct Cli {
     /// The orchestrator's base URL.
     #[arg(long, global = true, env = "ALPES_URL", default_value = "http://127.0.0.1:8000")]
     url: String,
+    /// The API's bearer token, when it requires one (prefer the variable: a flag shows in the
+    /// process list).
+    #[arg(long, global = true, env = "ALPES_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    token: Option<String>,
     /// Output format of read commands.
     #[arg(long, short, global = true, value_enum, default_value_t = Output::Table)]
     output: Output,
@@ -183,6 +187,9 @@ impl Api {
                 .collect();
             message = format!("{message}: {}", list.join("; "));
         }
+        if status == reqwest::StatusCode::UNAUTHORIZED {
+            message = format!("{message} (give the API's token with --token or ALPES_TOKEN)");
+        }
         let code = match status.as_u16() {
             404 => 3,
             409 => 5,
@@ -326,8 +333,20 @@ fn read_body(file: &PathBuf) -> Result<Value> {
     serde_json::from_str(&text).map_err(|e| Fail(4, format!("{} is not JSON: {e}", file.display())))
 }
 
+/// The HTTP client, sending `token` as a bearer token (a header marked sensitive: never printed).
+fn client(token: Option<&str>) -> Result<reqwest::Client> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = token.filter(|t| !t.is_empty()) {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| Fail(2, "the token must be printable ASCII".to_owned()))?;
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    reqwest::Client::builder().default_headers(headers).build().map_err(|e| Fail(6, format!("HTTP client: {e}")))
+}
+
 async fn run(cli: Cli) -> Result<()> {
-    let api = Api { base: cli.url.clone(), http: reqwest::Client::new() };
+    let api = Api { base: cli.url.clone(), http: client(cli.token.as_deref())? };
     let out = cli.output;
     match cli.command {
         Top::Completions { shell } => {

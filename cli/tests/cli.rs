@@ -20,6 +20,7 @@ async fn start(dir: &Path, faults: FaultPlan) -> Running {
         marcas: MARCAS_POR_DEFECTO.to_owned(),
         steps: Default::default(),
         faults,
+        access: Default::default(),
     };
     embedded::start(config, None).await.unwrap()
 }
@@ -223,5 +224,37 @@ async fn a_payout_starts_and_is_watched_like_any_saga() {
     }
     let o = alpes(&url, &["saga", "start", "--saga", "nada", "--file", file.to_str().unwrap()]).await;
     assert!(!o.status.success());
+    running.stop().await;
+}
+
+/// With a token required, `alpes` without it exits 4 naming `--token`, and with it (flag or
+/// `ALPES_TOKEN`) works; the token is never printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_is_sent_when_given() {
+    let token = "cli-token-5b2c9e";
+    let config = embedded::Config {
+        data_dir: dir(),
+        http: "127.0.0.1:0".parse().unwrap(),
+        marcas: MARCAS_POR_DEFECTO.to_owned(),
+        steps: Default::default(),
+        faults: FaultPlan::none(),
+        access: daemon::access::Access::bearer(token.into()).unwrap(),
+    };
+    let running = embedded::start(config, None).await.unwrap();
+    let url = format!("http://{}", running.addr);
+    let refused = alpes(&url, &["saga", "list"]).await;
+    assert_eq!(refused.status.code(), Some(4), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("401") && stderr(&refused).contains("--token"), "{}", stderr(&refused));
+    let wrong = alpes(&url, &["--token", "not-it", "saga", "list"]).await;
+    assert_eq!(wrong.status.code(), Some(4), "{}", stderr(&wrong));
+    let ok = alpes(&url, &["--token", token, "saga", "list"]).await;
+    assert_eq!(ok.status.code(), Some(0), "{}", stderr(&ok));
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_alpes"));
+    cmd.arg("--url").arg(&url).args(["saga", "list"]).env("ALPES_TOKEN", token);
+    let by_env = tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap();
+    assert_eq!(by_env.status.code(), Some(0), "{}", stderr(&by_env));
+    for o in [&refused, &wrong, &ok, &by_env] {
+        assert!(!stdout(o).contains(token) && !stderr(o).contains(token));
+    }
     running.stop().await;
 }

@@ -1,11 +1,14 @@
-//! What every Alpes daemon (the orchestrator, the three workers) does the same way: logging
+//! What every Alpes daemon (the orchestrator, the workers) does the same way: access by bearer
+//! token ([`access`]), logging
 //! (human by default, JSON with `ALPES_LOG_FORMAT=json`), layered configuration
 //! ([`config`]: defaults, TOML file, `ALPES__…` variables, and the list of variables read),
 //! secrets in configuration that never print, Ctrl-C/SIGTERM shutdown (a second Ctrl-C exits at
 //! once), `GET /metrics`, and the description of those routes for `GET /openapi.json`
-//! ([`openapi`]).
+//! ([`openapi`]), and error answers in JSON whatever produced them ([`json_errors`]).
 
+pub mod access;
 pub mod config;
+pub mod json_errors;
 pub mod metrics;
 pub mod openapi;
 

@@ -99,3 +99,23 @@ pub fn router(doc: &utoipa::openapi::OpenApi) -> Router {
         get(move || std::future::ready(([(header::CONTENT_TYPE, "application/json")], body.clone()))),
     )
 }
+
+/// Declares in `doc` that its routes need a bearer token (the daemon was started with one): a
+/// `bearer` security scheme required by every operation, except `/health` and `/metrics`, which
+/// stay open ([`crate::access::OPEN`]).
+pub fn require_bearer(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
+    let mut scheme = Http::new(HttpAuthScheme::Bearer);
+    scheme.description = Some(format!(
+        "The token this daemon was started with ({}); a missing or wrong one is 401",
+        crate::config::variable(crate::access::KEY)
+    ));
+    doc.components.get_or_insert_with(Default::default).add_security_scheme("bearer", SecurityScheme::Http(scheme));
+    doc.security = Some(vec![SecurityRequirement::new("bearer", Vec::<String>::new())]);
+    for path in crate::access::OPEN {
+        if let Some(operation) = doc.paths.paths.get_mut(path).and_then(|item| item.get.as_mut()) {
+            // An empty requirement: no credentials.
+            operation.security = Some(vec![SecurityRequirement::default()]);
+        }
+    }
+}

@@ -13,6 +13,7 @@ use std::time::Duration;
 use anyhow::Context;
 use async_trait::async_trait;
 use axum::Router;
+use daemon::access::Access;
 use daemon::{metrics, Tasks};
 use saga_core::definition::SagaDefinition;
 use saga_core::engine::{Engine, EngineConfig, EngineObserver};
@@ -87,6 +88,8 @@ impl SagaContext<'_> {
 pub struct Services {
     /// The cliente service's base URL.
     pub cliente_url: String,
+    /// The deployment's API token, which these calls carry (cliente requires it when set).
+    pub access: Access,
 }
 
 /// A saga as the orchestrator runs it: its definitions, and its own parts (a view, routes,
@@ -134,6 +137,9 @@ pub struct Parts {
     pub cliente_url: Option<String>,
     /// How long any HTTP request may run ([`api::REQUEST_DEADLINE`] in both run modes).
     pub request_deadline: Duration,
+    /// Who may call the HTTP API (every route but `/health` and `/metrics`), and the token the
+    /// orchestrator's own calls to other services carry.
+    pub access: Access,
 }
 
 /// A built orchestrator.
@@ -200,7 +206,10 @@ pub async fn build(parts: Parts, tasks: &Tasks) -> anyhow::Result<App> {
     // that query its participants' HTTP APIs.
     let listener = TcpListener::bind(parts.http).await.with_context(|| format!("binding {}", parts.http))?;
     let addr = listener.local_addr()?;
-    let services = Services { cliente_url: parts.cliente_url.unwrap_or_else(|| format!("http://{addr}")) };
+    let services = Services {
+        cliente_url: parts.cliente_url.unwrap_or_else(|| format!("http://{addr}")),
+        access: parts.access.clone(),
+    };
 
     let mut app = api::router(engine.clone());
     for (module, finished) in modules.iter().zip(finished) {
@@ -216,12 +225,16 @@ pub async fn build(parts: Parts, tasks: &Tasks) -> anyhow::Result<App> {
     }
     let mut doc = crate::openapi::document();
     daemon::openapi::merge(&mut doc, parts.openapi).map_err(anyhow::Error::msg).context("describing the routes")?;
-    let app = api::with_deadline(
+    if parts.access.required() {
+        daemon::openapi::require_bearer(&mut doc);
+    }
+    // The token check is the outermost layer: a refused request reaches nothing else.
+    let app = parts.access.protect(daemon::json_errors::layer(api::with_deadline(
         app.merge(parts.routes).merge(metrics::router(metrics::prometheus())).merge(daemon::openapi::router(&doc)),
         parts.request_deadline,
-    );
+    )));
 
     tasks.spawn("HTTP server", axum::serve(listener, app).with_graceful_shutdown(tasks.stop_signal()).into_future());
-    info!(%addr, sagas = modules.len(), "orchestrator ready");
+    info!(%addr, sagas = modules.len(), access = ?parts.access, "orchestrator ready");
     Ok(App { addr, engine })
 }

@@ -41,6 +41,10 @@ pub struct Config {
     pub initial_backoff_ms: u64,
     /// The cliente service's HTTP API (the payout saga checks partners there).
     pub cliente_url: String,
+    /// The bearer token the HTTP API requires (every route but `/health` and `/metrics`), and
+    /// that the orchestrator sends to cliente; unset or empty: the API is open. A secret.
+    #[serde(default)]
+    pub api_token: Option<SecretString>,
 }
 
 /// Keys without a default.
@@ -69,7 +73,7 @@ impl Config {
     /// Every environment variable this configuration reads.
     pub fn variables() -> Vec<String> {
         // The defaults are a constant, parsed by a test.
-        daemon::config::variables(DEFAULTS, &REQUIRED).unwrap_or_default()
+        daemon::config::variables(DEFAULTS, &[REQUIRED[0], daemon::access::KEY]).unwrap_or_default()
     }
 
     /// The steps' timeouts and retries from this configuration.
@@ -110,6 +114,7 @@ pub async fn start(config: &Config, transport: Arc<dyn Transport>, events: Event
         openapi: utoipa::openapi::OpenApi::default(),
         cliente_url: Some(config.cliente_url.clone()),
         request_deadline: crate::api::REQUEST_DEADLINE,
+        access: daemon::access::Access::from_config(config.api_token.clone())?,
     };
     let app = app::build(parts, &tasks).await?;
     Ok(Running::new(app.addr, tasks))

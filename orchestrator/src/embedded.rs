@@ -41,6 +41,9 @@ pub struct Config {
     /// Faults to inject (drills and tests: a step's action refused, a compensation failing);
     /// empty in normal runs.
     pub faults: saga_core::inject::FaultPlan,
+    /// Who may call the HTTP API: open by default (`--api-token`, `ALPES__API_TOKEN`, to require
+    /// a bearer token).
+    pub access: daemon::access::Access,
 }
 
 /// A running embedded deployment.
@@ -110,6 +113,7 @@ pub async fn start(config: Config, observer: Option<Arc<dyn EngineObserver>>) ->
         openapi,
         cliente_url: None,
         request_deadline: crate::api::REQUEST_DEADLINE,
+        access: config.access,
     };
     let app = app::build(parts, &tasks).await?;
     let stopped = tasks.stop_signal();

@@ -33,6 +33,10 @@ enum Mode {
         /// JSON file of brands to seed (default: workers/seed/marcas.json, built in).
         #[arg(long, env = "ALPES__MARCAS")]
         marcas: Option<PathBuf>,
+        /// Require this bearer token on every route but /health and /metrics (default: none,
+        /// the API is open). Prefer the variable: a flag shows in the process list.
+        #[arg(long, env = "ALPES__API_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+        api_token: Option<String>,
         /// Drill: every action of this step fails as if refused (repeatable).
         #[arg(long = "inject-fail-action", value_name = "STEP")]
         fail_actions: Vec<String>,
@@ -58,7 +62,7 @@ enum Mode {
 async fn main() -> anyhow::Result<()> {
     daemon::init_logging();
     match Cli::parse().mode {
-        Mode::Embedded { data_dir, http, marcas, fail_actions, fail_compensations } => {
+        Mode::Embedded { data_dir, http, marcas, api_token, fail_actions, fail_compensations } => {
             let mut faults = saga_core::inject::FaultPlan::none();
             for step in fail_actions {
                 faults = faults.fail_action(step);
@@ -73,7 +77,8 @@ async fn main() -> anyhow::Result<()> {
                 Some(path) => std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?,
                 None => MARCAS_POR_DEFECTO.to_owned(),
             };
-            let config = embedded::Config { data_dir, http, marcas, steps: Default::default(), faults };
+            let access = daemon::access::Access::from_config(api_token.map(daemon::SecretString::from))?;
+            let config = embedded::Config { data_dir, http, marcas, steps: Default::default(), faults, access };
             let running = embedded::start(config, None).await?;
             println!("Alpes Partners (embedded) listening on http://{}", running.addr);
             println!("  POST http://{}/afiliaciones/campana   GET /afiliaciones/campanas   GET /sagas", running.addr);

@@ -64,6 +64,7 @@ async fn a_post_answers_once_the_saga_is_logged_and_no_request_outlives_its_dead
         openapi: Default::default(),
         cliente_url: None,
         request_deadline: Duration::from_millis(500),
+        access: Default::default(),
     };
     let app = app::build(parts, &tasks).await.unwrap();
     let base = format!("http://{}", app.addr);

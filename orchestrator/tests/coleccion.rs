@@ -278,6 +278,7 @@ async fn every_request_of_the_collection_answers_as_its_example() {
         marcas: MARCAS_POR_DEFECTO.to_owned(),
         steps: Default::default(),
         faults: saga_core::inject::FaultPlan::none(),
+        access: Default::default(),
     };
     let running = embedded::start(config, None).await.unwrap();
     let result = correr(&coleccion, &format!("http://{}", running.addr)).await;

@@ -48,9 +48,16 @@ async fn the_daemons_on_postgres_complete_and_compensate_campaigns() {
         if participant.name() == "marca" {
             marca_db = db.clone();
         }
-        let w = server::start(*participant, &db, "127.0.0.1:0".parse().unwrap(), transport.clone(), &options)
-            .await
-            .unwrap();
+        let w = server::start(
+            *participant,
+            &db,
+            "127.0.0.1:0".parse().unwrap(),
+            transport.clone(),
+            &options,
+            &daemon::access::Access::open(),
+        )
+        .await
+        .unwrap();
         workers.push(w);
     }
     std::env::set_var("ALPES__DATABASE_URL", fresh_database("orquestador").await);

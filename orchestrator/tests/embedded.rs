@@ -23,6 +23,7 @@ async fn start(dir: &std::path::Path) -> Running {
         marcas: MARCAS_POR_DEFECTO.to_owned(),
         steps: Default::default(),
         faults: saga_core::inject::FaultPlan::none(),
+        access: Default::default(),
     };
     embedded::start(config, None).await.unwrap()
 }

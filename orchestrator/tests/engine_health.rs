@@ -41,6 +41,7 @@ async fn health_is_503_while_the_engine_timer_keeps_panicking_and_200_once_it_re
         marcas: MARCAS_POR_DEFECTO.to_owned(),
         steps: Default::default(),
         faults: faults.clone(),
+        access: Default::default(),
     };
     let running = embedded::start(config, None).await.unwrap();
     let base = format!("http://{}", running.addr);

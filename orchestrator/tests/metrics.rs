@@ -37,6 +37,7 @@ async fn counters_move_by_exactly_the_sagas_run() {
         marcas: MARCAS_POR_DEFECTO.to_owned(),
         steps: Default::default(),
         faults: saga_core::inject::FaultPlan::none(),
+        access: Default::default(),
     };
     let running = embedded::start(config, None).await.unwrap();
     let base = format!("http://{}", running.addr);

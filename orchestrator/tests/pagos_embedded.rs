@@ -28,6 +28,7 @@ async fn start(dir: &std::path::Path) -> Running {
             ..Default::default()
         },
         faults: saga_core::inject::FaultPlan::none(),
+        access: Default::default(),
     };
     embedded::start(config, None).await.unwrap()
 }

@@ -8,7 +8,8 @@
 //! - each refusal of the provider compensates the client's credit, then the payout, in reverse;
 //! - a provider timeout on the first attempt is retried and the payout completes;
 //! - one cycle of one partner is paid once, under concurrent identical requests; a different
-//!   request for the same cycle is a 409.
+//!   request for the same cycle is a 409;
+//! - with a token on every daemon, the orchestrator's partner check carries it to cliente.
 
 // Tests unwrap: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
@@ -45,6 +46,13 @@ struct World {
 
 impl World {
     async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// Every daemon requiring `token` when given (the workers by their `Access`, the
+    /// orchestrator by `api_token` in its configuration file); the test's client sends it.
+    async fn start_with(token: Option<&str>) -> Self {
+        let access = daemon::access::Access::from_config(token.map(Into::into)).unwrap();
         let transport: Arc<dyn Transport> = Arc::new(InProcessTransport::new());
         let mut dbs = HashMap::new();
         let mut stop = Vec::new();
@@ -57,6 +65,7 @@ impl World {
                 "127.0.0.1:0".parse().unwrap(),
                 transport.clone(),
                 &Options::default(),
+                &access,
             )
             .await
             .unwrap();
@@ -72,12 +81,21 @@ impl World {
             "database_url = {orquestador:?}\nhttp = \"127.0.0.1:0\"\ncliente_url = {cliente:?}\ninitial_backoff_ms = 50\n"
         );
         let file = std::env::temp_dir().join(format!("pagos-pg-{}.toml", uuid::Uuid::new_v4().simple()));
+        let toml = match token {
+            Some(t) => format!("{toml}api_token = {t:?}\n"),
+            None => toml,
+        };
         std::fs::write(&file, toml).unwrap();
         let config = Config::load(Some(&file)).unwrap();
         let orchestrator = distributed::start(&config, transport, orchestrator::app::EventSink::Log).await.unwrap();
         let base = format!("http://{}", orchestrator.addr);
         stop.push(orchestrator);
-        Self { base, cliente, http: reqwest::Client::new(), dbs, stop }
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(value) = access.authorization() {
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
+        let http = reqwest::Client::builder().default_headers(headers).build().unwrap();
+        Self { base, cliente, http, dbs, stop }
     }
 
     async fn db(&self, service: &str) -> PgPool {
@@ -430,5 +448,22 @@ async fn payouts_and_clients_are_filtered_paged_and_summed_in_sql() {
     assert_eq!((l["total"].as_u64(), l["clientes"][0]["id"].as_str()), (Some(3), Some("partner-lista-b")), "{l}");
     let (status, e) = list("orden=cedula").await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{e}");
+    w.stop().await;
+}
+
+/// The distributed mode with `api_token` set on every daemon: the orchestrator's partner check
+/// reaches the cliente worker daemon with the token (without it cliente answers 401 and the
+/// payout is a 503), and a request without the token is refused by both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_a_token_the_orchestrator_sends_it_to_cliente() {
+    let w = World::start_with(Some("pg-token-77aa")).await;
+    let id = w.registrar_cliente().await;
+    let (status, p) = w.pagar(&casos::pago(&id)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{p}");
+    assert_eq!(w.settled(p["id"].as_str().unwrap()).await["estado"], "COMPLETADO");
+    let bare = reqwest::Client::new();
+    for url in [format!("{}/pagos", w.base), format!("{}/cliente/{id}", w.cliente)] {
+        assert_eq!(bare.get(&url).send().await.unwrap().status(), StatusCode::UNAUTHORIZED, "{url}");
+    }
     w.stop().await;
 }

@@ -73,12 +73,14 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!(participant = participant.name(), ?config, "configuration");
             let options = Options { marcas: config.marcas().context("reading the brands to seed")? };
             let transport = config.pulsar.transport(Arc::new(orchestrator::sagas::codec()));
+            let access = daemon::access::Access::from_config(config.api_token.clone())?;
             let running = server::start(
                 participant,
                 config.database_url.expose_secret(),
                 config.http,
                 Arc::new(transport),
                 &options,
+                &access,
             )
             .await?;
             println!("Alpes Partners {} worker listening on http://{}", participant.name(), running.addr);

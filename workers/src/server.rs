@@ -34,6 +34,10 @@ pub struct Config {
     /// built-in `workers/seed/marcas.json`. Seeding adds missing brands and never changes one.
     #[serde(default)]
     pub marcas: Option<std::path::PathBuf>,
+    /// The bearer token its HTTP API requires (every route but `/health` and `/metrics`);
+    /// unset or empty: open. A secret.
+    #[serde(default)]
+    pub api_token: Option<daemon::SecretString>,
 }
 
 /// Keys without a default.
@@ -60,6 +64,7 @@ impl Config {
     /// Every environment variable the daemon of `participant` reads.
     pub fn variables(participant: &dyn Participant) -> Vec<String> {
         let mut keys = REQUIRED.to_vec();
+        keys.push(daemon::access::KEY);
         keys.extend_from_slice(participant.extra_keys());
         // The defaults are built here and parsed by a test.
         daemon::config::variables(&Self::defaults(participant), &keys).unwrap_or_default()
@@ -102,13 +107,15 @@ pub fn document(
     Ok(doc)
 }
 
-/// Starts a worker: migrates its database (and seeds it), consumes its command topic.
+/// Starts a worker: migrates its database (and seeds it), consumes its command topic, and serves
+/// its HTTP API to the callers `access` admits.
 pub async fn start(
     participant: &dyn Participant,
     database_url: &str,
     http: SocketAddr,
     transport: Arc<dyn Transport>,
     options: &Options,
+    access: &daemon::access::Access,
 ) -> anyhow::Result<Running> {
     let name = participant.name();
     let topic = participant.topic();
@@ -136,11 +143,18 @@ pub async fn start(
             }),
         )
         .merge(metrics::router(metrics::prometheus()))
-        .merge(daemon::openapi::router(&document(participant, openapi).context("describing the routes")?));
+        .merge(daemon::openapi::router(&{
+            let mut doc = document(participant, openapi).context("describing the routes")?;
+            if access.required() {
+                daemon::openapi::require_bearer(&mut doc);
+            }
+            doc
+        }));
+    let app = access.protect(daemon::json_errors::layer(app));
     let listener = TcpListener::bind(http).await.with_context(|| format!("binding {http}"))?;
     let addr = listener.local_addr()?;
     tasks.spawn("HTTP server", axum::serve(listener, app).with_graceful_shutdown(tasks.stop_signal()).into_future());
-    info!(participant = name, %addr, topic, "worker ready");
+    info!(participant = name, %addr, topic, ?access, "worker ready");
     Ok(Running::new(addr, tasks))
 }
 
@@ -157,6 +171,7 @@ mod tests {
                 assert!(vars.iter().any(|x| x == v), "{} lacks {v}: {vars:?}", participant.name());
             }
             assert_eq!(vars.iter().any(|x| x == "ALPES__MARCAS"), participant.name() == "marca");
+            assert!(vars.iter().any(|x| x == "ALPES__API_TOKEN"), "{vars:?}");
         }
         let seeds = Config {
             http: "127.0.0.1:1".parse().unwrap(),
@@ -168,6 +183,7 @@ mod tests {
                 subscription: "s".into(),
             },
             marcas: None,
+            api_token: None,
         }
         .marcas()
         .unwrap();

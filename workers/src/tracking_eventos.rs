@@ -159,7 +159,7 @@ fn registrado(id_campana: Uuid, (id, tipo, codigo, valor, at, SqlJson(datos)): F
 }
 
 macro_rules! sql_eventos {
-    ($(#[$meta:meta])* $name:ident, $pool:ty) => {
+    ($(#[$meta:meta])* $name:ident, $pool:ty, $lock:literal) => {
         $(#[$meta])*
         #[derive(Clone, Debug)]
         pub struct $name {
@@ -197,8 +197,16 @@ macro_rules! sql_eventos {
                 // Microseconds, what both databases keep: the answer equals what a read gives.
                 let now = DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).unwrap_or_else(Utc::now);
                 let fila: Fila = (Uuid::now_v7(), e.tipo.clone(), e.codigo.clone(), e.valor_centavos, now, SqlJson(e.datos.clone()));
-                sqlx::query(&format!(
-                    "INSERT INTO evento_tracking (id_tracking, {COLUMNAS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                // The open-context check and the insert are one statement, so a compensation that
+                // closes the context cannot commit between them. On PostgreSQL the context row is
+                // share-locked: a close in flight makes the intake wait and re-read it (then it is
+                // `cerrado`, and nothing is inserted), and a close waits for an intake in flight.
+                // SQLite runs one statement as one write, alone.
+                let inserted = sqlx::query(&format!(
+                    "INSERT INTO evento_tracking (id_tracking, {COLUMNAS}) \
+                     SELECT id_tracking, $2, $3, $4, $5, $6, $7 FROM contexto_tracking \
+                     WHERE id_tracking = $1 AND estado = 'abierto'{}",
+                    $lock
                 ))
                 .bind(id_tracking)
                 .bind(fila.0)
@@ -208,7 +216,12 @@ macro_rules! sql_eventos {
                 .bind(fila.4)
                 .bind(&fila.5)
                 .execute(&self.pool)
-                .await?;
+                .await?
+                .rows_affected();
+                if inserted == 0 {
+                    // A context is never deleted: it was closed since the check above.
+                    return Ok(Err(Rechazo::ContextoCerrado));
+                }
                 Ok(Ok(registrado(e.id_campana, fila)))
             }
 
@@ -274,12 +287,14 @@ macro_rules! sql_eventos {
 sql_eventos!(
     /// Tracking events in PostgreSQL.
     PgEventos,
-    PgPool
+    PgPool,
+    " FOR SHARE"
 );
 sql_eventos!(
     /// Tracking events in SQLite (the embedded mode).
     SqliteEventos,
-    SqlitePool
+    SqlitePool,
+    ""
 );
 
 /// Validates an event body: `{"id_campana": uuid, "tipo_evento": text of 1 to 50 characters

@@ -298,3 +298,79 @@ events_survive_the_datos_migration!(
     tracking::SQLITE_MIGRATOR,
     SqliteEventos
 );
+
+/// An event whose intake passed the open-context check while a compensation was closing the
+/// context must not land after the close: the check and the insert are one atomic step. The
+/// interleaving is forced: a lock on the events table holds the intake at its insert, the close
+/// commits, then the lock is released. Before the fix the intake had already read `abierto` and
+/// inserted its event into a closed context.
+#[tokio::test]
+async fn an_event_racing_a_close_never_lands_in_the_closed_context() {
+    let w = postgres().await;
+    let Db::Pg(pool) = &w.db else { unreachable!() };
+    let eventos = PgEventos { pool: pool.clone() };
+    let (saga, id) = (SagaId::new(), Uuid::now_v7());
+    assert!(matches!(
+        w.send(&abrir(saga, id, "2025-01-01T00:00:00", "2025-03-01T00:00:00")).await,
+        Outcome::Success { .. }
+    ));
+    let mut holder = pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE evento_tracking IN EXCLUSIVE MODE").execute(&mut *holder).await.unwrap();
+    let intake = tokio::spawn(async move {
+        let e = Evento {
+            id_campana: id,
+            tipo: "vista".into(),
+            datos: serde_json::Map::new(),
+            codigo: None,
+            valor_centavos: None,
+        };
+        eventos.registrar(&e).await.unwrap()
+    });
+    // Wait until the intake is blocked on the events table.
+    let waiting = async {
+        loop {
+            let n: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() \
+                 AND wait_event_type = 'Lock' AND query ILIKE '%evento_tracking%'",
+            )
+            .fetch_one(pool)
+            .await
+            .unwrap();
+            if n > 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), waiting).await.expect("the intake reaches its insert");
+    let closer = w.participant.clone();
+    let close = tokio::spawn(async move { closer.handle(&cerrar(saga, id)).await.unwrap().reply.outcome });
+    // The close commits unless the intake holds the context (a fixed intake may: then the close
+    // waits for it, which is also safe); give it time, then release the intake.
+    let closed_first = tokio::time::timeout(std::time::Duration::from_millis(500), async {
+        loop {
+            if w.open(id).await == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .is_ok();
+    holder.commit().await.unwrap();
+    let answer = intake.await.unwrap();
+    assert!(matches!(close.await.unwrap(), Outcome::Success { .. }));
+    let landed = scalar(
+        &w.db,
+        "SELECT COUNT(*) FROM evento_tracking e JOIN contexto_tracking c USING (id_tracking) WHERE c.id_campana = $1",
+        id,
+    )
+    .await;
+    if closed_first {
+        assert_eq!(answer, Err(Rechazo::ContextoCerrado), "the close committed first: the event is refused");
+        assert_eq!(landed, 0, "no event in a context closed before it was recorded");
+    } else {
+        assert!(answer.is_ok(), "the intake held the context: the close waited for it");
+        assert_eq!(landed, 1);
+    }
+}

@@ -67,9 +67,14 @@ pub struct DirectorioHttp {
 }
 
 impl DirectorioHttp {
-    /// The cliente service at `base` (e.g. `http://127.0.0.1:8004`).
-    pub fn new(base: &str) -> anyhow::Result<Self> {
-        let client = reqwest::Client::builder().timeout(TIMEOUT_CLIENTE).build()?;
+    /// The cliente service at `base` (e.g. `http://127.0.0.1:8004`), called with the
+    /// deployment's token when `access` has one (sent as a sensitive header: never logged).
+    pub fn new(base: &str, access: &daemon::access::Access) -> anyhow::Result<Self> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(authorization) = access.authorization() {
+            headers.insert(reqwest::header::AUTHORIZATION, authorization);
+        }
+        let client = reqwest::Client::builder().timeout(TIMEOUT_CLIENTE).default_headers(headers).build()?;
         Ok(Self { base: base.trim_end_matches('/').to_owned(), client })
     }
 }

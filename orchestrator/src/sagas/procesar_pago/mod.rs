@@ -57,7 +57,7 @@ impl SagaModule for Modulo {
             }
         };
         cx.follow(Arc::new(vista::Proyeccion(vista.clone())), vista.outbox());
-        let directorio = Arc::new(api::DirectorioHttp::new(&cx.services.cliente_url)?);
+        let directorio = Arc::new(api::DirectorioHttp::new(&cx.services.cliente_url, &cx.services.access)?);
         Ok(api::router(api::PagosApi { engine: cx.engine, vista, directorio }))
     }
 
