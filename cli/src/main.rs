@@ -374,7 +374,8 @@ fn dead_letter_rows(list: &Value) -> Vec<Vec<String>> {
         .unwrap_or_default()
 }
 
-const DEAD_LETTER_COLUMNS: [&str; 9] = ["id", "topic", "saga", "step", "kind", "estado", "redrives", "dead at", "reason"];
+const DEAD_LETTER_COLUMNS: [&str; 9] =
+    ["id", "topic", "saga", "step", "kind", "estado", "redrives", "dead at", "reason"];
 
 fn show_dead_letter(d: &Value) {
     let notas: Vec<String> = d["notas"].as_array().map(|a| a.iter().map(s).collect()).unwrap_or_default();
@@ -561,7 +562,12 @@ async fn run(cli: Cli) -> Result<()> {
                     let v = api.call(reqwest::Method::POST, &path, body, None).await?;
                     print(out, &v, |v| {
                         let d = &v["dead_letter"];
-                        println!("dead letter {} redriven to {} ({} redrives)", s(&d["id"]), s(&d["topic"]), s(&d["redrives"]))
+                        println!(
+                            "dead letter {} redriven to {} ({} redrives)",
+                            s(&d["id"]),
+                            s(&d["topic"]),
+                            s(&d["redrives"])
+                        )
                     });
                 }
                 (None, Some(topic)) => {

@@ -236,7 +236,8 @@ async fn a_payout_starts_and_is_watched_like_any_saga() {
 async fn dead_letters_are_listed_shown_and_redriven() {
     let d = dir();
     let steps = orchestrator::sagas::StepSettings { timeout: Duration::from_millis(800), ..Default::default() };
-    let running = start_with(&d.join("data"), FaultPlan::none().dead_letter_command("reservar_presupuesto", 1), steps).await;
+    let running =
+        start_with(&d.join("data"), FaultPlan::none().dead_letter_command("reservar_presupuesto", 1), steps).await;
     let url = format!("http://{}", running.addr);
     let file = body_file(&d, "ok.json", &ejemplo(150_000));
     let o = alpes(&url, &["-o", "json", "saga", "start", "--file", file.to_str().unwrap()]).await;
@@ -262,7 +263,8 @@ async fn dead_letters_are_listed_shown_and_redriven() {
     let o = alpes(&url, &["dead-letters", "show", &id]).await;
     assert!(o.status.success(), "{}", stderr(&o));
     let text = stdout(&o);
-    for needle in ["CAMPO", &id, &saga, "comandos.marca.dlq", "ReservarPresupuesto", "injected dead letter", "pending"] {
+    for needle in ["CAMPO", &id, &saga, "comandos.marca.dlq", "ReservarPresupuesto", "injected dead letter", "pending"]
+    {
         assert!(text.contains(needle), "dead-letters show lacks {needle:?}: {text}");
     }
     let o = alpes(&url, &["saga", "show", &saga]).await;
@@ -271,17 +273,27 @@ async fn dead_letters_are_listed_shown_and_redriven() {
 
     let o = alpes(&url, &["dead-letters", "redrive", &id, "--note", "marca arreglada"]).await;
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stdout(&o).contains(&format!("dead letter {id} redriven to comandos.marca (1 redrives)")), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains(&format!("dead letter {id} redriven to comandos.marca (1 redrives)")),
+        "{}",
+        stdout(&o)
+    );
     let o = alpes(&url, &["-o", "json", "dead-letters", "redrive", &id]).await;
     let again: Value = serde_json::from_str(&stdout(&o)).unwrap();
-    assert_eq!((again["dead_letter"]["redrives"].clone(), again["dead_letter"]["notas"].clone()), (json!(2), json!(["marca arreglada"])));
+    assert_eq!(
+        (again["dead_letter"]["redrives"].clone(), again["dead_letter"]["notas"].clone()),
+        (json!(2), json!(["marca arreglada"]))
+    );
     let o = alpes(&url, &["dead-letters", "show", &id]).await;
     assert!(stdout(&o).contains("redriven") && stdout(&o).contains("marca arreglada"), "{}", stdout(&o));
     let o = alpes(&url, &["dead-letters", "redrive", "--topic", "comandos.marca", "--note", "todas"]).await;
     assert!(stdout(&o).contains("0 dead letters of comandos.marca redriven"), "{}", stdout(&o));
     let o = alpes(&url, &["-o", "json", "saga", "show", &saga]).await;
     let shown: Value = serde_json::from_str(&stdout(&o)).unwrap();
-    assert_eq!((shown["saga"]["status"].clone(), shown["dead_letters"][0]["estado"].clone()), (json!("completed"), json!("redriven")));
+    assert_eq!(
+        (shown["saga"]["status"].clone(), shown["dead_letters"][0]["estado"].clone()),
+        (json!("completed"), json!("redriven"))
+    );
 
     let o = alpes(&url, &["dead-letters", "redrive"]).await;
     assert_eq!(o.status.code(), Some(2), "an id or --topic: {}", stderr(&o));

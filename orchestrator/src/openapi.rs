@@ -98,10 +98,26 @@ pub struct Redriven {
         title = "Alpes Partners orchestrator",
         description = "Starts sagas and answers queries: the routes every saga shares, then each saga's own."
     ),
-    paths(crate::api::listar_sagas, crate::api::obtener_saga, crate::api::reintentar_saga, crate::api::abortar_saga,
-          crate::dead_letters::listar, crate::dead_letters::obtener, crate::dead_letters::redrive,
-          crate::dead_letters::redrive_topic),
-    components(schemas(Error, Errores, NotaOperador, ErrorCampo, DeadLetter, ListaDeadLetters, UnDeadLetter, Redriven))
+    paths(
+        crate::api::listar_sagas,
+        crate::api::obtener_saga,
+        crate::api::reintentar_saga,
+        crate::api::abortar_saga,
+        crate::dead_letters::listar,
+        crate::dead_letters::obtener,
+        crate::dead_letters::redrive,
+        crate::dead_letters::redrive_topic
+    ),
+    components(schemas(
+        Error,
+        Errores,
+        NotaOperador,
+        ErrorCampo,
+        DeadLetter,
+        ListaDeadLetters,
+        UnDeadLetter,
+        Redriven
+    ))
 )]
 struct ApiDoc;
 

@@ -82,7 +82,8 @@ impl Api {
 
 /// Reservations of Nike's budget in marca's own database, and what is left of it.
 async fn marca(dir: &std::path::Path) -> (i64, i64) {
-    let pool = saga_core::log::sql::sqlite_pool(&format!("sqlite://{}", dir.join("marca.sqlite").display())).await.unwrap();
+    let pool =
+        saga_core::log::sql::sqlite_pool(&format!("sqlite://{}", dir.join("marca.sqlite").display())).await.unwrap();
     let id = uuid::Uuid::parse_str(NIKE).unwrap();
     let reservas: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM reserva_presupuesto WHERE id_marca = $1")
         .bind(id)
@@ -120,7 +121,10 @@ async fn a_dead_letter_is_listed_with_its_saga_and_redriving_it_twice_changes_no
     assert_eq!(dl["kind"], "action");
     assert_eq!(dl["message_type"], "ReservarPresupuesto");
     assert_eq!(dl["reason"], saga_core::inject::INJECTED_DEAD_LETTER);
-    assert_eq!((dl["estado"].clone(), dl["redrives"].clone(), dl["redriven_at"].clone()), (json!("pending"), json!(0), Value::Null));
+    assert_eq!(
+        (dl["estado"].clone(), dl["redrives"].clone(), dl["redriven_at"].clone()),
+        (json!("pending"), json!(0), Value::Null)
+    );
     assert_eq!(dl["notas"], json!([]));
     assert!(dl["dead_at"].as_str().unwrap().parse::<chrono::DateTime<chrono::Utc>>().is_ok());
     let id = dl["id"].as_str().unwrap().to_owned();
@@ -132,8 +136,11 @@ async fn a_dead_letter_is_listed_with_its_saga_and_redriving_it_twice_changes_no
         .as_array()
         .unwrap()
         .iter()
-        .find(|e| e["event"]["type"] == "command_sent" && e["event"]["command"]["correlation"]["attempt"] == 1
-            && e["event"]["command"]["correlation"]["step_name"] == "reservar_presupuesto")
+        .find(|e| {
+            e["event"]["type"] == "command_sent"
+                && e["event"]["command"]["correlation"]["attempt"] == 1
+                && e["event"]["command"]["correlation"]["step_name"] == "reservar_presupuesto"
+        })
         .unwrap()
         .clone();
     assert_eq!(dl["message_id"], sent["event"]["command"]["correlation"]["message_id"], "the first attempt's message");
@@ -142,14 +149,21 @@ async fn a_dead_letter_is_listed_with_its_saga_and_redriving_it_twice_changes_no
 
     // Redriven twice: marca answers each with its stored reply, which the saga ignores.
     let ignored = s["resumen"]["replies_ignored"].as_u64().unwrap();
-    let (status, r) = api.post(&format!("/dead-letters/{id}/redrive"), Some(json!({ "nota": "marca arreglada" }))).await;
+    let (status, r) =
+        api.post(&format!("/dead-letters/{id}/redrive"), Some(json!({ "nota": "marca arreglada" }))).await;
     assert_eq!(status, StatusCode::OK, "{r}");
-    assert_eq!((r["dead_letter"]["redrives"].clone(), r["dead_letter"]["estado"].clone()), (json!(1), json!("redriven")));
+    assert_eq!(
+        (r["dead_letter"]["redrives"].clone(), r["dead_letter"]["estado"].clone()),
+        (json!(1), json!("redriven"))
+    );
     assert_eq!(r["dead_letter"]["notas"], json!(["marca arreglada"]));
     assert!(r["dead_letter"]["redriven_at"].is_string());
     let (status, r) = api.post(&format!("/dead-letters/{id}/redrive"), None).await;
     assert_eq!(status, StatusCode::OK, "{r}");
-    assert_eq!((r["dead_letter"]["redrives"].clone(), r["dead_letter"]["notas"].clone()), (json!(2), json!(["marca arreglada"])));
+    assert_eq!(
+        (r["dead_letter"]["redrives"].clone(), r["dead_letter"]["notas"].clone()),
+        (json!(2), json!(["marca arreglada"]))
+    );
     let s = api
         .until(&format!("/sagas/{saga}"), |s| s["resumen"]["replies_ignored"].as_u64().unwrap() >= ignored + 2)
         .await;
@@ -180,7 +194,10 @@ async fn a_dead_letter_is_listed_with_its_saga_and_redriving_it_twice_changes_no
 
     // The metrics.
     let text = api.http.get(format!("{}/metrics", api.base)).send().await.unwrap().text().await.unwrap();
-    for needle in ["saga_dead_letter_redrives_total{topic=\"comandos.marca\"} 3", "saga_dead_letters_recorded_total{topic=\"comandos.marca\"} 2"] {
+    for needle in [
+        "saga_dead_letter_redrives_total{topic=\"comandos.marca\"} 3",
+        "saga_dead_letters_recorded_total{topic=\"comandos.marca\"} 2",
+    ] {
         assert!(text.contains(needle), "metrics lack {needle}");
     }
     // How marca handled the redriven commands: the first of each message by its step's stored
@@ -206,7 +223,9 @@ async fn bad_dead_letter_requests_get_a_json_4xx() {
     let dir = std::env::temp_dir().join(format!("alpes-dlq-{}", uuid::Uuid::new_v4().simple()));
     let running = start(&dir, FaultPlan::none()).await;
     let api = Api { base: format!("http://{}", running.addr), http: reqwest::Client::new() };
-    for path in ["/dead-letters?estado=perdido", "/dead-letters?saga_id=nope", "/dead-letters?limite=abc", "/dead-letters/nope"] {
+    for path in
+        ["/dead-letters?estado=perdido", "/dead-letters?saga_id=nope", "/dead-letters?limite=abc", "/dead-letters/nope"]
+    {
         let (status, body) = api.get(path).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
         assert!(body["error"].is_string(), "{path}: {body}");
@@ -219,7 +238,8 @@ async fn bad_dead_letter_requests_get_a_json_4xx() {
     assert_eq!((status, body["error"].is_string()), (StatusCode::NOT_FOUND, true));
     let (status, body) = api.post("/dead-letters/redrive", None).await;
     assert_eq!((status, body["error"].is_string()), (StatusCode::BAD_REQUEST, true));
-    let res = api.http.post(format!("{}/dead-letters/{unknown}/redrive", api.base)).body("not json").send().await.unwrap();
+    let res =
+        api.http.post(format!("{}/dead-letters/{unknown}/redrive", api.base)).body("not json").send().await.unwrap();
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     let (status, empty) = api.get("/dead-letters").await;
     assert_eq!((status, empty), (StatusCode::OK, json!({ "dead_letters": [], "total": 0, "limite": 50, "desde": 0 })));

@@ -33,7 +33,9 @@ async fn dead_letters(stack: &Stack, query: &str) -> Value {
 async fn handled(stack: &Stack, disposition: &str) -> u64 {
     let text = reqwest::get(format!("{}/metrics", stack.worker("marca").url())).await.unwrap().text().await.unwrap();
     text.lines()
-        .filter(|l| l.starts_with("participant_commands_total{") && l.contains(&format!("disposition=\"{disposition}\"")))
+        .filter(|l| {
+            l.starts_with("participant_commands_total{") && l.contains(&format!("disposition=\"{disposition}\""))
+        })
         .filter_map(|l| l.rsplit(' ').next().and_then(|n| n.parse::<u64>().ok()))
         .sum()
 }
@@ -52,7 +54,10 @@ async fn garbage_is_listed_without_a_saga_and_a_sagas_dead_letter_is_redriven_sa
     })
     .await;
     let garbage = dead_letters(&stack, "?topic=comandos.marca").await["dead_letters"][0].clone();
-    assert_eq!((garbage["saga_id"].clone(), garbage["step"].clone(), garbage["kind"].clone()), (Value::Null, Value::Null, Value::Null));
+    assert_eq!(
+        (garbage["saga_id"].clone(), garbage["step"].clone(), garbage["kind"].clone()),
+        (Value::Null, Value::Null, Value::Null)
+    );
     assert!(garbage["reason"].as_str().unwrap().starts_with("undecodable"), "{garbage}");
     assert!(garbage["dead_letter_topic"].as_str().unwrap().ends_with("/comandos.marca.dlq"), "{garbage}");
     assert_eq!(garbage["estado"], "pending");
@@ -72,7 +77,9 @@ async fn garbage_is_listed_without_a_saga_and_a_sagas_dead_letter_is_redriven_sa
         .unwrap();
     let command: Command = serde_json::from_value(sent["event"]["command"].clone()).unwrap();
     let mut properties: HashMap<String, String> =
-        correlation_properties(&command.correlation, Some(&command.reply_to), &command.message_type).into_iter().collect();
+        correlation_properties(&command.correlation, Some(&command.reply_to), &command.message_type)
+            .into_iter()
+            .collect();
     properties.insert(property::DEAD_LETTER_REASON.into(), "its reply could not be sent".into());
     properties.insert(property::DEAD_LETTER_FROM.into(), pulsar.config().topic("comandos.marca"));
     properties.insert(property::DEAD_LETTER_MESSAGE_ID.into(), "test:1:-1".into());
@@ -98,10 +105,14 @@ async fn garbage_is_listed_without_a_saga_and_a_sagas_dead_letter_is_redriven_sa
     let id = dl["id"].as_str().unwrap();
     let duplicates = handled(&stack, "duplicatemessage").await;
     for n in 1..=2 {
-        let res = stack.http.post(format!("{}/dead-letters/{id}/redrive", stack.orchestrator.url())).send().await.unwrap();
+        let res =
+            stack.http.post(format!("{}/dead-letters/{id}/redrive", stack.orchestrator.url())).send().await.unwrap();
         assert_eq!(res.status(), StatusCode::OK);
         let r: Value = res.json().await.unwrap();
-        assert_eq!((r["dead_letter"]["redrives"].clone(), r["dead_letter"]["estado"].clone()), (json!(n), json!("redriven")));
+        assert_eq!(
+            (r["dead_letter"]["redrives"].clone(), r["dead_letter"]["estado"].clone()),
+            (json!(n), json!("redriven"))
+        );
     }
     wait_for(Duration::from_secs(30), "marca handled both redrives", || async {
         handled(&stack, "duplicatemessage").await >= duplicates + 2

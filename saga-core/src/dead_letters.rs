@@ -366,7 +366,12 @@ const RETRY_PAUSE: Duration = Duration::from_millis(500);
 /// subscription per address, each dead letter recorded and then acknowledged (a database
 /// failure leaves it unacknowledged, to come back). Also keeps the pending gauge
 /// (`saga_dead_letters_pending{topic}`) up to date, every `gauge_every` and after each new one.
-pub async fn collect(store: DeadLetterStore, transport: Arc<dyn Transport>, watched: Vec<Watched>, gauge_every: Duration) {
+pub async fn collect(
+    store: DeadLetterStore,
+    transport: Arc<dyn Transport>,
+    watched: Vec<Watched>,
+    gauge_every: Duration,
+) {
     let topics: Vec<String> = watched.iter().map(|w| w.address.clone()).collect();
     let gauges = {
         let store = store.clone();

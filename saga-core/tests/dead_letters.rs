@@ -55,7 +55,10 @@ async fn records_once_filters_pages_and_counts_redrives(store: DeadLetterStore) 
     assert!(store.record(&first, Carries::Commands).await.unwrap(), "a new dead letter is recorded");
     assert!(!store.record(&first, Carries::Commands).await.unwrap(), "the same dead letter delivered again is not");
     // The same source id on another topic is another dead letter.
-    assert!(store.record(&correlated("comandos.tracking", saga, "abrir_tracking", "compensation", 1), Carries::Commands).await.unwrap());
+    assert!(store
+        .record(&correlated("comandos.tracking", saga, "abrir_tracking", "compensation", 1), Carries::Commands)
+        .await
+        .unwrap());
     assert!(store.record(&garbage("comandos.marca", 2), Carries::Commands).await.unwrap());
     let reply = correlated("respuestas.afiliaciones", saga, "reservar_presupuesto", "action", 3);
     assert!(store.record(&reply, Carries::Replies).await.unwrap());
@@ -63,7 +66,8 @@ async fn records_once_filters_pages_and_counts_redrives(store: DeadLetterStore) 
     let all = DeadLetterQuery { limit: 50, ..DeadLetterQuery::default() };
     let (records, total) = store.list(&all).await.unwrap();
     assert_eq!(total, 4);
-    let order: Vec<(&str, i64)> = records.iter().map(|r| (r.topic.as_str(), r.dead_at.timestamp() - 1_700_000_000)).collect();
+    let order: Vec<(&str, i64)> =
+        records.iter().map(|r| (r.topic.as_str(), r.dead_at.timestamp() - 1_700_000_000)).collect();
     // Newest first; a tie in time goes to the later record (ids are time-ordered).
     assert_eq!(
         order,
@@ -71,10 +75,15 @@ async fn records_once_filters_pages_and_counts_redrives(store: DeadLetterStore) 
     );
     assert_eq!(records[0].kind.as_deref(), Some("reply"), "a dead letter of a reply topic is a reply");
 
-    let marca = store.list(&DeadLetterQuery { topic: Some("comandos.marca".into()), limit: 50, ..all.clone() }).await.unwrap();
+    let marca =
+        store.list(&DeadLetterQuery { topic: Some("comandos.marca".into()), limit: 50, ..all.clone() }).await.unwrap();
     assert_eq!(marca.1, 2);
     let g = &marca.0[0];
-    assert_eq!((g.saga_id, g.step.as_deref(), g.kind.as_deref(), g.message_id.as_deref()), (None, None, None, None), "garbage has no saga");
+    assert_eq!(
+        (g.saga_id, g.step.as_deref(), g.kind.as_deref(), g.message_id.as_deref()),
+        (None, None, None, None),
+        "garbage has no saga"
+    );
     assert_eq!(g.reason, "undecodable: garbage");
     let r = &marca.0[1];
     assert_eq!(r.saga_id, Some(saga));
@@ -95,14 +104,18 @@ async fn records_once_filters_pages_and_counts_redrives(store: DeadLetterStore) 
     assert_eq!(pending.get("comandos.marca"), Some(&2));
 
     let after = store.mark_redriven(r.id, Some("marca arreglada")).await.unwrap().unwrap();
-    assert_eq!((after.estado, after.redrives, after.notas.clone()), (Estado::Redriven, 1, vec!["marca arreglada".to_owned()]));
+    assert_eq!(
+        (after.estado, after.redrives, after.notas.clone()),
+        (Estado::Redriven, 1, vec!["marca arreglada".to_owned()])
+    );
     assert!(after.redriven_at.is_some());
     let after = store.mark_redriven(r.id, None).await.unwrap().unwrap();
     assert_eq!((after.redrives, after.notas.len()), (2, 1), "a redrive without a note adds none");
     let after = store.mark_redriven(r.id, Some("otra vez")).await.unwrap().unwrap();
     assert_eq!(after.notas, ["marca arreglada", "otra vez"]);
     assert_eq!(store.pending_by_topic().await.unwrap().get("comandos.marca"), Some(&1));
-    let redriven = store.list(&DeadLetterQuery { estado: Some(Estado::Redriven), limit: 50, ..all.clone() }).await.unwrap();
+    let redriven =
+        store.list(&DeadLetterQuery { estado: Some(Estado::Redriven), limit: 50, ..all.clone() }).await.unwrap();
     assert_eq!((redriven.1, redriven.0[0].id), (1, r.id));
     let pending = store.list(&DeadLetterQuery { estado: Some(Estado::Pending), limit: 50, ..all }).await.unwrap();
     assert_eq!(pending.1, 3);
@@ -174,7 +187,10 @@ async fn in_process_dead_letters_are_collected_and_redriven(store: DeadLetterSto
     assert_eq!((r.topic.as_str(), r.dead_letter_topic.as_str()), ("comandos.marca", "comandos.marca.dlq"));
     assert_eq!(r.saga_id, Some(sent.correlation.saga_id));
     assert_eq!(r.message_id, Some(sent.correlation.message_id.to_string()));
-    assert_eq!((r.step.as_deref(), r.kind.as_deref(), r.reason.as_str()), (Some("reservar_presupuesto"), Some("action"), "cannot handle it"));
+    assert_eq!(
+        (r.step.as_deref(), r.kind.as_deref(), r.reason.as_str()),
+        (Some("reservar_presupuesto"), Some("action"), "cannot handle it")
+    );
     assert_eq!(transport.pending_dead_letters("comandos.marca"), 0, "acknowledged once recorded");
 
     for n in 1..=2 {

@@ -105,7 +105,8 @@ impl Transport for PulsarTransport {
     async fn commands(&self, participant: &str) -> Result<Box<dyn Receiver<Command>>, TransportError> {
         let codec = self.codec.clone();
         let address = participant.to_owned();
-        let decode = Box::new(move |m: &consumer::Incoming<'_>| codec.decode_command(&address, m.payload).map_err(|e| e.0));
+        let decode =
+            Box::new(move |m: &consumer::Incoming<'_>| codec.decode_command(&address, m.payload).map_err(|e| e.0));
         consumer::subscribe(self.publisher.clone(), participant, decode).await
     }
 
@@ -138,7 +139,9 @@ impl Transport for PulsarTransport {
     async fn redrive(&self, dead: &DeadLetter) -> Result<(), TransportError> {
         let schema = self.codec.command_schema(&dead.address).or_else(|| self.codec.reply_schema(&dead.address));
         let properties: HashMap<String, String> = dead.properties.clone().into_iter().collect();
-        self.publisher.publish(&self.config().topic(&dead.address), schema.as_ref(), dead.payload.clone(), properties).await
+        self.publisher
+            .publish(&self.config().topic(&dead.address), schema.as_ref(), dead.payload.clone(), properties)
+            .await
     }
 
     /// Asks the broker which broker serves a topic of the configured namespace (a lookup; it

@@ -45,11 +45,7 @@ pub mod property {
 }
 
 /// The properties of a command (with `reply_to`) or a reply (without).
-pub fn correlation_properties(
-    c: &Correlation,
-    reply_to: Option<&str>,
-    message_type: &str,
-) -> BTreeMap<String, String> {
+pub fn correlation_properties(c: &Correlation, reply_to: Option<&str>, message_type: &str) -> BTreeMap<String, String> {
     let mut p = BTreeMap::from([
         (property::SAGA_ID.to_owned(), c.saga_id.to_string()),
         (property::SAGA_TYPE.to_owned(), c.saga_type.clone()),

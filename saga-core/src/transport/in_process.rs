@@ -156,7 +156,10 @@ impl Inner {
             return q.clone();
         }
         let dead = self.dead_letters(address);
-        lock(&self.commands).entry(address.to_owned()).or_insert_with(|| Arc::new(Queue::new(address, Some(dead)))).clone()
+        lock(&self.commands)
+            .entry(address.to_owned())
+            .or_insert_with(|| Arc::new(Queue::new(address, Some(dead))))
+            .clone()
     }
 
     fn replies(&self, address: &str) -> Arc<Queue<Reply>> {
@@ -164,7 +167,10 @@ impl Inner {
             return q.clone();
         }
         let dead = self.dead_letters(address);
-        lock(&self.replies).entry(address.to_owned()).or_insert_with(|| Arc::new(Queue::new(address, Some(dead)))).clone()
+        lock(&self.replies)
+            .entry(address.to_owned())
+            .or_insert_with(|| Arc::new(Queue::new(address, Some(dead))))
+            .clone()
     }
 }
 
@@ -228,10 +234,7 @@ impl Transport for InProcessTransport {
         Ok(Box::new(QueueReceiver { queue: self.inner.replies(address) }))
     }
 
-    async fn dead_letters(
-        &self,
-        address: &str,
-    ) -> Result<Box<dyn Receiver<dead_letter::DeadLetter>>, TransportError> {
+    async fn dead_letters(&self, address: &str) -> Result<Box<dyn Receiver<dead_letter::DeadLetter>>, TransportError> {
         Ok(Box::new(QueueReceiver { queue: self.inner.dead_letters(address) }))
     }
 
