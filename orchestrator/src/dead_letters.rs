@@ -148,6 +148,7 @@ fn redrive_error(e: RedriveError) -> ApiError {
     responses((status = 200, description = "Published again to its original topic (payload and properties, without the `dead_letter_*` ones); `{dead_letter}` with `redrives` counted. Safe to repeat: participants deduplicate by message id", body = crate::openapi::UnDeadLetter),
               (status = 400, description = "Not a UUID, or a body that is not `{\"nota\": \"...\"}`", body = crate::openapi::Error),
               (status = 404, description = "No such dead letter", body = crate::openapi::Error),
+              (status = 422, description = "The transport cannot read the stored message back (the in-process transport's own format)", body = crate::openapi::Error),
               (status = 503, description = "The broker or the database does not answer; nothing recorded", body = crate::openapi::Error)))]
 pub(crate) async fn redrive(
     State(s): State<AppState>,
@@ -190,4 +191,22 @@ pub(crate) async fn redrive_topic(
         .await
         .map_err(redrive_error)?;
     Ok(Json(json!({ "redriven": n })))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::response::IntoResponse;
+
+    use super::*;
+
+    #[test]
+    fn a_broker_that_does_not_take_a_redrive_is_a_503_with_retry_after() {
+        let r = redrive_error(RedriveError::Transport(TransportError::Unavailable("down".into()))).into_response();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(r.headers().contains_key(axum::http::header::RETRY_AFTER));
+        let r = redrive_error(RedriveError::NotFound(uuid::Uuid::nil())).into_response();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+        let r = redrive_error(RedriveError::Transport(TransportError::Codec("x".into()))).into_response();
+        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    }
 }
