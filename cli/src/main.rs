@@ -1,6 +1,7 @@
 //! `alpes`: the operator's CLI. It talks to the orchestrator's HTTP API (`--url`, or
-//! `ALPES_URL`) to start, list, show (as a timeline), watch, retry and abort sagas, and to list and
-//! show campaigns. When the API requires a bearer token, `--token` (or `ALPES_TOKEN`) gives it.
+//! `ALPES_URL`) to start, list, show (as a timeline), watch, retry and abort sagas, to list, show
+//! and redrive dead letters, and to list and show campaigns. When the API requires a bearer
+//! token, `--token` (or `ALPES_TOKEN`) gives it.
 //!
 //! Exit codes, for scripts: 0 done; 2 usage error; 3 not found; 4 invalid input (the server
 //! refused the request); 5 conflict (the saga's state does not allow the action); 6 the server is
@@ -47,6 +48,9 @@ enum Top {
     /// Sagas: start, list, show, watch, retry, abort.
     #[command(subcommand)]
     Saga(SagaCmd),
+    /// Dead letters: list, show, redrive (after the cause is fixed).
+    #[command(subcommand, name = "dead-letters")]
+    DeadLetters(DeadLetterCmd),
     /// Campaigns as clients see them.
     #[command(subcommand)]
     Campana(CampanaCmd),
@@ -132,6 +136,46 @@ enum SagaCmd {
         /// Why, for the saga log.
         #[arg(long, default_value = "aborted from the CLI")]
         note: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum DeadLetterCmd {
+    /// Lists dead letters, newest first.
+    List {
+        /// Only this original topic (comandos.marca, respuestas.afiliaciones, ...).
+        #[arg(long)]
+        topic: Option<String>,
+        /// Only dead letters in this state (pending, redriven).
+        #[arg(long)]
+        state: Option<String>,
+        /// Only this saga's.
+        #[arg(long)]
+        saga: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Skip this many.
+        #[arg(long, default_value_t = 0)]
+        from: u32,
+    },
+    /// Shows one dead letter.
+    Show {
+        /// The dead letter's id.
+        id: String,
+    },
+    /// Publishes a dead letter again to its original topic (or, with --topic, every pending one
+    /// of that topic). Safe to repeat: participants deduplicate by message id.
+    Redrive {
+        /// The dead letter's id.
+        #[arg(required_unless_present = "topic", conflicts_with = "topic")]
+        id: Option<String>,
+        /// Every pending dead letter of this original topic.
+        #[arg(long)]
+        topic: Option<String>,
+        /// Why, kept with the dead letter.
+        #[arg(long)]
+        note: Option<String>,
     },
 }
 
@@ -315,6 +359,67 @@ fn timeline(saga: &Value) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// One row per dead letter: the columns of `dead-letters list` and `saga show`.
+fn dead_letter_rows(list: &Value) -> Vec<Vec<String>> {
+    list.as_array()
+        .map(|a| {
+            a.iter()
+                .map(|d| {
+                    vec![
+                        s(&d["id"]),
+                        s(&d["topic"]),
+                        s(&d["saga_id"]),
+                        s(&d["step"]),
+                        s(&d["kind"]),
+                        s(&d["estado"]),
+                        s(&d["redrives"]),
+                        s(&d["dead_at"]),
+                        s(&d["reason"]),
+                    ]
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+const DEAD_LETTER_COLUMNS: [&str; 9] =
+    ["id", "topic", "saga", "step", "kind", "estado", "redrives", "dead at", "reason"];
+
+fn show_dead_letter(d: &Value) {
+    let notas: Vec<String> = d["notas"].as_array().map(|a| a.iter().map(s).collect()).unwrap_or_default();
+    let rows = [
+        "id",
+        "topic",
+        "dead_letter_topic",
+        "estado",
+        "reason",
+        "saga_id",
+        "saga_type",
+        "step",
+        "kind",
+        "message_type",
+        "message_id",
+        "dead_at",
+        "redriven_at",
+        "redrives",
+    ]
+    .iter()
+    .map(|f| vec![(*f).to_owned(), s(&d[*f])])
+    .chain(std::iter::once(vec!["notas".to_owned(), if notas.is_empty() { "-".into() } else { notas.join(" | ") }]))
+    .collect();
+    table(&["campo", "valor"], rows);
+}
+
+/// `s` for a URL's query string.
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
 fn print(output: Output, value: &Value, as_table: impl FnOnce(&Value)) {
     match output {
         Output::Json => println!("{}", serde_json::to_string_pretty(value).unwrap_or_default()),
@@ -399,6 +504,12 @@ async fn run(cli: Cli) -> Result<()> {
                     println!("stuck: {}", s(&st["stuck_reason"]));
                 }
                 table(&["seq", "at", "event", "step", "kind", "attempt", "detail", "took"], timeline(v));
+                let dead = dead_letter_rows(&v["dead_letters"]);
+                if !dead.is_empty() {
+                    println!();
+                    println!("dead letters: {}", dead.len());
+                    table(&DEAD_LETTER_COLUMNS, dead);
+                }
             });
         }
         Top::Saga(SagaCmd::Watch { id, timeout }) => {
@@ -443,6 +554,49 @@ async fn run(cli: Cli) -> Result<()> {
                 .call(reqwest::Method::POST, &format!("/sagas/{id}/abort"), Some(json!({ "nota": note })), None)
                 .await?;
             print(out, &v, |v| println!("saga {} is {}", s(&v["saga"]["id"]), s(&v["saga"]["status"])));
+        }
+        Top::DeadLetters(DeadLetterCmd::List { topic, state, saga, limit, from }) => {
+            let mut path = format!("/dead-letters?limite={limit}&desde={from}");
+            for (name, value) in [("topic", topic), ("estado", state), ("saga_id", saga)] {
+                if let Some(v) = value {
+                    path.push_str(&format!("&{name}={}", encode(&v)));
+                }
+            }
+            let v = api.get(&path).await?;
+            print(out, &v, |v| {
+                let rows = dead_letter_rows(&v["dead_letters"]);
+                let shown = rows.len();
+                table(&DEAD_LETTER_COLUMNS, rows);
+                println!("{shown} of {}", s(&v["total"]));
+            });
+        }
+        Top::DeadLetters(DeadLetterCmd::Show { id }) => {
+            let v = api.get(&format!("/dead-letters/{}", encode(&id))).await?;
+            print(out, &v, |v| show_dead_letter(&v["dead_letter"]));
+        }
+        Top::DeadLetters(DeadLetterCmd::Redrive { id, topic, note }) => {
+            let body = note.map(|n| json!({ "nota": n }));
+            match (id, topic) {
+                (Some(id), _) => {
+                    let path = format!("/dead-letters/{}/redrive", encode(&id));
+                    let v = api.call(reqwest::Method::POST, &path, body, None).await?;
+                    print(out, &v, |v| {
+                        let d = &v["dead_letter"];
+                        println!(
+                            "dead letter {} redriven to {} ({} redrives)",
+                            s(&d["id"]),
+                            s(&d["topic"]),
+                            s(&d["redrives"])
+                        )
+                    });
+                }
+                (None, Some(topic)) => {
+                    let path = format!("/dead-letters/redrive?topic={}", encode(&topic));
+                    let v = api.call(reqwest::Method::POST, &path, body, None).await?;
+                    print(out, &v, |v| println!("{} dead letters of {topic} redriven", s(&v["redriven"])));
+                }
+                (None, None) => return Err(Fail(2, "give a dead letter's id or --topic".into())),
+            }
         }
         Top::Campana(CampanaCmd::List { state, limit }) => {
             let mut path = format!("/afiliaciones/campanas?limite={limit}");

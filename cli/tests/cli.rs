@@ -1,6 +1,6 @@
 //! The `alpes` binary against a running orchestrator (embedded mode, in this test process):
 //! output and exit codes of every command, the error paths, and an operator's drill from a
-//! stuck saga to a retried, compensated one.
+//! stuck saga to a retried, compensated one; and dead letters listed, shown and redriven.
 
 // Tests unwrap: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
@@ -14,11 +14,15 @@ use saga_core::inject::FaultPlan;
 use serde_json::{json, Value};
 
 async fn start(dir: &Path, faults: FaultPlan) -> Running {
+    start_with(dir, faults, Default::default()).await
+}
+
+async fn start_with(dir: &Path, faults: FaultPlan, steps: orchestrator::sagas::StepSettings) -> Running {
     let config = embedded::Config {
         data_dir: dir.to_owned(),
         http: "127.0.0.1:0".parse().unwrap(),
         marcas: MARCAS_POR_DEFECTO.to_owned(),
-        steps: Default::default(),
+        steps,
         faults,
         access: Default::default(),
     };
@@ -256,5 +260,83 @@ async fn the_token_is_sent_when_given() {
     for o in [&refused, &wrong, &ok, &by_env] {
         assert!(!stdout(o).contains(token) && !stderr(o).contains(token));
     }
+    running.stop().await;
+}
+
+/// The dead-letter drill: marca dead-letters a saga's first attempt (the retry completes it);
+/// the operator lists it, shows it, sees it in `saga show`, and redrives it, twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_are_listed_shown_and_redriven() {
+    let d = dir();
+    let steps = orchestrator::sagas::StepSettings { timeout: Duration::from_millis(800), ..Default::default() };
+    let running =
+        start_with(&d.join("data"), FaultPlan::none().dead_letter_command("reservar_presupuesto", 1), steps).await;
+    let url = format!("http://{}", running.addr);
+    let file = body_file(&d, "ok.json", &ejemplo(150_000));
+    let o = alpes(&url, &["-o", "json", "saga", "start", "--file", file.to_str().unwrap()]).await;
+    let saga = serde_json::from_str::<Value>(&stdout(&o)).unwrap()["saga_id"].as_str().unwrap().to_owned();
+    let o = alpes(&url, &["saga", "watch", &saga, "--timeout", "30"]).await;
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+
+    let o = alpes(&url, &["-o", "json", "dead-letters", "list"]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let listed: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(listed["total"], 1, "{listed}");
+    let id = listed["dead_letters"][0]["id"].as_str().unwrap().to_owned();
+    let o = alpes(&url, &["dead-letters", "list", "--topic", "comandos.marca", "--state", "pending"]).await;
+    let text = stdout(&o);
+    for needle in ["ID", "TOPIC", &id, &saga, "comandos.marca", "reservar_presupuesto", "action", "pending", "1 of 1"] {
+        assert!(text.contains(needle), "dead-letters list lacks {needle:?}: {text}");
+    }
+    let o = alpes(&url, &["dead-letters", "list", "--state", "redriven"]).await;
+    assert!(stdout(&o).contains("0 of 0") && !stdout(&o).contains(&id), "{}", stdout(&o));
+    let o = alpes(&url, &["dead-letters", "list", "--topic", "comandos.tracking"]).await;
+    assert!(!stdout(&o).contains(&id));
+
+    let o = alpes(&url, &["dead-letters", "show", &id]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    for needle in ["CAMPO", &id, &saga, "comandos.marca.dlq", "ReservarPresupuesto", "injected dead letter", "pending"]
+    {
+        assert!(text.contains(needle), "dead-letters show lacks {needle:?}: {text}");
+    }
+    let o = alpes(&url, &["saga", "show", &saga]).await;
+    let text = stdout(&o);
+    assert!(text.contains("dead letters: 1") && text.contains(&id), "saga show lists its dead letters: {text}");
+
+    let o = alpes(&url, &["dead-letters", "redrive", &id, "--note", "marca arreglada"]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains(&format!("dead letter {id} redriven to comandos.marca (1 redrives)")),
+        "{}",
+        stdout(&o)
+    );
+    let o = alpes(&url, &["-o", "json", "dead-letters", "redrive", &id]).await;
+    let again: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(
+        (again["dead_letter"]["redrives"].clone(), again["dead_letter"]["notas"].clone()),
+        (json!(2), json!(["marca arreglada"]))
+    );
+    let o = alpes(&url, &["dead-letters", "show", &id]).await;
+    assert!(stdout(&o).contains("redriven") && stdout(&o).contains("marca arreglada"), "{}", stdout(&o));
+    let o = alpes(&url, &["dead-letters", "redrive", "--topic", "comandos.marca", "--note", "todas"]).await;
+    assert!(stdout(&o).contains("0 dead letters of comandos.marca redriven"), "{}", stdout(&o));
+    let o = alpes(&url, &["-o", "json", "saga", "show", &saga]).await;
+    let shown: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(
+        (shown["saga"]["status"].clone(), shown["dead_letters"][0]["estado"].clone()),
+        (json!("completed"), json!("redriven"))
+    );
+
+    let o = alpes(&url, &["dead-letters", "redrive"]).await;
+    assert_eq!(o.status.code(), Some(2), "an id or --topic: {}", stderr(&o));
+    let o = alpes(&url, &["dead-letters", "redrive", &id, "--topic", "comandos.marca"]).await;
+    assert_eq!(o.status.code(), Some(2));
+    let o = alpes(&url, &["dead-letters", "show", "nope"]).await;
+    assert_eq!(o.status.code(), Some(4));
+    let o = alpes(&url, &["dead-letters", "redrive", &uuid::Uuid::new_v4().to_string()]).await;
+    assert_eq!(o.status.code(), Some(3));
+    let o = alpes(&url, &["dead-letters", "list", "--state", "perdido"]).await;
+    assert_eq!(o.status.code(), Some(4));
     running.stop().await;
 }

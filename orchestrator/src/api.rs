@@ -4,9 +4,10 @@
 //! | route | what |
 //! |---|---|
 //! | `GET /sagas?estado=&tipo=&iniciada_antes=&limite=&desde=` | sagas, newest first, and how many there are per status |
-//! | `GET /sagas/{id}` | a saga's state, its summary (next wake-up, timer failures) and its whole history, with times |
+//! | `GET /sagas/{id}` | a saga's state, its summary (next wake-up, timer failures), its whole history, with times, and its dead letters |
 //! | `POST /sagas/{id}/retry`, `POST /sagas/{id}/abort` | operator actions (body `{"nota": "..."}`, optional) |
 //! | `GET /health` | readiness: the database and the broker answer, the saga engine runs |
+//! | `/dead-letters…` | dead letters: list, show, redrive ([`crate::dead_letters`]) |
 //!
 //! `GET /openapi.json` and `GET /metrics` are added by [`crate::app::build`]. Errors are JSON
 //! `{"error": "..."}` (and `"errores": [...]` for field errors). Internal errors are logged and
@@ -22,6 +23,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use saga_core::dead_letters::DeadLetterStore;
 use saga_core::engine::{Engine, EngineError};
 use saga_core::log::ListQuery;
 use saga_core::{SagaId, SagaStatus};
@@ -67,18 +69,21 @@ async fn cut_at_deadline(
 pub struct AppState {
     /// The saga engine.
     pub engine: Arc<Engine>,
+    /// The dead letters recorded in the saga log's database.
+    pub dead_letters: DeadLetterStore,
 }
 
 /// The shared routes.
-pub fn router(engine: Arc<Engine>) -> Router {
+pub fn router(engine: Arc<Engine>, dead_letters: DeadLetterStore) -> Router {
     Router::new()
         .route("/sagas", get(listar_sagas))
         .route("/sagas/{id}", get(obtener_saga))
         .route("/sagas/{id}/retry", post(reintentar_saga))
         .route("/sagas/{id}/abort", post(abortar_saga))
         .route("/health", get(health))
+        .merge(crate::dead_letters::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .with_state(AppState { engine })
+        .with_state(AppState { engine, dead_letters })
 }
 
 /// An API error: a status and a message meant for the client.
@@ -243,7 +248,7 @@ pub(crate) async fn listar_sagas(
 
 #[utoipa::path(get, path = "/sagas/{id}", tag = "sagas",
     params(("id" = Uuid, Path, description = "The saga id")),
-    responses((status = 200, description = "`{saga: state, resumen: summary (wake_at, wake_failures, wake_error), historia: [log entry with seq, at, event]}`"),
+    responses((status = 200, description = "`{saga: state, resumen: summary (wake_at, wake_failures, wake_error), historia: [log entry with seq, at, event], dead_letters: [dead letter]}`"),
               (status = 400, description = "Not a UUID", body = crate::openapi::Error),
               (status = 404, description = "No such saga", body = crate::openapi::Error)))]
 pub(crate) async fn obtener_saga(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
@@ -251,7 +256,8 @@ pub(crate) async fn obtener_saga(State(s): State<AppState>, Path(id): Path<Strin
     let state = s.engine.get(id).await?.ok_or(EngineError::NotFound(id))?;
     let summary = s.engine.summary(id).await?;
     let history = s.engine.history(id).await?;
-    Ok(Json(json!({ "saga": state, "resumen": summary, "historia": history })))
+    let dead_letters = crate::dead_letters::of_saga(&s.dead_letters, id).await?;
+    Ok(Json(json!({ "saga": state, "resumen": summary, "historia": history, "dead_letters": dead_letters })))
 }
 
 /// Body of the operator routes.

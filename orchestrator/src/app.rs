@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use axum::Router;
 use daemon::access::Access;
 use daemon::{metrics, Tasks};
+use saga_core::dead_letters::DeadLetterStore;
 use saga_core::definition::SagaDefinition;
 use saga_core::engine::{Engine, EngineConfig, EngineObserver};
 use saga_core::inject::FaultPlan;
@@ -185,6 +186,10 @@ pub async fn build(parts: Parts, tasks: &Tasks) -> anyhow::Result<App> {
         by_type.insert(module.saga_type(), tx);
         finished.push(rx);
     }
+    let watched = crate::dead_letters::watched(
+        registry.definitions().map(|d| d.as_ref()),
+        <schemas::RespuestaAfiliaciones as schemas::Envelope>::TOPIC,
+    );
     let next = parts.observer.unwrap_or_else(|| Arc::new(saga_core::metrics::MetricsObserver));
     let engine = Engine::builder(parts.store, Arc::new(registry), parts.transport)
         .config(EngineConfig {
@@ -211,7 +216,22 @@ pub async fn build(parts: Parts, tasks: &Tasks) -> anyhow::Result<App> {
         access: parts.access.clone(),
     };
 
-    let mut app = api::router(engine.clone());
+    // Dead letters of every topic the orchestrator knows, recorded beside the saga log.
+    let dead_letters = match &parts.db {
+        Db::Sqlite(pool) => DeadLetterStore::Sqlite(pool.clone()),
+        Db::Postgres(pool) => DeadLetterStore::Postgres(pool.clone()),
+    };
+    tasks.spawn_until_stopped(
+        "dead letters",
+        saga_core::dead_letters::collect(
+            dead_letters.clone(),
+            engine.transport().clone(),
+            watched,
+            Duration::from_secs(5),
+        ),
+    );
+
+    let mut app = api::router(engine.clone(), dead_letters);
     for (module, finished) in modules.iter().zip(finished) {
         let cx = SagaContext {
             engine: engine.clone(),

@@ -38,8 +38,8 @@ pub struct Config {
     pub marcas: String,
     /// Step timeouts and retries.
     pub steps: StepSettings,
-    /// Faults to inject (drills and tests: a step's action refused, a compensation failing);
-    /// empty in normal runs.
+    /// Faults to inject (drills and tests: a step's action refused, a compensation failing, a
+    /// command dead-lettered by its participant); empty in normal runs.
     pub faults: saga_core::inject::FaultPlan,
     /// Who may call the HTTP API: open by default (`--api-token`, `ALPES__API_TOKEN`, to require
     /// a bearer token).
@@ -79,6 +79,8 @@ pub async fn start(config: Config, observer: Option<Arc<dyn EngineObserver>>) ->
     let marcas: Vec<MarcaSeed> = serde_json::from_str(&config.marcas).context("parsing the brands to seed")?;
     let options = Options { marcas };
     let t: Arc<dyn Transport> = Arc::new(transport.clone());
+    // The participants' side of the transport: where the plan makes them dead-letter commands.
+    let participants_transport = config.faults.participant_transport(t.clone());
     let mut routes = Router::new();
     let mut openapi = utoipa::openapi::OpenApi::default();
     for participant in participants::ALL {
@@ -92,7 +94,8 @@ pub async fn start(config: Config, observer: Option<Arc<dyn EngineObserver>>) ->
         daemon::openapi::merge(&mut openapi, ready.openapi)
             .map_err(anyhow::Error::msg)
             .with_context(|| format!("describing {name}'s routes"))?;
-        tasks.spawn(name, serve(ready.handler, t.clone(), participant.topic().to_owned(), tasks.stop_signal()));
+        let pt = participants_transport.clone();
+        tasks.spawn(name, serve(ready.handler, pt, participant.topic().to_owned(), tasks.stop_signal()));
     }
 
     // The orchestrator: the saga log and each saga's view in one database.

@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod app;
+pub mod dead_letters;
 pub mod distributed;
 pub mod embedded;
 pub mod openapi;

@@ -44,6 +44,11 @@ enum Mode {
         /// (repeatable). Restart without it, then retry them.
         #[arg(long = "inject-fail-compensation", value_name = "STEP")]
         fail_compensations: Vec<String>,
+        /// Drill: the participant dead-letters attempt ATTEMPT of this step's action instead of
+        /// handling it (the step times out and its retry succeeds), as `STEP:ATTEMPT`
+        /// (repeatable). Gives a dead letter linked to its saga, to redrive.
+        #[arg(long = "inject-dead-letter-command", value_name = "STEP:ATTEMPT", value_parser = step_attempt)]
+        dead_letter_commands: Vec<(String, u32)>,
     },
     /// The orchestrator alone: saga log and campaign view in PostgreSQL, commands and replies
     /// over Apache Pulsar. Configured by `--config FILE` (TOML) and `ALPES__…` variables.
@@ -58,17 +63,38 @@ enum Mode {
     Env,
 }
 
+/// `STEP:ATTEMPT`, attempt from 1.
+fn step_attempt(raw: &str) -> Result<(String, u32), String> {
+    let (step, attempt) = raw.rsplit_once(':').ok_or_else(|| format!("expected STEP:ATTEMPT, not {raw:?}"))?;
+    let attempt: u32 = attempt.parse().map_err(|_| format!("the attempt of {raw:?} is not a number"))?;
+    if step.is_empty() || attempt == 0 {
+        return Err(format!("expected STEP:ATTEMPT with an attempt from 1, not {raw:?}"));
+    }
+    Ok((step.to_owned(), attempt))
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     daemon::init_logging();
     match Cli::parse().mode {
-        Mode::Embedded { data_dir, http, marcas, api_token, fail_actions, fail_compensations } => {
+        Mode::Embedded {
+            data_dir,
+            http,
+            marcas,
+            api_token,
+            fail_actions,
+            fail_compensations,
+            dead_letter_commands,
+        } => {
             let mut faults = saga_core::inject::FaultPlan::none();
             for step in fail_actions {
                 faults = faults.fail_action(step);
             }
             for step in fail_compensations {
                 faults = faults.fail_compensation(step);
+            }
+            for (step, attempt) in dead_letter_commands {
+                faults = faults.dead_letter_command(step, attempt);
             }
             if !faults.is_empty() {
                 tracing::warn!(?faults, "fault injection is on: this run fails on purpose");

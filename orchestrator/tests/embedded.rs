@@ -475,7 +475,7 @@ async fn the_api_is_described_at_openapi_json() {
 /// Every route the embedded server serves, as its routers register them (the orchestrator's
 /// shared routes, each saga's, the daemons' common ones, and the participants' own: tracking's
 /// event intake, cliente's API).
-const SERVED: [(&str, &str); 18] = [
+const SERVED: [(&str, &str); 22] = [
     ("post", "/pagos/pagar"),
     ("get", "/pagos/{id}"),
     ("get", "/pagos"),
@@ -488,6 +488,10 @@ const SERVED: [(&str, &str); 18] = [
     ("get", "/sagas/{id}"),
     ("post", "/sagas/{id}/retry"),
     ("post", "/sagas/{id}/abort"),
+    ("get", "/dead-letters"),
+    ("get", "/dead-letters/{id}"),
+    ("post", "/dead-letters/{id}/redrive"),
+    ("post", "/dead-letters/redrive"),
     ("get", "/health"),
     ("get", "/metrics"),
     ("get", "/openapi.json"),

@@ -11,6 +11,7 @@
 //! write, a stuck compensation retried by an operator.
 
 pub mod clock;
+pub mod dead_letters;
 pub mod definition;
 pub mod engine;
 pub mod id;

@@ -26,6 +26,9 @@
 //! | `transport_messages_dead_lettered_total` | counter | transport, topic | messages moved to the dead-letter topic (topic = where they came from) |
 //! | `transport_send_retries_total` | counter | transport, topic | send attempts after a failed or timed-out one |
 //! | `transport_send_failures_total` | counter | transport, topic | sends that gave up |
+//! | `saga_dead_letters_pending` | gauge | topic | dead letters recorded and not redriven, by original address |
+//! | `saga_dead_letters_recorded_total` | counter | topic | dead letters recorded (once each, however often the transport delivers them) |
+//! | `saga_dead_letter_redrives_total` | counter | topic | dead letters published again to their address by an operator |
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -186,5 +189,26 @@ pub mod transport {
     /// A send that gave up.
     pub fn send_failed(transport: &'static str, topic: &str) {
         counter!("transport_send_failures_total", "transport" => transport, "topic" => topic.to_owned()).increment(1);
+    }
+}
+
+/// Dead letters recorded for operators ([`crate::dead_letters`]), labelled by the address they
+/// were dead-lettered from (a small fixed set per deployment).
+pub mod dead_letters {
+    use metrics::{counter, gauge};
+
+    /// Dead letters of `topic` recorded and not redriven.
+    pub fn pending(topic: &str, n: u64) {
+        gauge!("saga_dead_letters_pending", "topic" => topic.to_owned()).set(n as f64);
+    }
+
+    /// A dead letter of `topic` recorded.
+    pub fn recorded(topic: &str) {
+        counter!("saga_dead_letters_recorded_total", "topic" => topic.to_owned()).increment(1);
+    }
+
+    /// A dead letter of `topic` redriven.
+    pub fn redriven(topic: &str) {
+        counter!("saga_dead_letter_redrives_total", "topic" => topic.to_owned()).increment(1);
     }
 }

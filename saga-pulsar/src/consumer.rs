@@ -20,8 +20,26 @@ use crate::publisher::{connect, Publisher};
 use crate::stats::Counters;
 use crate::wire::{display_id, position, property, Position, Raw};
 
-/// Decodes a payload read from this receiver's topic, or says why it cannot.
-pub(crate) type Decode<M> = Box<dyn Fn(&[u8]) -> Result<M, String> + Send + Sync>;
+/// A message as read from the topic, for [`Decode`].
+pub(crate) struct Incoming<'a> {
+    pub(crate) payload: &'a [u8],
+    pub(crate) properties: &'a HashMap<String, String>,
+    pub(crate) id: &'a MessageIdData,
+    /// When the broker received it, ms since the epoch.
+    pub(crate) publish_time_ms: u64,
+}
+
+/// Decodes a message read from this receiver's topic, or says why it cannot.
+pub(crate) type Decode<M> = Box<dyn Fn(&Incoming<'_>) -> Result<M, String> + Send + Sync>;
+
+/// Where a receiver reads: the topic, the subscription, and where a new subscription starts.
+pub(crate) struct Source {
+    pub(crate) topic: String,
+    pub(crate) subscription: String,
+    pub(crate) initial: InitialPosition,
+    /// Where what the codec cannot read goes.
+    pub(crate) dead_letter_topic: String,
+}
 
 /// The operation timeout of a consumer's client (the crate's default).
 const CONSUMER_OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
@@ -47,6 +65,8 @@ enum Settle {
 struct Context {
     publisher: Arc<Publisher>,
     topic: String,
+    subscription: String,
+    initial: InitialPosition,
     dead_letter_topic: String,
     ops: mpsc::UnboundedSender<Settle>,
 }
@@ -82,24 +102,44 @@ impl Context {
     }
 }
 
-/// Subscribes to `address` and returns once the subscription exists on the broker (so nothing
-/// published afterwards is missed), or `Unavailable` after `subscribe_timeout`.
+/// Subscribes to `address` with the configured subscription and returns once the subscription
+/// exists on the broker (so nothing published afterwards is missed), or `Unavailable` after
+/// `subscribe_timeout`.
 pub(crate) async fn subscribe<M: Send + 'static>(
     publisher: Arc<Publisher>,
     address: &str,
     decode: Decode<M>,
 ) -> Result<Box<dyn Receiver<M>>, TransportError> {
     let config = &publisher.config;
-    let topic = config.topic(address);
+    // Latest: see `Worker::build`.
+    let source = Source {
+        topic: config.topic(address),
+        subscription: config.subscription.clone(),
+        initial: InitialPosition::Latest,
+        dead_letter_topic: config.dead_letter_topic(address),
+    };
+    subscribe_to(publisher, source, decode).await
+}
+
+/// Subscribes to `source`, as [`subscribe`].
+pub(crate) async fn subscribe_to<M: Send + 'static>(
+    publisher: Arc<Publisher>,
+    source: Source,
+    decode: Decode<M>,
+) -> Result<Box<dyn Receiver<M>>, TransportError> {
+    let config = &publisher.config;
+    let topic = source.topic.clone();
     let subscribe_timeout = config.subscribe_timeout;
-    let subscription = config.subscription.clone();
+    let subscription = source.subscription.clone();
     // One slot: the prefetch lives in the client's queue, where the broker's flow control sees it.
     let (deliveries, rx) = mpsc::channel(1);
     let (ops, ops_rx) = mpsc::unbounded_channel();
     let (ready_tx, ready_rx) = oneshot::channel();
     let context = Arc::new(Context {
-        dead_letter_topic: config.dead_letter_topic(address),
+        dead_letter_topic: source.dead_letter_topic,
         topic: topic.clone(),
+        subscription: source.subscription,
+        initial: source.initial,
         publisher,
         ops,
     });
@@ -219,12 +259,12 @@ impl<M: Send + 'static> Worker<M> {
                 backoff = config.initial_backoff;
                 match ready.take() {
                     Some(r) => {
-                        info!(topic, subscription = %config.subscription, "subscribed");
+                        info!(topic, subscription = %self.context.subscription, "subscribed");
                         let _ = r.send(());
                     }
                     None => {
                         Counters::bump(&self.context.publisher.counters.consumers_rebuilt);
-                        info!(topic, subscription = %config.subscription, "subscribed again");
+                        info!(topic, subscription = %self.context.subscription, "subscribed again");
                     }
                 }
                 match self.serve(&mut consumer).await {
@@ -255,14 +295,15 @@ impl<M: Send + 'static> Worker<M> {
         // commands of sagas it has never heard of and applies their effects, which nothing then
         // compensates (seen here). A command sent before its worker first subscribed is resent
         // by the orchestrator's step timeout instead. An existing subscription resumes where it
-        // left off either way.
+        // left off either way. (Dead-letter receivers start at the earliest: every dead letter is
+        // for an operator, and `Publisher::retain` made their subscription before the first.)
         let options = ConsumerOptions::default()
-            .with_initial_position(InitialPosition::Latest)
+            .with_initial_position(self.context.initial.clone())
             .with_receiver_queue_size(config.prefetch.max(1));
         client
             .consumer()
             .with_topic(&self.context.topic)
-            .with_subscription(&config.subscription)
+            .with_subscription(&self.context.subscription)
             .with_subscription_type(SubType::Shared)
             .with_batch_size(config.prefetch.max(1))
             .with_options(options)
@@ -321,8 +362,10 @@ impl<M: Send + 'static> Worker<M> {
         let id = message.message_id().clone();
         let properties: HashMap<String, String> =
             message.metadata().properties.iter().map(|kv| (kv.key.clone(), kv.value.clone())).collect();
+        let publish_time_ms = message.metadata().publish_time;
         let payload = message.payload.data;
-        match (self.decode)(&payload) {
+        let incoming = Incoming { payload: &payload, properties: &properties, id: &id, publish_time_ms };
+        match (self.decode)(&incoming) {
             Ok(decoded) => {
                 let redeliveries = self.redeliveries.get(&position(&id)).copied().unwrap_or(0);
                 saga_core::metrics::transport::consumed(crate::TRANSPORT, &self.context.topic, redeliveries > 0);

@@ -30,7 +30,7 @@ use async_trait::async_trait;
 use std::collections::HashMap;
 
 use saga_core::transport::codec::{Codec, WireSchema};
-use saga_core::transport::{Command, Receiver, Reply, Transport, TransportError};
+use saga_core::transport::{Command, DeadLetter, Receiver, Reply, Transport, TransportError};
 
 pub use config::{Connections, PulsarConfig, DEAD_LETTER_SUBSCRIPTION, DEAD_LETTER_SUFFIX};
 pub use stats::TransportStats;
@@ -105,15 +105,43 @@ impl Transport for PulsarTransport {
     async fn commands(&self, participant: &str) -> Result<Box<dyn Receiver<Command>>, TransportError> {
         let codec = self.codec.clone();
         let address = participant.to_owned();
-        let decode = Box::new(move |bytes: &[u8]| codec.decode_command(&address, bytes).map_err(|e| e.0));
+        let decode =
+            Box::new(move |m: &consumer::Incoming<'_>| codec.decode_command(&address, m.payload).map_err(|e| e.0));
         consumer::subscribe(self.publisher.clone(), participant, decode).await
     }
 
     async fn replies(&self, address: &str) -> Result<Box<dyn Receiver<Reply>>, TransportError> {
         let codec = self.codec.clone();
         let own = address.to_owned();
-        let decode = Box::new(move |bytes: &[u8]| codec.decode_reply(&own, bytes).map_err(|e| e.0));
+        let decode = Box::new(move |m: &consumer::Incoming<'_>| codec.decode_reply(&own, m.payload).map_err(|e| e.0));
         consumer::subscribe(self.publisher.clone(), address, decode).await
+    }
+
+    /// Reads `{address}.dlq` on the durable [`DEAD_LETTER_SUBSCRIPTION`] (the one the transport
+    /// creates before the first dead letter, from the earliest), so acknowledging a dead letter
+    /// here is what lets the broker drop it. Any payload is a dead letter: nothing is refused.
+    async fn dead_letters(&self, address: &str) -> Result<Box<dyn Receiver<DeadLetter>>, TransportError> {
+        let config = self.config();
+        let dlq = config.dead_letter_topic(address);
+        let source = consumer::Source {
+            topic: dlq.clone(),
+            subscription: DEAD_LETTER_SUBSCRIPTION.to_owned(),
+            initial: pulsar::consumer::InitialPosition::Earliest,
+            dead_letter_topic: config.dead_letter_topic(&format!("{address}{DEAD_LETTER_SUFFIX}")),
+        };
+        let address = address.to_owned();
+        let decode = Box::new(move |m: &consumer::Incoming<'_>| Ok(wire::dead_letter(&address, &dlq, m)));
+        consumer::subscribe_to(self.publisher.clone(), source, decode).await
+    }
+
+    /// Publishes the payload and properties to `dead.address`, with the codec's schema for that
+    /// topic attached when it has one; returns once the broker has persisted it.
+    async fn redrive(&self, dead: &DeadLetter) -> Result<(), TransportError> {
+        let schema = self.codec.command_schema(&dead.address).or_else(|| self.codec.reply_schema(&dead.address));
+        let properties: HashMap<String, String> = dead.properties.clone().into_iter().collect();
+        self.publisher
+            .publish(&self.config().topic(&dead.address), schema.as_ref(), dead.payload.clone(), properties)
+            .await
     }
 
     /// Asks the broker which broker serves a topic of the configured namespace (a lookup; it

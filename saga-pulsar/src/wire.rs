@@ -7,51 +7,41 @@ use pulsar::message::proto::schema::Type as SchemaType;
 use pulsar::message::proto::{MessageIdData, Schema};
 use pulsar::{DeserializeMessage, Payload};
 use saga_core::transport::codec::{SchemaKind, WireSchema};
-use saga_core::transport::Correlation;
+use saga_core::transport::{Correlation, DeadLetter};
 
-/// Message property names. Commands carry all but the dead-letter ones; replies all but
-/// `reply_to`; dead-lettered messages keep the original's and add the `dead_letter_*` ones.
-pub mod property {
-    /// The saga's id (UUID).
-    pub const SAGA_ID: &str = "saga_id";
-    /// The saga definition's name.
-    pub const SAGA_TYPE: &str = "saga_type";
-    /// The step's name.
-    pub const STEP: &str = "step";
-    /// The attempt number, from 1.
-    pub const ATTEMPT: &str = "attempt";
-    /// `action` or `compensation`.
-    pub const KIND: &str = "kind";
-    /// The command's message id (UUID); a reply carries its command's.
-    pub const MESSAGE_ID: &str = "message_id";
-    /// Where the participant replies (an address, not a full topic name). Commands only.
-    pub const REPLY_TO: &str = "reply_to";
-    /// A command's body type (e.g. `ReservarPresupuesto`); a reply's outcome
-    /// (`success`, `business_failure`, `transient`).
-    pub const MESSAGE_TYPE: &str = "message_type";
-    /// Why the message was dead-lettered.
-    pub const DEAD_LETTER_REASON: &str = "dead_letter_reason";
-    /// The full topic it was read from.
-    pub const DEAD_LETTER_FROM: &str = "dead_letter_from";
-    /// Its Pulsar message id there, `ledger:entry:partition`.
-    pub const DEAD_LETTER_MESSAGE_ID: &str = "dead_letter_message_id";
-}
+use crate::config::DEAD_LETTER_SUFFIX;
+
+/// Message property names: saga-core's, which both transports write.
+pub use saga_core::transport::property;
 
 /// The properties of a command (with `reply_to`) or a reply (without).
 pub(crate) fn properties(c: &Correlation, reply_to: Option<&str>, message_type: &str) -> HashMap<String, String> {
-    let mut p = HashMap::from([
-        (property::SAGA_ID.to_owned(), c.saga_id.to_string()),
-        (property::SAGA_TYPE.to_owned(), c.saga_type.clone()),
-        (property::STEP.to_owned(), c.step_name.clone()),
-        (property::ATTEMPT.to_owned(), c.attempt.to_string()),
-        (property::KIND.to_owned(), c.kind.as_str().to_owned()),
-        (property::MESSAGE_ID.to_owned(), c.message_id.to_string()),
-        (property::MESSAGE_TYPE.to_owned(), message_type.to_owned()),
-    ]);
-    if let Some(r) = reply_to {
-        p.insert(property::REPLY_TO.to_owned(), r.to_owned());
+    saga_core::transport::dead_letter::correlation_properties(c, reply_to, message_type).into_iter().collect()
+}
+
+/// A message read from `dlq`, the dead-letter topic of `address`, as a dead letter: its own
+/// properties apart from the `dead_letter_*` ones the transport added. Its source id is the
+/// original message's id (`dead_letter_message_id`); a message someone published to the
+/// dead-letter topic directly, without one, is known by its id in `dlq` instead.
+pub(crate) fn dead_letter(address: &str, dlq: &str, m: &crate::consumer::Incoming<'_>) -> DeadLetter {
+    let (own, dead) = DeadLetter::split_properties(m.properties.clone());
+    let source_id = dead
+        .get(property::DEAD_LETTER_MESSAGE_ID)
+        .cloned()
+        .unwrap_or_else(|| format!("{DEAD_LETTER_SUFFIX}:{}", display_id(m.id)));
+    let dead_at = i64::try_from(m.publish_time_ms)
+        .ok()
+        .and_then(chrono::DateTime::<chrono::Utc>::from_timestamp_millis)
+        .unwrap_or_else(chrono::Utc::now);
+    DeadLetter {
+        address: address.to_owned(),
+        dead_letter_address: dlq.to_owned(),
+        source_id,
+        reason: dead.get(property::DEAD_LETTER_REASON).cloned().unwrap_or_else(|| "(no reason given)".to_owned()),
+        payload: m.payload.to_vec(),
+        properties: own,
+        dead_at,
     }
-    p
 }
 
 /// The codec's schema as Pulsar's registry takes it (for Avro, the schema's JSON).

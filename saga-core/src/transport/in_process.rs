@@ -3,7 +3,9 @@
 //! It keeps the broker's contract that matters to the engine: messages on one address are shared
 //! among its receivers, a nacked or dropped delivery comes back (at the front of the queue, with
 //! its redelivery count raised), and dead-lettered messages are kept aside with their reason.
-//! Nothing survives the process: durability in the embedded mode comes from the saga log, which
+//! Each dead letter is also queued, as bytes (the message as JSON) and the properties Pulsar
+//! would carry, on the address's dead-letter queue, which [`Transport::dead_letters`] serves and
+//! [`Transport::redrive`] publishes back from. Nothing survives the process: durability in the embedded mode comes from the saga log, which
 //! re-sends in-flight commands after a restart.
 
 use std::collections::{HashMap, VecDeque};
@@ -12,7 +14,63 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use tokio::sync::Notify;
 
+use serde::{Deserialize, Serialize};
+
+use super::dead_letter::{self, correlation_properties};
 use super::{Acknowledge, Command, Delivery, Receiver, Reply, Transport, TransportError};
+
+/// What a dead-letter queue's name adds to its address, as for Pulsar.
+pub const DEAD_LETTER_SUFFIX: &str = ".dlq";
+
+/// The payload of an in-process dead letter: the message as JSON, tagged with what it is.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Stored {
+    Command(Command),
+    Reply(Reply),
+}
+
+/// What the queues carry: a message that can be turned into a dead letter.
+trait Letter: Clone + Send + 'static {
+    /// This message as a dead letter of `address`; `None` for a dead letter itself (one that
+    /// cannot be handled is acknowledged, not dead-lettered again).
+    fn dead(&self, address: &str, reason: &str) -> Option<dead_letter::DeadLetter>;
+}
+
+fn dead(address: &str, reason: &str, stored: &Stored) -> dead_letter::DeadLetter {
+    let properties = match stored {
+        Stored::Command(c) => correlation_properties(&c.correlation, Some(&c.reply_to), &c.message_type),
+        Stored::Reply(r) => correlation_properties(&r.correlation, None, r.outcome.label()),
+    };
+    dead_letter::DeadLetter {
+        address: address.to_owned(),
+        dead_letter_address: format!("{address}{DEAD_LETTER_SUFFIX}"),
+        source_id: uuid::Uuid::new_v4().to_string(),
+        reason: reason.to_owned(),
+        // Serializing plain values into JSON cannot fail.
+        payload: serde_json::to_vec(stored).unwrap_or_default(),
+        properties,
+        dead_at: chrono::Utc::now(),
+    }
+}
+
+impl Letter for Command {
+    fn dead(&self, address: &str, reason: &str) -> Option<dead_letter::DeadLetter> {
+        Some(dead(address, reason, &Stored::Command(self.clone())))
+    }
+}
+
+impl Letter for Reply {
+    fn dead(&self, address: &str, reason: &str) -> Option<dead_letter::DeadLetter> {
+        Some(dead(address, reason, &Stored::Reply(self.clone())))
+    }
+}
+
+impl Letter for dead_letter::DeadLetter {
+    fn dead(&self, _address: &str, _reason: &str) -> Option<dead_letter::DeadLetter> {
+        None
+    }
+}
 
 /// A message kept aside by `dead_letter`, with the reason given.
 #[derive(Clone, Debug)]
@@ -27,6 +85,8 @@ struct Queue<M> {
     address: String,
     state: Mutex<QueueState<M>>,
     notify: Notify,
+    /// Where its dead letters are queued (none for a dead-letter queue).
+    dead_letters: Option<Arc<Queue<dead_letter::DeadLetter>>>,
 }
 
 struct QueueState<M> {
@@ -36,11 +96,12 @@ struct QueueState<M> {
 }
 
 impl<M> Queue<M> {
-    fn new(address: &str) -> Self {
+    fn new(address: &str, dead_letters: Option<Arc<Queue<dead_letter::DeadLetter>>>) -> Self {
         Self {
             address: address.to_owned(),
             state: Mutex::new(QueueState { ready: VecDeque::new(), dead: Vec::new(), closed: false }),
             notify: Notify::new(),
+            dead_letters,
         }
     }
 
@@ -76,11 +137,41 @@ pub struct InProcessTransport {
 struct Inner {
     commands: Queues<Command>,
     replies: Queues<Reply>,
+    /// By original address: commands and replies dead-lettered there.
+    dead: Queues<dead_letter::DeadLetter>,
 }
 
-fn queue<M>(queues: &Queues<M>, address: &str) -> Arc<Queue<M>> {
-    let mut map = queues.lock().unwrap_or_else(|e| e.into_inner());
-    map.entry(address.to_owned()).or_insert_with(|| Arc::new(Queue::new(address))).clone()
+fn lock<M>(queues: &Queues<M>) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Queue<M>>>> {
+    queues.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Inner {
+    fn dead_letters(&self, address: &str) -> Arc<Queue<dead_letter::DeadLetter>> {
+        let dlq = format!("{address}{DEAD_LETTER_SUFFIX}");
+        lock(&self.dead).entry(address.to_owned()).or_insert_with(|| Arc::new(Queue::new(&dlq, None))).clone()
+    }
+
+    fn commands(&self, address: &str) -> Arc<Queue<Command>> {
+        if let Some(q) = lock(&self.commands).get(address) {
+            return q.clone();
+        }
+        let dead = self.dead_letters(address);
+        lock(&self.commands)
+            .entry(address.to_owned())
+            .or_insert_with(|| Arc::new(Queue::new(address, Some(dead))))
+            .clone()
+    }
+
+    fn replies(&self, address: &str) -> Arc<Queue<Reply>> {
+        if let Some(q) = lock(&self.replies).get(address) {
+            return q.clone();
+        }
+        let dead = self.dead_letters(address);
+        lock(&self.replies)
+            .entry(address.to_owned())
+            .or_insert_with(|| Arc::new(Queue::new(address, Some(dead))))
+            .clone()
+    }
 }
 
 impl InProcessTransport {
@@ -91,50 +182,72 @@ impl InProcessTransport {
 
     /// Commands dead-lettered on `participant`'s address.
     pub fn dead_commands(&self, participant: &str) -> Vec<DeadLetter<Command>> {
-        queue(&self.inner.commands, participant).lock().dead.clone()
+        self.inner.commands(participant).lock().dead.clone()
     }
 
     /// Replies dead-lettered on `address`.
     pub fn dead_replies(&self, address: &str) -> Vec<DeadLetter<Reply>> {
-        queue(&self.inner.replies, address).lock().dead.clone()
+        self.inner.replies(address).lock().dead.clone()
     }
 
     /// Commands waiting (not yet delivered, or handed back) on `participant`'s address.
     pub fn pending_commands(&self, participant: &str) -> usize {
-        queue(&self.inner.commands, participant).lock().ready.len()
+        self.inner.commands(participant).lock().ready.len()
+    }
+
+    /// Dead letters of `address` not yet taken from its dead-letter queue.
+    pub fn pending_dead_letters(&self, address: &str) -> usize {
+        self.inner.dead_letters(address).lock().ready.len()
     }
 
     /// Closes every queue: receivers get `Err(Closed)` once their queue is empty.
     pub fn close(&self) {
-        for q in self.inner.commands.lock().unwrap_or_else(|e| e.into_inner()).values() {
-            q.lock().closed = true;
-            q.notify.notify_waiters();
+        fn close_all<M>(queues: &Queues<M>) {
+            for q in lock(queues).values() {
+                q.lock().closed = true;
+                q.notify.notify_waiters();
+            }
         }
-        for q in self.inner.replies.lock().unwrap_or_else(|e| e.into_inner()).values() {
-            q.lock().closed = true;
-            q.notify.notify_waiters();
-        }
+        close_all(&self.inner.commands);
+        close_all(&self.inner.replies);
+        close_all(&self.inner.dead);
     }
 }
 
 #[async_trait]
 impl Transport for InProcessTransport {
     async fn send_command(&self, command: &Command) -> Result<(), TransportError> {
-        queue(&self.inner.commands, &command.participant).push_back(command.clone());
+        self.inner.commands(&command.participant).push_back(command.clone());
         Ok(())
     }
 
     async fn send_reply(&self, reply_to: &str, reply: &Reply) -> Result<(), TransportError> {
-        queue(&self.inner.replies, reply_to).push_back(reply.clone());
+        self.inner.replies(reply_to).push_back(reply.clone());
         Ok(())
     }
 
     async fn commands(&self, participant: &str) -> Result<Box<dyn Receiver<Command>>, TransportError> {
-        Ok(Box::new(QueueReceiver { queue: queue(&self.inner.commands, participant) }))
+        Ok(Box::new(QueueReceiver { queue: self.inner.commands(participant) }))
     }
 
     async fn replies(&self, address: &str) -> Result<Box<dyn Receiver<Reply>>, TransportError> {
-        Ok(Box::new(QueueReceiver { queue: queue(&self.inner.replies, address) }))
+        Ok(Box::new(QueueReceiver { queue: self.inner.replies(address) }))
+    }
+
+    async fn dead_letters(&self, address: &str) -> Result<Box<dyn Receiver<dead_letter::DeadLetter>>, TransportError> {
+        Ok(Box::new(QueueReceiver { queue: self.inner.dead_letters(address) }))
+    }
+
+    /// Decodes the stored message and queues it again on its address, commands with commands
+    /// and replies with replies.
+    async fn redrive(&self, dead: &dead_letter::DeadLetter) -> Result<(), TransportError> {
+        let stored: Stored = serde_json::from_slice(&dead.payload)
+            .map_err(|e| TransportError::Codec(format!("not an in-process message: {e}")))?;
+        match stored {
+            Stored::Command(c) => self.inner.commands(&dead.address).push_back(c),
+            Stored::Reply(r) => self.inner.replies(&dead.address).push_back(r),
+        }
+        Ok(())
     }
 }
 
@@ -143,7 +256,7 @@ struct QueueReceiver<M> {
 }
 
 #[async_trait]
-impl<M: Clone + Send + 'static> Receiver<M> for QueueReceiver<M> {
+impl<M: Letter> Receiver<M> for QueueReceiver<M> {
     async fn recv(&mut self) -> Result<Delivery<M>, TransportError> {
         loop {
             // Register interest before looking, so a push between the look and the wait is not missed.
@@ -172,7 +285,7 @@ struct QueueAck<M> {
 }
 
 #[async_trait]
-impl<M: Send + 'static> Acknowledge for QueueAck<M> {
+impl<M: Letter> Acknowledge for QueueAck<M> {
     async fn ack(mut self: Box<Self>) -> Result<(), TransportError> {
         self.message = None;
         Ok(())
@@ -187,7 +300,11 @@ impl<M: Send + 'static> Acknowledge for QueueAck<M> {
 
     async fn dead_letter(mut self: Box<Self>, reason: &str) -> Result<(), TransportError> {
         if let Some(message) = self.message.take() {
+            let queued = message.dead(&self.queue.address, reason);
             self.queue.lock().dead.push(DeadLetter { message, reason: reason.to_owned() });
+            if let (Some(dlq), Some(dead)) = (&self.queue.dead_letters, queued) {
+                dlq.push_back(dead);
+            }
             crate::metrics::transport::dead_lettered(TRANSPORT, &self.queue.address);
         }
         Ok(())

@@ -6,6 +6,7 @@
 //! is dropped without any of these is redelivered, as a broker does when a consumer goes away.
 
 pub mod codec;
+pub mod dead_letter;
 pub mod in_process;
 
 use async_trait::async_trait;
@@ -13,6 +14,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::id::{MessageId, SagaId, StepKind};
+
+pub use dead_letter::{property, DeadLetter};
 
 /// Everything that ties a message to the exact saga, step and attempt it belongs to.
 ///
@@ -184,6 +187,19 @@ pub trait Transport: Send + Sync + 'static {
     /// transport always can.
     async fn ready(&self) -> Result<(), TransportError> {
         Ok(())
+    }
+    /// Subscribes to the dead letters of `address`: what its receivers dead-lettered, oldest
+    /// first, whatever the message (a garbage payload too). Acknowledging one removes it from
+    /// the transport's dead-letter queue, so record it durably first. A transport that keeps no
+    /// dead letters answers `Unavailable` (the default).
+    async fn dead_letters(&self, address: &str) -> Result<Box<dyn Receiver<DeadLetter>>, TransportError> {
+        Err(TransportError::Unavailable(format!("this transport keeps no dead letters of {address}")))
+    }
+    /// Publishes a dead letter's payload and properties again, as a new message, to the
+    /// address it was dead-lettered from. Receivers see an ordinary message; participants
+    /// deduplicate it by its message id like any redelivery.
+    async fn redrive(&self, dead: &DeadLetter) -> Result<(), TransportError> {
+        Err(TransportError::Unavailable(format!("this transport cannot redrive to {}", dead.address)))
     }
 }
 
