@@ -120,7 +120,8 @@ ORCHESTRATOR_BIN="$ROOT/target/debug/orchestrator" WORKER_BIN="$ROOT/target/debu
 log "cargo test"
 out="$(mktemp)"
 status=0
-cargo test --workspace --all-features --locked "$@" 2>&1 | tee "$out" || status=$?
+# --no-fail-fast: one failing test binary does not hide the results of the others.
+cargo test --workspace --all-features --locked --no-fail-fast "$@" 2>&1 | tee "$out" || status=$?
 # One closing line over every test binary (cargo prints one per binary, the last being doc-tests).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "%d passed, %d failed\n", p, f }' "$out"

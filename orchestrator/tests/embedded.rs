@@ -475,12 +475,13 @@ async fn the_api_is_described_at_openapi_json() {
 /// Every route the embedded server serves, as its routers register them (the orchestrator's
 /// shared routes, each saga's, the daemons' common ones, and the participants' own: tracking's
 /// event intake, cliente's API).
-const SERVED: [(&str, &str); 22] = [
+const SERVED: [(&str, &str); 23] = [
     ("post", "/pagos/pagar"),
     ("get", "/pagos/{id}"),
     ("get", "/pagos"),
     ("post", "/cliente/registrar"),
     ("get", "/cliente/{id}"),
+    ("get", "/clientes"),
     ("post", "/afiliaciones/campana"),
     ("get", "/afiliaciones/campana/{id}"),
     ("get", "/afiliaciones/campanas"),
