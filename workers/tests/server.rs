@@ -17,7 +17,7 @@ use workers::participants::{self, Options};
 fn served(participant: &str) -> Vec<(String, String)> {
     let mut routes = vec![("get", "/health"), ("get", "/metrics"), ("get", "/openapi.json")];
     if participant == "cliente" {
-        routes.extend([("post", "/cliente/registrar"), ("get", "/cliente/{id}")]);
+        routes.extend([("post", "/cliente/registrar"), ("get", "/cliente/{id}"), ("get", "/clientes")]);
     }
     if participant == "tracking" {
         routes.extend([
