@@ -53,7 +53,13 @@ pub fn router(state: crate::State) -> Router {
 
 /// `{"error": message}` with `status` (and `Retry-After` on a `503`).
 pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    let mut r = (status, Json(json!({ "error": message.into() }))).into_response();
+    answer(status, json!({ "error": message.into() }))
+}
+
+/// `body` as JSON with `status`, and `Retry-After` when the status is `503`: every answer of
+/// the BFF's API goes through here.
+fn answer(status: StatusCode, body: Value) -> Response {
+    let mut r = (status, Json(body)).into_response();
     if status == StatusCode::SERVICE_UNAVAILABLE {
         r.headers_mut().insert(axum::http::header::RETRY_AFTER, RETRY_AFTER_SECS.into());
     }
@@ -68,11 +74,7 @@ pub struct ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut r = (self.status, Json(self.body)).into_response();
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            r.headers_mut().insert(axum::http::header::RETRY_AFTER, RETRY_AFTER_SECS.into());
-        }
-        r
+        answer(self.status, self.body)
     }
 }
 
@@ -191,11 +193,7 @@ async fn dashboard(State(s): State<crate::State>) -> Response {
     } else {
         StatusCode::OK
     };
-    let mut r = (status, Json(body)).into_response();
-    if status == StatusCode::SERVICE_UNAVAILABLE {
-        r.headers_mut().insert(axum::http::header::RETRY_AFTER, RETRY_AFTER_SECS.into());
-    }
-    r
+    answer(status, body)
 }
 
 #[derive(Debug, Deserialize)]

@@ -513,29 +513,14 @@ async fn check_reverse(front: &Front, saga: &str, broken: &mut Vec<String>) {
 
 /// Each topic's backlog over its subscriptions, and each dead-letter topic's message count.
 async fn topics(stack: &Stack) -> (HashMap<String, i64>, HashMap<String, i64>) {
-    let admin = common::env("SAGA_TEST_PULSAR_ADMIN_URL");
-    let list: Vec<String> = stack
-        .http
-        .get(format!("{admin}/admin/v2/persistent/alpes/{}", stack.namespace))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let admin = format!("{}/admin/v2/persistent/alpes/{}", common::env("SAGA_TEST_PULSAR_ADMIN_URL"), stack.namespace);
+    let get = |url: String| async move { stack.http.get(url).send().await.unwrap().json::<Value>().await.unwrap() };
+    let list: Vec<String> = serde_json::from_value(get(admin.clone()).await).unwrap();
     let mut backlog = HashMap::new();
     let mut dead = HashMap::new();
     for topic in list {
         let name = topic.rsplit('/').next().unwrap().to_owned();
-        let stats: Value = stack
-            .http
-            .get(format!("{admin}/admin/v2/persistent/alpes/{}/{name}/stats", stack.namespace))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let stats = get(format!("{admin}/{name}/stats")).await;
         if name.ends_with(".dlq") {
             dead.insert(name, stats["msgInCounter"].as_i64().unwrap_or(0));
         } else {
