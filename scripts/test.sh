@@ -81,6 +81,27 @@ if ! python3 -c 'import pulsar, fastavro' >/dev/null 2>&1; then
     log "installing the Python test clients (official pulsar-client, fastavro) from PyPI"
     python3 -m pip install -q --disable-pip-version-check 'pulsar-client[avro]==3.13.0' 'fastavro==1.13.1'
 fi
+if cargo fmt --version >/dev/null 2>&1; then
+    log "rustfmt"
+    cargo fmt --all -- --check
+else
+    log "rustfmt is not installed: format check not run"
+fi
+
+if cargo clippy --version >/dev/null 2>&1; then
+    log "clippy"
+    cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+else
+    log "clippy is not installed: lint step not run"
+fi
+
+log "build: every binary and every test, every feature (the end-to-end tests start orchestrator and worker)"
+cargo build --workspace --all-features --bins --locked
+cargo test --workspace --all-features --locked --no-run
+
+# The broker starts only now, once the build is done: it is not left idle, or starved by the
+# compiler, for the build's twenty minutes on a cold machine.
+
 if ! scripts/pulsar.sh status >/dev/null 2>&1; then
     scripts/pulsar.sh start >/dev/null
     started_pulsar=1
@@ -97,23 +118,6 @@ log "Apache Pulsar for tests: $SAGA_TEST_PULSAR_URL (admin $SAGA_TEST_PULSAR_ADM
 log "broker smoke test (official Python client: Avro schema registry, evolution rules, kill -9 and restart)"
 python3 scripts/pulsar_smoke.py
 
-if cargo fmt --version >/dev/null 2>&1; then
-    log "rustfmt"
-    cargo fmt --all -- --check
-else
-    log "rustfmt is not installed: format check not run"
-fi
-
-if cargo clippy --version >/dev/null 2>&1; then
-    log "clippy"
-    cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
-else
-    log "clippy is not installed: lint step not run"
-fi
-
-log "build: every binary, every feature (the end-to-end tests start orchestrator and worker)"
-cargo build --workspace --all-features --bins --locked
-
 log "docker-compose.yml against the binaries"
 ORCHESTRATOR_BIN="$ROOT/target/debug/orchestrator" WORKER_BIN="$ROOT/target/debug/worker" scripts/compose_check.sh
 
@@ -126,4 +130,16 @@ cargo test --workspace --all-features --locked --no-fail-fast "$@" 2>&1 | tee "$
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "%d passed, %d failed\n", p, f }' "$out"
 rm -f "$out"
+if [[ "$status" != 0 ]]; then
+    # What a failed run needs to be read without the machine: the disk (the bookie turns read-only
+    # above its disk usage threshold), the broker's health and its last warnings.
+    log "tests failed; the machine as they left it:"
+    df -h "$ROOT" "${TMPDIR:-/tmp}" >&2 || true
+    scripts/pulsar.sh status >&2 || log "the broker is not healthy"
+    broker_log="${PULSAR_DATA_DIR:-$ROOT/.data/pulsar}/run/pulsar.log"
+    if [[ -f "$broker_log" ]]; then
+        log "the broker's last warnings and errors ($broker_log):"
+        grep -E ' (WARN|ERROR) ' "$broker_log" | tail -n 40 | cut -c1-400 >&2 || true
+    fi
+fi
 exit "$status"

@@ -17,6 +17,20 @@ use std::fmt;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// The keys of the JSON object `body` that are not in `known`, sorted (none when
+/// `body` is not an object). Request validators refuse them: a misspelt optional field would
+/// otherwise be dropped without a word, and a client that sends a field the API does not take
+/// (an id, a state) learns at once that it is not honoured.
+pub fn unknown_fields<'a>(body: &'a serde_json::Value, known: &[&str]) -> Vec<&'a str> {
+    match body.as_object() {
+        Some(fields) => fields.keys().map(String::as_str).filter(|k| !known.contains(k)).collect(),
+        None => Vec::new(),
+    }
+}
+
+/// What a request validator says of a field [`unknown_fields`] found.
+pub const UNKNOWN_FIELD: &str = "no es un campo de esta solicitud";
+
 /// The SQL `LIKE` pattern (with `ESCAPE '\\'`) that finds `text` anywhere, ignoring case: lower
 /// case, its `%`, `_` and `\\` escaped; `None` for blank text. The pattern is bound as a
 /// parameter, never spliced into SQL.

@@ -193,6 +193,7 @@ pub fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
 
 /// Paging and filters of `GET /sagas`.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ConsultaSagas {
     /// Only this status.
     pub estado: Option<String>,
@@ -208,6 +209,7 @@ pub struct ConsultaSagas {
 
 /// Paging and filter of the list routes.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Pagina {
     /// Only this state.
     pub estado: Option<String>,
@@ -262,6 +264,7 @@ pub(crate) async fn obtener_saga(State(s): State<AppState>, Path(id): Path<Strin
 
 /// Body of the operator routes.
 #[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Nota {
     /// Why the operator acts; written in the saga log.
     pub nota: Option<String>,

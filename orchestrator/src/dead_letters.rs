@@ -51,6 +51,7 @@ pub fn routes() -> Router<AppState> {
 
 /// The filter and page of `GET /dead-letters`.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Filtro {
     /// Only this original topic (`comandos.marca`).
     pub topic: Option<String>,
@@ -165,6 +166,7 @@ pub(crate) async fn redrive(
 
 /// The topic of `POST /dead-letters/redrive`.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DeTopic {
     /// The original topic whose pending dead letters are redriven.
     pub topic: Option<String>,

@@ -5,8 +5,8 @@
 //! negative and absurd numbers, invalid dates, invalid UTF-8 (in the body and in the path),
 //! unknown ids, unknown routes and methods. Each must get a 4xx with a JSON body whose `error` is
 //! a non-empty message; afterwards nothing was started or recorded, and the server still answers
-//! `/health`. Extra fields are ignored (README_SAGA, "Choices"): a row of their own checks that
-//! they change nothing a client could not set otherwise.
+//! `/health`. Fields and query parameters a route does not take are refused too (README_SAGA,
+//! "Choices"); a test of its own checks that the answer names each of them.
 //!
 //! Then a time-bounded property test: arbitrary bytes posted to every body route are refused the
 //! same way.
@@ -323,6 +323,84 @@ fn table() -> Vec<Case> {
         case("retry: nota as number", post.clone(), &format!("/sagas/{UNKNOWN}/retry"), Json(json!({"nota": 5})), 400),
         case("abort: not a UUID", post.clone(), "/sagas/nope/abort", Json(json!({})), 400),
         case("abort: body over 256 KiB", post.clone(), &format!("/sagas/{UNKNOWN}/abort"), big(300 * 1024), 413),
+        case(
+            "retry: an unknown field",
+            post.clone(),
+            &format!("/sagas/{UNKNOWN}/retry"),
+            Json(json!({"nota": "x", "forzar": true})),
+            400,
+        ),
+        // ---- Dead letters
+        case(
+            "redrive: an unknown field",
+            post.clone(),
+            &format!("/dead-letters/{UNKNOWN}/redrive"),
+            Json(json!({"nota": "x", "todo": 1})),
+            400,
+        ),
+        case(
+            "redrive: unknown dead letter",
+            post.clone(),
+            &format!("/dead-letters/{UNKNOWN}/redrive"),
+            Json(json!({"nota": "x"})),
+            404,
+        ),
+        case("redrive topic: no topic", post.clone(), "/dead-letters/redrive", Body::None, 400),
+        case("dead letters: unknown parameter", get.clone(), "/dead-letters?topico=comandos.marca", Body::None, 400),
+        // ---- Fields and parameters a route does not take
+        case(
+            "campana: an unknown field",
+            post.clone(),
+            "/afiliaciones/campana",
+            Json(with(campana(), "estado", json!("activa"))),
+            422,
+        ),
+        case(
+            "campana: an unknown field in marca",
+            post.clone(),
+            "/afiliaciones/campana",
+            Json(with(campana(), "marca.pais", json!("CO"))),
+            422,
+        ),
+        case(
+            "campana: an unknown field in an influencer",
+            post.clone(),
+            "/afiliaciones/campana",
+            Json(with(campana(), "influencers.0.id_reserva", json!(UNKNOWN))),
+            422,
+        ),
+        case(
+            "pago: an unknown field",
+            post.clone(),
+            "/pagos/pagar",
+            Json(with(pago(), "id_pago", json!(UNKNOWN))),
+            422,
+        ),
+        case(
+            "cliente: an unknown field",
+            post.clone(),
+            "/cliente/registrar",
+            Json(with(cliente(), "saldo", json!(100))),
+            422,
+        ),
+        case(
+            "evento: an unknown field",
+            post.clone(),
+            "/tracking/evento",
+            Json(with(evento(), "fecha_evento", json!("2025-01-01T00:00:00Z"))),
+            422,
+        ),
+        case("sagas: unknown parameter", get.clone(), "/sagas?estdo=running", Body::None, 400),
+        case("campanas: unknown parameter", get.clone(), "/afiliaciones/campanas?limit=5", Body::None, 400),
+        case("pagos: unknown parameter", get.clone(), "/pagos?page=2", Body::None, 400),
+        case("clientes: unknown parameter", get.clone(), "/clientes?search=ana", Body::None, 400),
+        case(
+            "eventos: unknown parameter",
+            get.clone(),
+            &format!("/tracking/eventos/{UNKNOWN}?page=2"),
+            Body::None,
+            400,
+        ),
         // ---- Routes and methods that do not exist
         case("unknown route", get.clone(), "/no/existe", Body::None, 404),
         case("wrong method", Method::DELETE, "/sagas", Body::None, 405),
@@ -405,26 +483,33 @@ async fn every_bad_request_is_a_4xx_with_a_clear_message_and_starts_nothing() {
     running.stop().await;
 }
 
-/// Extra fields are ignored: a valid request with fields the API does not take is accepted as
-/// the same request without them, and none of them is honoured (a client cannot choose the
-/// campaign's id, its state or its saga).
+/// A field a route does not take is refused by name, beside the request's other errors, and
+/// nothing is recorded: a client cannot choose the campaign's id, its state or its saga, and a
+/// misspelt optional field is not dropped without a word.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn extra_fields_are_ignored_and_never_honoured() {
+async fn unknown_fields_are_refused_by_name_and_never_honoured() {
     let running = start().await;
     let base = format!("http://{}", running.addr);
     let http = reqwest::Client::new();
     let chosen = "01900000-0000-7000-8000-00000000abcd";
     let body = with(
-        with(with(with(campana(), "id", json!(chosen)), "estado", json!("activa")), "saga_id", json!(chosen)),
+        with(with(with(campana(), "id", json!(chosen)), "estado", json!("activa")), "presupuesto", json!(-1)),
         "influencers.0.id_reserva",
         json!(chosen),
     );
     let (status, _, text) = send(&http, &base, Method::POST, "/afiliaciones/campana", &Body::Json(body)).await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{text}");
-    assert!(!text.contains(chosen), "an extra field was honoured: {text}");
-    let r = http.get(format!("{base}/afiliaciones/campanas")).send().await.unwrap().json::<Value>().await.unwrap();
-    assert_eq!(r["total"], 1);
-    assert!(!r.to_string().contains(chosen), "an extra field was stored: {r}");
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{text}");
+    let answer: Value = serde_json::from_str(&text).unwrap();
+    let mut campos: Vec<&str> =
+        answer["errores"].as_array().unwrap().iter().map(|e| e["campo"].as_str().unwrap()).collect();
+    campos.sort_unstable();
+    assert_eq!(campos, ["estado", "id", "influencers[0].id_reserva", "presupuesto"], "{answer}");
+    for e in answer["errores"].as_array().unwrap() {
+        if e["campo"] != "presupuesto" {
+            assert_eq!(e["error"], daemon::UNKNOWN_FIELD, "{answer}");
+        }
+    }
+    assert_nothing_started(&http, &base).await;
     running.stop().await;
 }
 

@@ -297,6 +297,9 @@ sql_eventos!(
     ""
 );
 
+/// The fields of an event body; any other is an error (a client's own data goes in `datos`).
+pub const CAMPOS: &[&str] = &["id_campana", "tipo_evento", "tipo", "datos", "codigo", "valor"];
+
 /// Validates an event body: `{"id_campana": uuid, "tipo_evento": text of 1 to 50 characters
 /// (or `tipo`, its older name), "datos": optional object, "codigo": optional text, "valor":
 /// optional number > 0 with at most two decimals, conversions only}`. `Err` lists every field
@@ -307,6 +310,9 @@ pub fn validar(body: &Value) -> Result<Evento, Vec<Value>> {
     if !body.is_object() {
         fail("", "el cuerpo debe ser un objeto JSON");
         return Err(errores);
+    }
+    for campo in daemon::unknown_fields(body, CAMPOS) {
+        fail(campo, daemon::UNKNOWN_FIELD);
     }
     let id_campana = match body.get("id_campana") {
         Some(Value::String(s)) => match Uuid::parse_str(s) {
@@ -458,6 +464,7 @@ async fn registrar(State(store): State<Arc<dyn Eventos>>, body: axum::body::Byte
 
 /// Paging of the event list.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Pagina {
     /// At most this many (1 to [`LIMITE_MAXIMO`]; default [`LIMITE_POR_DEFECTO`]).
     pub limite: Option<u32>,

@@ -146,7 +146,11 @@ async fn registers_a_client_and_shows_it(w: World) {
     let mut body = ana("partner-1");
     body["email"] = json!("  Ana@Example.COM ");
     body["cedula"] = json!(1_020_304_050_u64);
-    body["campo_desconocido"] = json!("ignored");
+    let mut extra = body.clone();
+    extra["campo_desconocido"] = json!("x");
+    let refused = w.registrar(&extra).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", refused.body);
+    assert_eq!(refused.body["errores"][0]["campo"], "campo_desconocido", "{:?}", refused.body);
     let a = w.registrar(&body).await;
     assert_eq!(a.status, StatusCode::CREATED, "{:?}", a.body);
     assert_eq!(
@@ -256,11 +260,12 @@ async fn malformed_and_oversized_bodies_are_refused(w: World) {
     let a = w.registrar(&big).await;
     assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert!(a.body["error"].is_string(), "{:?}", a.body);
-    let mut just_under = ana("partner-1");
-    let room = cliente::api::MAX_CUERPO - just_under.to_string().len() - ",\"relleno\":\"\"".len();
-    just_under["relleno"] = json!("x".repeat(room));
-    assert_eq!(just_under.to_string().len(), cliente::api::MAX_CUERPO);
-    assert_eq!(w.registrar(&just_under).await.status, StatusCode::CREATED, "64 KiB exactly is taken");
+    // Padded with JSON whitespace to exactly the limit: a body of 64 KiB is taken.
+    let mut just_under = ana("partner-1").to_string();
+    just_under.push_str(&" ".repeat(cliente::api::MAX_CUERPO - just_under.len()));
+    assert_eq!(just_under.len(), cliente::api::MAX_CUERPO);
+    let a = w.call("POST", "/cliente/registrar", Body::from(just_under)).await;
+    assert_eq!(a.status, StatusCode::CREATED, "64 KiB exactly is taken: {:?}", a.body);
 }
 
 async fn the_same_id_again_is_a_retry_or_a_conflict(w: World) {

@@ -51,11 +51,15 @@ fn campo(campo: &str, mensaje: impl Into<String>) -> ErrorCampo {
     ErrorCampo { campo: campo.to_owned(), mensaje: mensaje.into() }
 }
 
+/// The fields of a registration body; any other is an error.
+pub const CAMPOS: &[&str] = &["id", "nombre", "email", "cedula", "fecha_nacimiento"];
+
 /// Validates a registration body: `{"id", "nombre", "email", "cedula", "fecha_nacimiento"}`,
 /// every field required; `cedula` a string or an integer; `fecha_nacimiento` `YYYY-MM-DD`, not
-/// after `hoy`. Unknown fields are ignored. Every field in error is reported, not only the first.
+/// after `hoy`. Any other field is an error. Every field in error is reported, not only the first.
 pub fn validar(body: &Value, hoy: NaiveDate) -> Result<NuevoCliente, Vec<ErrorCampo>> {
-    let mut errores = Vec::new();
+    let mut errores: Vec<ErrorCampo> =
+        daemon::unknown_fields(body, CAMPOS).into_iter().map(|k| campo(k, daemon::UNKNOWN_FIELD)).collect();
     let mut texto = |nombre: &str, tipo: &str| match body.get(nombre) {
         None | Some(Value::Null) => {
             errores.push(campo(nombre, format!("es obligatorio ({tipo})")));
@@ -86,7 +90,7 @@ pub fn validar(body: &Value, hoy: NaiveDate) -> Result<NuevoCliente, Vec<ErrorCa
     let cedula = check(&mut errores, "cedula", cedula);
     let fecha_nacimiento = fecha.and_then(|s| check(&mut errores, "fecha_nacimiento", fecha_de_nacimiento(&s, hoy)));
     match (id, nombre, email, cedula, fecha_nacimiento) {
-        (Some(id), Some(nombre), Some(email), Some(cedula), Some(fecha_nacimiento)) => {
+        (Some(id), Some(nombre), Some(email), Some(cedula), Some(fecha_nacimiento)) if errores.is_empty() => {
             Ok(NuevoCliente { id, nombre, email, cedula, fecha_nacimiento })
         }
         _ => Err(errores),
@@ -138,7 +142,7 @@ fn fallo(e: sqlx::Error) -> Response {
     }
 }
 
-/// A registration: what the public API has always taken (unknown fields are ignored).
+/// A registration: what the public API has always taken (any other field is refused).
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct SolicitudRegistro {
@@ -284,6 +288,7 @@ async fn consultar(State(store): State<Arc<dyn Clientes>>, Path(id): Path<String
 
 /// The query of `GET /clientes`.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ConsultaLista {
     buscar: Option<String>,
     orden: Option<String>,

@@ -183,6 +183,7 @@ async fn listar_campanas(
 
 /// The query of `GET /afiliaciones/campanas`.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ConsultaCampanas {
     /// Only this state.
     pub estado: Option<String>,

@@ -29,6 +29,14 @@ pub const MAX_INFLUENCERS: usize = 100;
 /// below an overflow.
 pub const MAX_PRESUPUESTO_CENTAVOS: i64 = 1_000_000_000_000;
 
+/// The fields the body takes; any other is an error.
+pub const CAMPOS: &[&str] =
+    &["nombre", "descripcion", "tipo", "fecha_inicio", "fecha_fin", "presupuesto", "marca", "influencers"];
+/// The fields of `marca`.
+pub const CAMPOS_MARCA: &[&str] = &["id_marca", "nombre_marca"];
+/// The fields of each influencer.
+pub const CAMPOS_INFLUENCER: &[&str] = &["nombre", "plataforma", "seguidores", "categoria"];
+
 /// The date form the public API uses (no zone).
 pub const FORMATO_FECHA: &str = "%Y-%m-%dT%H:%M:%S";
 
@@ -37,6 +45,13 @@ struct Check {
 }
 
 impl Check {
+    /// Fails every field of `obj` not in `known`, under `prefix` (`marca.`, `influencers[0].`).
+    fn only(&mut self, obj: &Value, known: &[&str], prefix: &str) {
+        for campo in daemon::unknown_fields(obj, known) {
+            self.fail(&format!("{prefix}{campo}"), daemon::UNKNOWN_FIELD);
+        }
+    }
+
     fn fail(&mut self, campo: &str, error: impl Into<String>) {
         self.errors.push(ErrorCampo { campo: campo.to_owned(), error: error.into() });
     }
@@ -74,6 +89,7 @@ pub fn validar(body: &Value, id_campana: Uuid) -> Result<CrearCampana, Vec<Error
         c.fail("", "el cuerpo debe ser un objeto JSON");
         return Err(c.errors);
     }
+    c.only(body, CAMPOS, "");
     let nombre = c.text(body, "nombre", "nombre", MAX_TEXTO);
     let descripcion = match body.get("descripcion") {
         None | Some(Value::Null) => Some(String::new()),
@@ -128,6 +144,7 @@ pub fn validar(body: &Value, id_campana: Uuid) -> Result<CrearCampana, Vec<Error
     };
     let marca = match body.get("marca") {
         Some(m @ Value::Object(_)) => {
+            c.only(m, CAMPOS_MARCA, "marca.");
             let id = match m.get("id_marca") {
                 Some(Value::String(s)) => match Uuid::parse_str(s) {
                     Ok(id) => Some(id),
@@ -174,6 +191,7 @@ pub fn validar(body: &Value, id_campana: Uuid) -> Result<CrearCampana, Vec<Error
                     c.fail(&format!("influencers[{n}]"), "debe ser un objeto");
                     continue;
                 }
+                c.only(item, CAMPOS_INFLUENCER, &format!("influencers[{n}]."));
                 let nombre = c.text(item, "nombre", &path("nombre"), MAX_TEXTO);
                 let plataforma = c.text(item, "plataforma", &path("plataforma"), MAX_TEXTO);
                 let categoria = c.text(item, "categoria", &path("categoria"), MAX_TEXTO);

@@ -274,6 +274,7 @@ async fn obtener_pago(State(s): State<PagosApi>, Path(id): Path<String>) -> Resu
 
 /// Query of `GET /pagos`.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ConsultaPagos {
     /// Only this state.
     pub estado: Option<String>,

@@ -76,6 +76,19 @@ impl Check {
     }
 }
 
+/// The fields the body takes; any other is an error.
+pub const CAMPOS: &[&str] = &[
+    "partner_id",
+    "cycle_id",
+    "total_amount",
+    "currency",
+    "payment_method_type",
+    "payment_method_mask",
+    "confirmation_id",
+    "processed_at",
+    "completed_at",
+];
+
 /// Validates a request body (already parsed as JSON) and builds the saga's parameters with the
 /// payout id `id_pago`. `Err` lists every field error.
 pub fn validar(body: &Value, id_pago: Uuid) -> Result<ProcesarPago, Vec<ErrorCampo>> {
@@ -83,6 +96,9 @@ pub fn validar(body: &Value, id_pago: Uuid) -> Result<ProcesarPago, Vec<ErrorCam
     if !body.is_object() {
         c.fail("", "el cuerpo debe ser un objeto JSON");
         return Err(c.errors);
+    }
+    for campo in daemon::unknown_fields(body, CAMPOS) {
+        c.fail(campo, daemon::UNKNOWN_FIELD);
     }
     let partner = c.text(body, "partner_id", 64, false);
     if let Some(p) = &partner {
