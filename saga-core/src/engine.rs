@@ -97,6 +97,11 @@ pub struct EngineConfig {
     /// of one saga meet in the log's optimistic version check, and the second is applied to
     /// the state the first wrote. Each holds a log connection while it commits.
     pub reply_concurrency: usize,
+    /// How many times a reply for a saga whose type this engine does not know is handed back to
+    /// the transport (for another replica that knows it: a rolling deploy) before it is
+    /// dead-lettered, where an operator sees it and can redrive it once the type is deployed.
+    /// The step's timeout retries the command meanwhile.
+    pub unknown_type_redeliveries: u32,
 }
 
 impl Default for EngineConfig {
@@ -110,6 +115,9 @@ impl Default for EngineConfig {
             // Measured with the distributed benchmark (orchestrator/benches/distributed.rs):
             // one reply at a time capped the orchestrator at about 60 sagas/s.
             reply_concurrency: 16,
+            // With the half-second pause before each redelivery: about ten seconds, longer than
+            // a rolling deploy takes to bring up the replica that knows the type.
+            unknown_type_redeliveries: 20,
             store_retry: RetryPolicy {
                 max_attempts: 8,
                 initial_backoff: Duration::from_millis(50),
@@ -364,7 +372,8 @@ impl Engine {
         let id = reply.correlation.saga_id;
         match self.transition(id, Input::Reply(reply)).await {
             Err(EngineError::NotFound(_)) => {
-                warn!("reply for a saga this log does not hold");
+                warn!("reply for a saga this log does not hold; acknowledged and ignored");
+                crate::metrics::engine::reply_unmatched("unknown_saga");
                 Ok(ReplyDisposition::UnknownSaga)
             }
             Err(e) => Err(e),
@@ -645,6 +654,7 @@ impl Engine {
     /// Applies replies from `replies` until the stream closes (see [`Engine::run_on`]).
     async fn consume(self: Arc<Self>, replies: Box<dyn Receiver<Reply>>) {
         let engine = self.clone();
+        let max_redeliveries = self.config.unknown_type_redeliveries;
         crate::transport::serve_concurrently(
             replies,
             self.config.reply_concurrency,
@@ -657,7 +667,7 @@ impl Engine {
                     result
                 }
             },
-            |delivery: crate::transport::Delivery<Reply>, result: Result<ReplyDisposition, EngineError>| async move {
+            move |delivery: crate::transport::Delivery<Reply>, result: Result<ReplyDisposition, EngineError>| async move {
                 match result {
                     Ok(_) => delivery.ack().await,
                     Err(EngineError::Store(e)) if e.is_transient() => {
@@ -667,10 +677,21 @@ impl Engine {
                     }
                     // A replica without this definition (a rolling deploy): another replica
                     // may have it, and the step's timeout covers the case where none does.
+                    // After enough redeliveries it is dead-lettered rather than nacked for ever.
                     Err(e @ EngineError::UnknownSagaType(_)) => {
-                        warn!(error = %e, "reply for a saga type this engine does not know; redelivering");
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                        delivery.nack().await
+                        if delivery.redeliveries >= max_redeliveries {
+                            error!(error = %e, redeliveries = delivery.redeliveries,
+                                "reply for a saga type no engine took; dead-lettering it");
+                            crate::metrics::engine::reply_unmatched("unknown_saga_type_dead_lettered");
+                            let reason = format!("{e}: redelivered {} times, no engine knows it", delivery.redeliveries);
+                            delivery.dead_letter(&reason).await
+                        } else {
+                            warn!(error = %e, redeliveries = delivery.redeliveries,
+                                "reply for a saga type this engine does not know; redelivering");
+                            crate::metrics::engine::reply_unmatched("unknown_saga_type");
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                            delivery.nack().await
+                        }
                     }
                     Err(e) => {
                         error!(error = %e, "reply cannot be applied; dead-lettering it");

@@ -151,6 +151,13 @@ pub mod engine {
     pub fn transition_failed(pass: &'static str, reason: &'static str) {
         counter!("saga_transition_failures_total", "pass" => pass, "reason" => reason).increment(1);
     }
+
+    /// A reply that matched no saga this engine can drive, for `reason`: `unknown_saga` (the
+    /// log does not hold it: acknowledged), `unknown_saga_type` (handed back for another
+    /// replica), `unknown_saga_type_dead_lettered` (no replica took it).
+    pub fn reply_unmatched(reason: &'static str) {
+        counter!("saga_replies_unmatched_total", "reason" => reason).increment(1);
+    }
 }
 
 /// Transport metrics: both transports record the same names, labelled by transport (`pulsar`,

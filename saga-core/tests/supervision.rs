@@ -217,3 +217,40 @@ async fn an_engine_whose_timer_keeps_panicking_is_not_running_until_it_stops() {
     }
     panic!("a stopped engine still reports running");
 }
+
+/// A reply for a saga whose type this engine does not know (a replica deployed without it) is
+/// handed back a bounded number of times, for a replica that knows it, then dead-lettered with
+/// its reason where an operator sees it: not redelivered for ever. The saga is left as it was,
+/// for its step's timeout (or the redrive) once its type is deployed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_no_engine_can_drive_is_dead_lettered_after_its_redeliveries() {
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let store: Arc<dyn SagaStore> = Arc::new(MemoryStore::new());
+    let transport = InProcessTransport::new();
+    let knows =
+        Engine::builder(store.clone(), registry(), Arc::new(transport.clone())).clock(clock()).config(config()).build();
+    let id = SagaId::new();
+    knows.start(SAGA, id, params()).await.unwrap();
+    let mut commands = transport.commands(&participant_of(STEPS[0])).await.unwrap();
+    let command = tokio::time::timeout(Duration::from_secs(5), commands.recv()).await.unwrap().unwrap();
+    let reply = saga_core::Reply {
+        correlation: command.message.correlation.clone(),
+        outcome: saga_core::Outcome::Success { output: serde_json::json!({}) },
+    };
+    command.ack().await.unwrap();
+    let before = store.history(id).await.unwrap();
+
+    let forgets = Engine::builder(store.clone(), Arc::new(saga_core::Registry::new()), Arc::new(transport.clone()))
+        .clock(clock())
+        .config(EngineConfig { unknown_type_redeliveries: 3, ..config() })
+        .build();
+    let mut dead = transport.dead_letters(REPLY_TO).await.unwrap();
+    run(&forgets, &transport, &stop).await;
+    transport.send_reply(REPLY_TO, &reply).await.unwrap();
+    let dl = tokio::time::timeout(Duration::from_secs(20), dead.recv()).await.expect("dead-lettered").unwrap();
+    assert!(dl.message.reason.contains("redelivered 3 times"), "{}", dl.message.reason);
+    assert!(dl.message.reason.contains(SAGA), "{}", dl.message.reason);
+    assert_eq!(store.history(id).await.unwrap(), before, "nothing was applied");
+    assert!(forgets.health().running, "the engine goes on");
+    let _ = stop_tx.send(true);
+}
