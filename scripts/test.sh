@@ -101,6 +101,12 @@ cargo test --workspace --all-features --locked --no-run
 
 # The broker starts only now, once the build is done: it is not left idle, or starved by the
 # compiler, for the build's twenty minutes on a cold machine.
+free_kb="$(df -Pk "$ROOT" | awk 'NR == 2 { print $4 }')"
+log "disk: $((free_kb / 1024 / 1024)) GB free where the broker and the tests write"
+if (( free_kb < 2 * 1024 * 1024 )); then
+    log "warning: under 2 GB free; the broker's bookie turns read-only near a full disk (every"
+    log "  Pulsar test would then time out subscribing): free some space if the tests fail so"
+fi
 
 if ! scripts/pulsar.sh status >/dev/null 2>&1; then
     scripts/pulsar.sh start >/dev/null
