@@ -736,6 +736,20 @@ def check_bff(ctx: Context) -> Tuple[List[str], str]:
                     "reads orchestrator and cliente at their ports once they are healthy, is scraped, built and copied")
 
 
+@check("orchestrator's cliente")
+def check_orchestrator_cliente(ctx: Context) -> Tuple[List[str], str]:
+    """The orchestrator asks cliente whether a partner exists before a payout: at its port."""
+    errors = []
+    env = ctx.env("orchestrator")
+    url = env.get("ALPES__CLIENTE_URL", "")
+    u = urllib.parse.urlsplit(url)
+    if u.hostname != "cliente" or u.port != ctx.http_port("cliente"):
+        errors.append(f"orchestrator: ALPES__CLIENTE_URL is `{url}`, expected http://cliente:{ctx.http_port('cliente')}")
+    if service_depends(ctx.svc("orchestrator")).get("cliente") != "service_healthy":
+        errors.append("orchestrator: depends_on cliente must be `service_healthy`")
+    return errors, f"the orchestrator reads cliente at http://cliente:{ctx.http_port('cliente')} once it is healthy"
+
+
 @check("published ports")
 def check_loopback(ctx: Context) -> Tuple[List[str], str]:
     errors = []

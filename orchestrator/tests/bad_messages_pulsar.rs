@@ -48,16 +48,6 @@ struct Row {
     fate: Fate,
 }
 
-/// The sum of the samples of `daemon`'s counter `name` whose labels contain `label`.
-async fn counter(stack: &Stack, daemon: &str, name: &str, label: &str) -> f64 {
-    let url = if daemon == "orchestrator" { stack.orchestrator.url() } else { stack.worker(daemon).url() };
-    let text = reqwest::get(format!("{url}/metrics")).await.unwrap().text().await.unwrap();
-    text.lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(label))
-        .filter_map(|l| l.rsplit(' ').next().and_then(|n| n.parse::<f64>().ok()))
-        .sum()
-}
-
 async fn dead_letters(stack: &Stack) -> Vec<Value> {
     let (status, v) = stack.get("/dead-letters?limite=500").await;
     assert_eq!(status, StatusCode::OK, "{v}");
@@ -87,27 +77,6 @@ fn sent_and_answered(saga: &Value, participant: &str) -> (Command, Option<Reply>
             outcome: serde_json::from_value::<Outcome>(e["event"]["outcome"].clone()).unwrap(),
         });
     (command, reply)
-}
-
-/// Every subscription's backlog on the namespace's topics (not the dead-letter topics).
-async fn backlogs(stack: &Stack) -> HashMap<String, i64> {
-    let admin = format!("{}/admin/v2/persistent/alpes/{}", env("SAGA_TEST_PULSAR_ADMIN_URL"), stack.namespace);
-    let get = |url: String| async move { stack.http.get(url).send().await.unwrap().json::<Value>().await.unwrap() };
-    let topics: Vec<String> = serde_json::from_value(get(admin.clone()).await).unwrap();
-    let mut out = HashMap::new();
-    for topic in topics {
-        let name = topic.rsplit('/').next().unwrap().to_owned();
-        if name.ends_with(".dlq") {
-            continue;
-        }
-        let stats = get(format!("{admin}/{name}/stats")).await;
-        if let Some(subs) = stats["subscriptions"].as_object() {
-            for (sub, s) in subs {
-                out.insert(format!("{name}/{sub}"), s["msgBacklog"].as_i64().unwrap_or(0));
-            }
-        }
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -215,7 +184,7 @@ async fn every_bad_message_is_dead_lettered_or_ignored_and_changes_nothing() {
     for row in &table {
         let dead_before = dead_letters(&stack).await.len();
         let counted_before = match row.fate {
-            Fate::Ignored { daemon, name, label } => counter(&stack, daemon, name, label).await,
+            Fate::Ignored { daemon, name, label } => stack.metric(daemon, name, label).await,
             Fate::DeadLettered => 0.0,
         };
         pulsar.publish(row.topic, None, row.payload.clone(), row.properties.clone()).await.unwrap();
@@ -228,7 +197,7 @@ async fn every_bad_message_is_dead_lettered_or_ignored_and_changes_nothing() {
                         dead.len() > dead_before && dead[0]["topic"] == row.topic
                     }
                     Fate::Ignored { daemon, name, label } => {
-                        counter(&stack, daemon, name, label).await >= counted_before + 1.0
+                        stack.metric(daemon, name, label).await >= counted_before + 1.0
                     }
                 };
                 if settled {
@@ -279,7 +248,7 @@ async fn every_bad_message_is_dead_lettered_or_ignored_and_changes_nothing() {
     // Each campaign's effects once, in every service; nothing left unacknowledged.
     stack.check_effects(&[(first_id, first, 1_500_000, 2), (second_id, second, 2_000_000, 2)]).await;
     wait_for(Duration::from_secs(30), "every subscription's backlog at zero", || async {
-        backlogs(&stack).await.values().all(|n| *n == 0)
+        stack.topics().await.0.values().all(|n| *n == 0)
     })
     .await;
     let dead = dead_letters(&stack).await;

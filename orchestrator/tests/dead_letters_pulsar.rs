@@ -31,13 +31,7 @@ async fn dead_letters(stack: &Stack, query: &str) -> Value {
 
 /// `participant_commands_total` of marca's commands handled with `disposition`, from its metrics.
 async fn handled(stack: &Stack, disposition: &str) -> u64 {
-    let text = reqwest::get(format!("{}/metrics", stack.worker("marca").url())).await.unwrap().text().await.unwrap();
-    text.lines()
-        .filter(|l| {
-            l.starts_with("participant_commands_total{") && l.contains(&format!("disposition=\"{disposition}\""))
-        })
-        .filter_map(|l| l.rsplit(' ').next().and_then(|n| n.parse::<u64>().ok()))
-        .sum()
+    stack.metric("marca", "participant_commands_total", &format!("disposition=\"{disposition}\"")).await as u64
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

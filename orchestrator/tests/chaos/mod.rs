@@ -444,7 +444,7 @@ pub async fn run(plan: Plan) -> Report {
         }
     }
     // Nothing unacknowledged, and what was dead-lettered.
-    let (backlog, dead) = topics(&stack).await;
+    let (backlog, dead) = stack.topics().await;
     for (topic, n) in &backlog {
         if *n > 0 {
             broken.push(format!("{topic}: {n} messages unacknowledged"));
@@ -509,27 +509,4 @@ async fn check_reverse(front: &Front, saga: &str, broken: &mut Vec<String>) {
             broken.push(format!("saga {saga}: a later step compensated after the first step's compensation"));
         }
     }
-}
-
-/// Each topic's backlog over its subscriptions, and each dead-letter topic's message count.
-async fn topics(stack: &Stack) -> (HashMap<String, i64>, HashMap<String, i64>) {
-    let admin = format!("{}/admin/v2/persistent/alpes/{}", common::env("SAGA_TEST_PULSAR_ADMIN_URL"), stack.namespace);
-    let get = |url: String| async move { stack.http.get(url).send().await.unwrap().json::<Value>().await.unwrap() };
-    let list: Vec<String> = serde_json::from_value(get(admin.clone()).await).unwrap();
-    let mut backlog = HashMap::new();
-    let mut dead = HashMap::new();
-    for topic in list {
-        let name = topic.rsplit('/').next().unwrap().to_owned();
-        let stats = get(format!("{admin}/{name}/stats")).await;
-        if name.ends_with(".dlq") {
-            dead.insert(name, stats["msgInCounter"].as_i64().unwrap_or(0));
-        } else {
-            let n: i64 = stats["subscriptions"]
-                .as_object()
-                .map(|subs| subs.values().map(|s| s["msgBacklog"].as_i64().unwrap_or(0)).sum())
-                .unwrap_or(0);
-            backlog.insert(name, n);
-        }
-    }
-    (backlog, dead)
 }

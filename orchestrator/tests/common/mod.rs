@@ -286,6 +286,45 @@ impl Stack {
         Self { namespace, dbs, workers, orchestrator, http: reqwest::Client::new() }
     }
 
+    /// Each topic's backlog over its subscriptions, and each dead-letter topic's message count,
+    /// from the broker's admin API.
+    pub async fn topics(&self) -> (HashMap<String, i64>, HashMap<String, i64>) {
+        let admin = format!("{}/admin/v2/persistent/alpes/{}", env("SAGA_TEST_PULSAR_ADMIN_URL"), self.namespace);
+        let get = |url: String| async move { self.http.get(url).send().await.unwrap().json::<Value>().await.unwrap() };
+        let list: Vec<String> = serde_json::from_value(get(admin.clone()).await).unwrap();
+        let mut backlog = HashMap::new();
+        let mut dead = HashMap::new();
+        for topic in list {
+            let name = topic.rsplit('/').next().unwrap().to_owned();
+            let stats = get(format!("{admin}/{name}/stats")).await;
+            if name.ends_with(".dlq") {
+                dead.insert(name, stats["msgInCounter"].as_i64().unwrap_or(0));
+            } else {
+                let n: i64 = stats["subscriptions"]
+                    .as_object()
+                    .map(|subs| subs.values().map(|s| s["msgBacklog"].as_i64().unwrap_or(0)).sum())
+                    .unwrap_or(0);
+                backlog.insert(name, n);
+            }
+        }
+        (backlog, dead)
+    }
+
+    /// The sum of the samples of the counter or gauge `name` whose labels contain `label`, from
+    /// the `/metrics` of `daemon` (`orchestrator` or a worker).
+    pub async fn metric(&self, daemon: &str, name: &str, label: &str) -> f64 {
+        let url = if daemon == "orchestrator" { self.orchestrator.url() } else { self.worker(daemon).url() };
+        let text = self.http.get(format!("{url}/metrics")).send().await.unwrap().text().await.unwrap();
+        let with_labels = format!("{name}{{");
+        text.lines()
+            .filter(|l| {
+                (l.starts_with(&with_labels) && l.contains(label))
+                    || (label.is_empty() && l.starts_with(&format!("{name} ")))
+            })
+            .filter_map(|l| l.rsplit(' ').next().and_then(|n| n.parse::<f64>().ok()))
+            .sum()
+    }
+
     /// The worker of participant `name`.
     pub fn worker(&self, name: &str) -> &Daemon {
         self.workers.iter().find(|w| w.name == name).unwrap_or_else(|| panic!("no worker {name}"))
