@@ -515,8 +515,9 @@ async fn run(cli: Cli) -> Result<()> {
         Top::Saga(SagaCmd::Watch { id, timeout }) => {
             let began = Instant::now();
             let mut shown = 0usize;
+            let mut path = format!("/sagas/{id}");
             loop {
-                let v = api.get(&format!("/sagas/{id}")).await?;
+                let v = api.get(&path).await?;
                 let rows = timeline(&v);
                 if out == Output::Table {
                     for row in rows.iter().skip(shown) {
@@ -540,7 +541,10 @@ async fn run(cli: Cli) -> Result<()> {
                 if began.elapsed() > Duration::from_secs(timeout) {
                     return Err(Fail(6, format!("saga {id} still {status} after {timeout} s")));
                 }
-                tokio::time::sleep(Duration::from_millis(250)).await;
+                // The server answers as soon as the log moves past what was shown (or the saga
+                // rests): no polling.
+                let left = Duration::from_secs(timeout).saturating_sub(began.elapsed()).as_millis().clamp(1, 10_000);
+                path = format!("/sagas/{id}?esperar_ms={left}&despues_de={}", v["saga"]["version"]);
             }
         }
         Top::Saga(SagaCmd::Retry { id, note }) => {

@@ -248,14 +248,49 @@ pub(crate) async fn listar_sagas(
     Ok(Json(json!({ "sagas": sagas, "limite": limit, "desde": offset, "por_estado": por_estado })))
 }
 
+/// The longest `GET /sagas/{id}?esperar_ms=` waits: well inside [`REQUEST_DEADLINE`], which
+/// must leave room for the last read.
+pub const MAX_ESPERA_MS: u64 = 10_000;
+
+/// The wait of `GET /sagas/{id}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Espera {
+    /// Wait at most this long (0 to [`MAX_ESPERA_MS`]) for the saga to rest (or to go past
+    /// `despues_de`) before answering.
+    pub esperar_ms: Option<u64>,
+    /// With `esperar_ms`: answer as soon as the saga's version is above this one.
+    pub despues_de: Option<i64>,
+}
+
 #[utoipa::path(get, path = "/sagas/{id}", tag = "sagas",
-    params(("id" = Uuid, Path, description = "The saga id")),
+    params(("id" = Uuid, Path, description = "The saga id"),
+           ("esperar_ms" = Option<u64>, Query, description = "Wait up to this many ms (at most 10000) for the saga to rest (completed, compensated, aborted or stuck) before answering; the answer is the saga as it is then"),
+           ("despues_de" = Option<i64>, Query, description = "With esperar_ms: answer as soon as the saga's version is above this")),
     responses((status = 200, description = "`{saga: state, resumen: summary (wake_at, wake_failures, wake_error), historia: [log entry with seq, at, event], dead_letters: [dead letter]}`"),
-              (status = 400, description = "Not a UUID", body = crate::openapi::Error),
+              (status = 400, description = "Not a UUID, or a bad wait", body = crate::openapi::Error),
               (status = 404, description = "No such saga", body = crate::openapi::Error)))]
-pub(crate) async fn obtener_saga(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn obtener_saga(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    espera: Result<Query<Espera>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
     let id = SagaId(parse_id(&id, "el id de saga")?);
-    let state = s.engine.get(id).await?.ok_or(EngineError::NotFound(id))?;
+    let espera = query(espera)?;
+    if espera.despues_de.is_some() && espera.esperar_ms.is_none() {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "despues_de solo tiene sentido con esperar_ms"));
+    }
+    let state = match espera.esperar_ms {
+        Some(ms) if ms > MAX_ESPERA_MS => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("esperar_ms admite de 0 a {MAX_ESPERA_MS}, no {ms}"),
+            ))
+        }
+        Some(ms) => s.engine.wait(id, espera.despues_de, std::time::Duration::from_millis(ms)).await?,
+        None => s.engine.get(id).await?,
+    };
+    let state = state.ok_or(EngineError::NotFound(id))?;
     let summary = s.engine.summary(id).await?;
     let history = s.engine.history(id).await?;
     let dead_letters = crate::dead_letters::of_saga(&s.dead_letters, id).await?;

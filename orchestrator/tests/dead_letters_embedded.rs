@@ -246,3 +246,40 @@ async fn bad_dead_letter_requests_get_a_json_4xx() {
     assert_eq!((status, empty), (StatusCode::OK, json!({ "dead_letters": [], "total": 0, "limite": 50, "desde": 0 })));
     running.stop().await;
 }
+
+/// `GET /sagas/{id}?esperar_ms=` answers a client waiting for a saga's end in one request: here
+/// across the 800 ms timeout of a dead-lettered first attempt (tracking's: the metrics of the
+/// test above count marca's, and tests share the process's recorder). With `despues_de`, it
+/// answers at the saga's next entry. Bad waits are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_waits_for_a_sagas_end_in_one_request() {
+    let dir = std::env::temp_dir().join(format!("alpes-dlq-{}", uuid::Uuid::new_v4().simple()));
+    let running = start(&dir, FaultPlan::none().dead_letter_command("abrir_tracking", 1)).await;
+    let api = Api { base: format!("http://{}", running.addr), http: reqwest::Client::new() };
+    let (status, accepted) = api.post("/afiliaciones/campana", Some(campana(1))).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+    let saga = accepted["saga_id"].as_str().unwrap().to_owned();
+    let (_, now) = api.get(&format!("/sagas/{saga}")).await;
+    assert_eq!(now["saga"]["status"], "running", "tracking's first attempt waits for its timeout: {now}");
+    let version = now["saga"]["version"].as_i64().unwrap();
+
+    let (status, next) = api.get(&format!("/sagas/{saga}?esperar_ms=10000&despues_de={version}")).await;
+    assert_eq!(status, StatusCode::OK, "{next}");
+    assert!(next["saga"]["version"].as_i64().unwrap() > version, "{next}");
+    let (status, end) = api.get(&format!("/sagas/{saga}?esperar_ms=10000")).await;
+    assert_eq!(status, StatusCode::OK, "{end}");
+    assert_eq!(end["saga"]["status"], "completed", "answered at the end, not before: {end}");
+
+    for (query, status) in [
+        ("?esperar_ms=10001", StatusCode::BAD_REQUEST),
+        ("?esperar_ms=pronto", StatusCode::BAD_REQUEST),
+        ("?despues_de=3", StatusCode::BAD_REQUEST),
+    ] {
+        let (got, v) = api.get(&format!("/sagas/{saga}{query}")).await;
+        assert_eq!(got, status, "{query}: {v}");
+        assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{query}: {v}");
+    }
+    let (got, _) = api.get("/sagas/01900000-0000-7000-8000-000000000000?esperar_ms=100").await;
+    assert_eq!(got, StatusCode::NOT_FOUND);
+    running.stop().await;
+}

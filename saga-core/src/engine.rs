@@ -4,6 +4,7 @@
 //! sent after the log says it was sent), so a crash at any instant leaves a log from which the
 //! saga can be driven on.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,6 +13,7 @@ use chrono::Utc;
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 use serde_json::Value;
+use tokio::sync::Notify;
 use tracing::{debug, error, info, warn};
 
 use crate::clock::{Clock, SystemClock};
@@ -102,6 +104,10 @@ pub struct EngineConfig {
     /// dead-lettered, where an operator sees it and can redrive it once the type is deployed.
     /// The step's timeout retries the command meanwhile.
     pub unknown_type_redeliveries: u32,
+    /// How often [`Engine::wait`] looks at the log again on its own. A transition this engine
+    /// commits wakes its waiters at once; this covers a saga another engine on the same log
+    /// drives, and bounds how late such a waiter answers.
+    pub wait_poll: Duration,
 }
 
 impl Default for EngineConfig {
@@ -118,6 +124,9 @@ impl Default for EngineConfig {
             // With the half-second pause before each redelivery: about ten seconds, longer than
             // a rolling deploy takes to bring up the replica that knows the type.
             unknown_type_redeliveries: 20,
+            // A waiter on a saga another replica drives answers at most this late; one indexed
+            // read per waiter per period.
+            wait_poll: Duration::from_millis(200),
             store_retry: RetryPolicy {
                 max_attempts: 8,
                 initial_backoff: Duration::from_millis(50),
@@ -203,6 +212,37 @@ pub struct Engine {
     observer: Arc<dyn EngineObserver>,
     rng: Mutex<SmallRng>,
     board: Board,
+    waiters: Waiters,
+}
+
+/// The sagas someone waits on ([`Engine::wait`]), each with the [`Notify`] this engine's
+/// transitions of it wake. An entry lives while someone waits: a transition of a saga nobody
+/// waits on costs one map lookup.
+#[derive(Default)]
+struct Waiters(Mutex<HashMap<SagaId, Arc<Notify>>>);
+
+impl Waiters {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SagaId, Arc<Notify>>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn watch(&self, id: SagaId) -> Arc<Notify> {
+        self.lock().entry(id).or_default().clone()
+    }
+
+    fn wake(&self, id: SagaId) {
+        if let Some(notify) = self.lock().get(&id) {
+            notify.notify_waiters();
+        }
+    }
+
+    fn release(&self, id: SagaId, notify: Arc<Notify>) {
+        let mut map = self.lock();
+        drop(notify);
+        if map.get(&id).is_some_and(|n| Arc::strong_count(n) == 1) {
+            map.remove(&id);
+        }
+    }
 }
 
 /// Builds an [`Engine`].
@@ -261,6 +301,7 @@ impl Engine {
                 observer: Arc::new(NoObserver),
                 rng: Mutex::new(SmallRng::from_entropy()),
                 board: Board::default(),
+                waiters: Waiters::default(),
             },
         }
     }
@@ -345,6 +386,7 @@ impl Engine {
             Created::New => {
                 info!(status = %state.status, "saga started");
                 self.observer.on_events(None, &state, &entries);
+                self.waiters.wake(id);
                 let state = self.settle_within(state, &entries, Some(self.config.start_send_wait)).await?;
                 Ok(Started { state, created: true })
             }
@@ -511,6 +553,44 @@ impl Engine {
     /// The current state of a saga.
     pub async fn get(&self, id: SagaId) -> Result<Option<SagaState>, EngineError> {
         Ok(self.with_store_retry(|| self.store.load(id)).await?)
+    }
+
+    /// Waits until the saga rests (final, or stuck) or, with `after_version`, until its log
+    /// goes past that version, for at most `limit`; then answers its state as it is (still
+    /// running when `limit` ran out), or `None` if the log does not hold it. Clients wait for a
+    /// saga's end with one request instead of polling for it. This engine's own transitions wake
+    /// the waiter at once; a saga another engine on the same log drives is looked at again every
+    /// [`EngineConfig::wait_poll`].
+    pub async fn wait(
+        &self,
+        id: SagaId,
+        after_version: Option<i64>,
+        limit: Duration,
+    ) -> Result<Option<SagaState>, EngineError> {
+        let notify = self.waiters.watch(id);
+        let deadline = tokio::time::Instant::now() + limit;
+        let result = async {
+            loop {
+                // Registered before the read, so a transition between the read and the wait
+                // still wakes it.
+                let notified = notify.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                let Some(state) = self.get(id).await? else { return Ok(None) };
+                let moved = after_version.is_some_and(|v| state.version > v);
+                if moved || !state.status.is_active() || tokio::time::Instant::now() >= deadline {
+                    return Ok(Some(state));
+                }
+                let look_again = (tokio::time::Instant::now() + self.config.wait_poll).min(deadline);
+                tokio::select! {
+                    () = &mut notified => {}
+                    () = tokio::time::sleep_until(look_again) => {}
+                }
+            }
+        }
+        .await;
+        self.waiters.release(id, notify);
+        result
     }
 
     /// A saga's summary, read without its state: its status, version, next wake-up time and
@@ -840,6 +920,7 @@ impl Engine {
         entries: Vec<LogEntry>,
     ) -> Result<(SagaState, Vec<LogEntry>), EngineError> {
         self.observer.on_events(before, &state, &entries);
+        self.waiters.wake(state.id);
         log_transition(&state, &entries);
         let state = self.settle(state, &entries).await?;
         Ok((state, entries))

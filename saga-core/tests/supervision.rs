@@ -1,6 +1,8 @@
-//! The engine survives its own bugs: a panic in the timer pass or in the recovery pass is
-//! logged, counted and the task restarted, so sagas still complete; an engine whose task keeps
-//! panicking reports itself as not running. The engine runs for real here (`Engine::run_on`,
+//! The engine running for real. It survives its own bugs: a panic in the timer pass or in the
+//! recovery pass is logged, counted and the task restarted, so sagas still complete; an engine
+//! whose task keeps panicking reports itself as not running. A reply it cannot drive is
+//! dead-lettered after bounded redeliveries, and a waiter on a saga is answered when the saga
+//! rests. The engine runs for real here (`Engine::run_on`,
 //! its timer and reply consumer), with the participants served by `participant::serve` over the
 //! in-process transport; only the engine's clock is manual, so timeouts fire when a test says.
 
@@ -252,5 +254,46 @@ async fn a_reply_no_engine_can_drive_is_dead_lettered_after_its_redeliveries() {
     assert!(dl.message.reason.contains(SAGA), "{}", dl.message.reason);
     assert_eq!(store.history(id).await.unwrap(), before, "nothing was applied");
     assert!(forgets.health().running, "the engine goes on");
+    let _ = stop_tx.send(true);
+}
+
+/// `Engine::wait` answers as soon as the saga rests, woken by the engine's own transition (its
+/// periodic look is set beyond the test's limit, so only the wake-up can answer in time); with a
+/// version, as soon as the log goes past it; a saga that does not move is answered as it is once
+/// the limit runs out; an unknown saga is `None`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_is_answered_when_the_saga_rests_or_its_limit_runs_out() {
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let store: Arc<dyn SagaStore> = Arc::new(MemoryStore::new());
+    let transport = InProcessTransport::new();
+    let engine = Engine::builder(store.clone(), registry(), Arc::new(transport.clone()))
+        .clock(clock())
+        .config(EngineConfig { wait_poll: Duration::from_secs(3600), ..config() })
+        .build();
+    assert!(engine.wait(SagaId::new(), None, Duration::from_secs(1)).await.unwrap().is_none());
+
+    // No participant answers yet: the saga stays running, and the limit answers the waiter.
+    let id = SagaId::new();
+    engine.start(SAGA, id, params()).await.unwrap();
+    let began = std::time::Instant::now();
+    let state = engine.wait(id, None, Duration::from_millis(300)).await.unwrap().unwrap();
+    assert_eq!(state.status, SagaStatus::Running);
+    assert!(began.elapsed() >= Duration::from_millis(300), "answered before its limit: {:?}", began.elapsed());
+
+    // Waiters with an hour's limit and an hour's periodic look: only the engine's wake-up can
+    // answer them within the test's 20 s.
+    let version = state.version;
+    let wait = |after: Option<i64>| {
+        let engine = engine.clone();
+        tokio::spawn(async move { engine.wait(id, after, Duration::from_secs(3600)).await })
+    };
+    let (rests, moves) = (wait(None), wait(Some(version)));
+    serve_participants(&transport, false, &stop).await;
+    run(&engine, &transport, &stop).await;
+    let woken = |what: &'static str| move |_| panic!("{what}: not woken by the transition");
+    let moved = tokio::time::timeout(Duration::from_secs(20), moves).await.unwrap_or_else(woken("version")).unwrap();
+    assert!(moved.unwrap().unwrap().version > version);
+    let rested = tokio::time::timeout(Duration::from_secs(20), rests).await.unwrap_or_else(woken("rest")).unwrap();
+    assert_eq!(rested.unwrap().unwrap().status, SagaStatus::Completed);
     let _ = stop_tx.send(true);
 }
