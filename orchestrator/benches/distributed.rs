@@ -4,7 +4,8 @@
 //! the HTTP API and wait for it to end before starting the next, until `SAGAS` (default 400)
 //! have run; prints throughput and the start-to-end duration of the sagas as the saga log
 //! recorded them. `SHOW_LAST=1` also prints the log of the last two sagas (when each command was
-//! sent and each reply applied), to see where a saga's time goes.
+//! sent and each reply applied), to see where a saga's time goes. `WAIT=poll` makes the clients
+//! poll the campaign every 2 ms instead of waiting in one request (`GET /sagas/{id}?esperar_ms=`).
 //!
 //! ```sh
 //! scripts/postgres.sh start && scripts/pulsar.sh start
@@ -31,14 +32,32 @@ fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-/// Polls the campaign every 2 ms until it leaves `pendiente`.
-async fn wait_settled(stack: &Stack, id: &str) {
-    loop {
-        let (_, c) = stack.get(&format!("/afiliaciones/campana/{id}")).await;
-        if c["estado"] != "pendiente" {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+/// How a client learns that its saga ended (`WAIT`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Wait {
+    /// `poll`: reads the campaign every 2 ms until it leaves `pendiente` (the benchmark's way
+    /// until the API could wait; the reads compete with what is measured).
+    Poll,
+    /// `esperar` (the default): one `GET /sagas/{id}?esperar_ms=10000`, answered when the saga
+    /// rests.
+    Esperar,
+}
+
+async fn wait_settled(stack: &Stack, how: Wait, campana: &str, saga: &str) {
+    match how {
+        Wait::Poll => loop {
+            let (_, c) = stack.get(&format!("/afiliaciones/campana/{campana}")).await;
+            if c["estado"] != "pendiente" {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        },
+        Wait::Esperar => loop {
+            let (_, s) = stack.get(&format!("/sagas/{saga}?esperar_ms=10000")).await;
+            if !matches!(s["saga"]["status"].as_str(), Some("running" | "compensating")) {
+                return;
+            }
+        },
     }
 }
 
@@ -50,6 +69,11 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 async fn main() {
     let sagas = env_or("SAGAS", 400);
     let concurrency = env_or("CONCURRENCY", 16);
+    let how = match std::env::var("WAIT").as_deref() {
+        Ok("poll") => Wait::Poll,
+        Ok("esperar") | Err(_) => Wait::Esperar,
+        Ok(other) => panic!("WAIT is poll or esperar, not {other}"),
+    };
     let stack = Arc::new(Stack::start().await);
     // Warm-up: producers, consumers and connection pools exist before the clock starts.
     for _ in 0..5 {
@@ -68,10 +92,11 @@ async fn main() {
                 let (status, a) = stack.post(&ejemplo(1), None).await;
                 assert!(status.is_success(), "{a}");
                 let id = a["id_campana"].as_str().unwrap().to_owned();
+                let saga = a["saga_id"].as_str().unwrap().to_owned();
                 // Closed loop: each client waits for its saga to end before starting another,
                 // so the durations are latencies under `CONCURRENCY` sagas in flight, not a queue.
-                wait_settled(&stack, &id).await;
-                mine.push((id, a["saga_id"].as_str().unwrap().to_owned()));
+                wait_settled(&stack, how, &id, &saga).await;
+                mine.push((id, saga));
             }
             mine
         }));
@@ -106,7 +131,9 @@ async fn main() {
     }
     durations.sort_by(f64::total_cmp);
     let span = (last.unwrap() - first.unwrap()).num_microseconds().unwrap() as f64 / 1e6;
-    println!("distributed CrearCampaña: {sagas} sagas, {concurrency} concurrent clients, {completed} completed");
+    println!(
+        "distributed CrearCampaña: {sagas} sagas, {concurrency} concurrent clients ({how:?}), {completed} completed"
+    );
     println!("  wall clock {:.2} s", elapsed.as_secs_f64());
     println!("  first start to last end: {span:.2} s, {:.0} sagas/s", sagas as f64 / span);
     println!(

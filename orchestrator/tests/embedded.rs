@@ -235,6 +235,43 @@ async fn the_same_post_with_the_same_idempotency_key_starts_one_saga() {
     running.stop().await;
 }
 
+/// A first request that recorded its campaign and died before its saga was in the log (a crash
+/// or a 503 between the two), then retried with the same key: the retry's 202 comes with the saga
+/// in the log, not ten seconds later from the projector's catch-up. The state is made by hand:
+/// the saga taken out of the log, the campaign put back to `pendiente`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_with_the_key_answers_once_the_saga_is_in_the_log() {
+    let dir = data_dir();
+    let running = start(&dir).await;
+    let api = Api::new(&running);
+    let (status, first) = api.post("/afiliaciones/campana", &ejemplo(), Some("pedido-perdido")).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{first}");
+    let campana = first["id_campana"].as_str().unwrap().to_owned();
+    api.settled(&campana).await;
+    let saga: uuid::Uuid = first["saga_id"].as_str().unwrap().parse().unwrap();
+    let url = format!("sqlite://{}", dir.join("orquestador.sqlite").display());
+    let db = saga_core::log::sql::sqlite_pool(&url).await.unwrap();
+    // The log is append-only by a trigger; this test's copy drops it to take the saga out.
+    sqlx::query("DROP TRIGGER saga_log_no_delete").execute(&db).await.unwrap();
+    for sql in [
+        "DELETE FROM saga_log WHERE saga_id = $1",
+        "DELETE FROM saga WHERE saga_id = $1",
+        "UPDATE campana SET estado = 'pendiente', resultado = NULL WHERE saga_id = $1",
+    ] {
+        sqlx::query(sql).bind(saga).execute(&db).await.unwrap();
+    }
+    db.close().await;
+    assert_eq!(api.get(&format!("/sagas/{saga}")).await.0, StatusCode::NOT_FOUND);
+
+    let (status, again) = api.post("/afiliaciones/campana", &ejemplo(), Some("pedido-perdido")).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{again}");
+    assert_eq!(again["saga_id"], first["saga_id"]);
+    let (status, s) = api.get(&format!("/sagas/{saga}")).await;
+    assert_eq!(status, StatusCode::OK, "the 202 came before the saga was in the log: {s}");
+    assert_eq!(api.settled(&campana).await["estado"], "activa");
+    running.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_a_4xx_that_says_what_is_wrong_and_start_nothing() {
     let running = start(&data_dir()).await;

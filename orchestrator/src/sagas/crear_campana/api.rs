@@ -119,6 +119,10 @@ async fn crear_campana(State(s): State<CampanaApi>, headers: HeaderMap, body: By
                     json!({ "error": error, "errores": [{ "campo": "Idempotency-Key", "error": error }] }),
                 ));
             }
+            // The first request may have recorded the campaign and died (or failed) before its
+            // saga was in the log: a retry answers 202 only once it is (`start` is idempotent on
+            // the saga id), rather than leaving it to the projector's catch-up.
+            s.engine.start_saga::<SagaCrearCampana>(c.saga_id, &c.solicitud).await?;
             *c
         }
         Creada::Nueva(c) => {

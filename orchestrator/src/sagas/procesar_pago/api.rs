@@ -169,6 +169,9 @@ async fn pagar(State(s): State<PagosApi>, body: Bytes) -> Result<Response, ApiEr
             let mut mismo = pedido.clone();
             mismo.id_pago = p.solicitud.id_pago;
             if mismo == p.solicitud {
+                // As for a campaign: the first request may have died before its saga was in
+                // the log; the retry's 202 comes once it is.
+                s.engine.start_saga::<SagaProcesarPago>(p.saga_id, &p.solicitud).await?;
                 Ok(aceptado(&p, true))
             } else {
                 Err(ApiError::new(
