@@ -235,12 +235,28 @@ impl Waiters {
             notify.notify_waiters();
         }
     }
+}
 
-    fn release(&self, id: SagaId, notify: Arc<Notify>) {
-        let mut map = self.lock();
-        drop(notify);
-        if map.get(&id).is_some_and(|n| Arc::strong_count(n) == 1) {
-            map.remove(&id);
+/// One waiter's registration, released when it is dropped: also when the wait is abandoned (an
+/// HTTP client that hangs up drops its handler's future), so no entry outlives its waiters.
+struct Watching<'a> {
+    waiters: &'a Waiters,
+    id: SagaId,
+    notify: Arc<Notify>,
+}
+
+impl<'a> Watching<'a> {
+    fn new(waiters: &'a Waiters, id: SagaId) -> Self {
+        Self { waiters, id, notify: waiters.watch(id) }
+    }
+}
+
+impl Drop for Watching<'_> {
+    fn drop(&mut self) {
+        let mut map = self.waiters.lock();
+        // The map's reference and this one: no other waiter on this saga.
+        if map.get(&self.id).is_some_and(|n| Arc::strong_count(n) == 2) {
+            map.remove(&self.id);
         }
     }
 }
@@ -567,30 +583,26 @@ impl Engine {
         after_version: Option<i64>,
         limit: Duration,
     ) -> Result<Option<SagaState>, EngineError> {
-        let notify = self.waiters.watch(id);
+        let watching = Watching::new(&self.waiters, id);
+        let notify = &watching.notify;
         let deadline = tokio::time::Instant::now() + limit;
-        let result = async {
-            loop {
-                // Registered before the read, so a transition between the read and the wait
-                // still wakes it.
-                let notified = notify.notified();
-                tokio::pin!(notified);
-                notified.as_mut().enable();
-                let Some(state) = self.get(id).await? else { return Ok(None) };
-                let moved = after_version.is_some_and(|v| state.version > v);
-                if moved || !state.status.is_active() || tokio::time::Instant::now() >= deadline {
-                    return Ok(Some(state));
-                }
-                let look_again = (tokio::time::Instant::now() + self.config.wait_poll).min(deadline);
-                tokio::select! {
-                    () = &mut notified => {}
-                    () = tokio::time::sleep_until(look_again) => {}
-                }
+        loop {
+            // Registered before the read, so a transition between the read and the wait still
+            // wakes it.
+            let notified = notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let Some(state) = self.get(id).await? else { return Ok(None) };
+            let moved = after_version.is_some_and(|v| state.version > v);
+            if moved || !state.status.is_active() || tokio::time::Instant::now() >= deadline {
+                return Ok(Some(state));
+            }
+            let look_again = (tokio::time::Instant::now() + self.config.wait_poll).min(deadline);
+            tokio::select! {
+                () = &mut notified => {}
+                () = tokio::time::sleep_until(look_again) => {}
             }
         }
-        .await;
-        self.waiters.release(id, notify);
-        result
     }
 
     /// A saga's summary, read without its state: its status, version, next wake-up time and
@@ -1110,5 +1122,28 @@ fn log_transition(state: &SagaState, entries: &[LogEntry]) {
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An entry lives exactly as long as its waiters, however they end (a dropped wait included).
+    #[test]
+    fn a_waited_saga_is_forgotten_with_its_last_waiter() {
+        let waiters = Waiters::default();
+        let (id, other) = (SagaId::new(), SagaId::new());
+        let first = Watching::new(&waiters, id);
+        let second = Watching::new(&waiters, id);
+        let elsewhere = Watching::new(&waiters, other);
+        assert!(Arc::ptr_eq(&first.notify, &second.notify), "one Notify per saga");
+        drop(first);
+        assert!(waiters.lock().contains_key(&id), "the second still waits");
+        drop(second);
+        assert!(!waiters.lock().contains_key(&id), "no waiter left");
+        assert!(waiters.lock().contains_key(&other));
+        drop(elsewhere);
+        assert!(waiters.lock().is_empty());
     }
 }
