@@ -119,19 +119,15 @@ async fn crear_campana(State(s): State<CampanaApi>, headers: HeaderMap, body: By
                     json!({ "error": error, "errores": [{ "campo": "Idempotency-Key", "error": error }] }),
                 ));
             }
-            // The first request may have recorded the campaign and died (or failed) before its
-            // saga was in the log: a retry answers 202 only once it is (`start` is idempotent on
-            // the saga id), rather than leaving it to the projector's catch-up.
-            s.engine.start_saga::<SagaCrearCampana>(c.saga_id, &c.solicitud).await?;
             *c
         }
-        Creada::Nueva(c) => {
-            // If this fails, the campaign stays `pendiente` and the projector's catch-up starts
-            // its saga (start is idempotent on the saga id).
-            s.engine.start_saga::<SagaCrearCampana>(c.saga_id, &c.solicitud).await?;
-            *c
-        }
+        Creada::Nueva(c) => *c,
     };
+    // Started here for a new campaign and for a retry alike: the first request may have
+    // recorded the campaign and died (or failed) before its saga was in the log, and a 202 comes
+    // only once it is (`start` is idempotent on the saga id). If this fails, the campaign stays
+    // `pendiente` and the projector's catch-up starts its saga.
+    s.engine.start_saga::<SagaCrearCampana>(campana.saga_id, &campana.solicitud).await?;
     let mut response = (StatusCode::ACCEPTED, Json(aceptada(&campana))).into_response();
     if let Ok(location) = HeaderValue::from_str(&format!("/afiliaciones/campana/{}", campana.id_campana)) {
         response.headers_mut().insert("location", location);

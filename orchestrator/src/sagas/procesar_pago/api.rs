@@ -158,23 +158,13 @@ async fn pagar(State(s): State<PagosApi>, body: Bytes) -> Result<Response, ApiEr
     }
     let registrado =
         s.vista.registrar(&pedido, SagaId::new()).await.map_err(|e| ApiError::database("payout view", &e.0))?;
-    match registrado {
-        Registrado::Nuevo(p) => {
-            // If this fails, the payout stays PENDIENTE and the projector's catch-up starts its
-            // saga (start is idempotent on the saga id).
-            s.engine.start_saga::<SagaProcesarPago>(p.saga_id, &p.solicitud).await?;
-            Ok(aceptado(&p, false))
-        }
+    let (p, repetido) = match registrado {
+        Registrado::Nuevo(p) => (p, false),
         Registrado::Existente(p) => {
             let mut mismo = pedido.clone();
             mismo.id_pago = p.solicitud.id_pago;
-            if mismo == p.solicitud {
-                // As for a campaign: the first request may have died before its saga was in
-                // the log; the retry's 202 comes once it is.
-                s.engine.start_saga::<SagaProcesarPago>(p.saga_id, &p.solicitud).await?;
-                Ok(aceptado(&p, true))
-            } else {
-                Err(ApiError::new(
+            if mismo != p.solicitud {
+                return Err(ApiError::new(
                     StatusCode::CONFLICT,
                     format!(
                         "el ciclo {} del partner {} ya tiene el pago {} con otros datos",
@@ -182,10 +172,16 @@ async fn pagar(State(s): State<PagosApi>, body: Bytes) -> Result<Response, ApiEr
                         p.solicitud.id_partner,
                         id_publico(p.id_pago)
                     ),
-                ))
+                ));
             }
+            (p, true)
         }
-    }
+    };
+    // As for a campaign: started for a repeated request too, since the first may have died
+    // before its saga was in the log; the 202 comes once it is. If this fails, the payout stays
+    // PENDIENTE and the projector's catch-up starts its saga (start is idempotent on the saga id).
+    s.engine.start_saga::<SagaProcesarPago>(p.saga_id, &p.solicitud).await?;
+    Ok(aceptado(&p, repetido))
 }
 
 fn monto(m: &Monto) -> Value {
