@@ -13,7 +13,9 @@
 # - builds every binary with every feature (the distributed daemons need `pulsar`), validates
 #   docker-compose.yml against them (scripts/compose_check.sh: installs docker-compose from
 #   Debian if missing), runs clippy (warnings are errors) when clippy is installed, then
-#   `cargo test --workspace --all-features` (the end-to-end tests run the daemons as processes).
+#   `cargo test --workspace --all-features` (the end-to-end tests run the daemons as processes),
+#   then a quick run of the benchmark harness (`alpes-bench suite --quick`: a venv with the
+#   Temporal peer under target/peers on first use).
 # Tests that need PostgreSQL read SAGA_TEST_DATABASE_URL, set here; without it they fail with a
 # message saying so (they are never skipped).
 set -euo pipefail
@@ -136,6 +138,12 @@ cargo test --workspace --all-features --locked --no-fail-fast "$@" 2>&1 | tee "$
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "%d passed, %d failed\n", p, f }' "$out"
 rm -f "$out"
+if [[ "$status" == 0 ]]; then
+    # The benchmark harness, seconds per system (BENCHMARKS.md): every mode and both peers run a
+    # few sagas, so the harness cannot rot; a run with an error fails the command.
+    log "benchmark harness, quick run (alpes-bench suite --quick)"
+    target/debug/alpes-bench suite --quick || status=$?
+fi
 if [[ "$status" != 0 ]]; then
     # What a failed run needs to be read without the machine: the disk (the bookie turns read-only
     # above its disk usage threshold), the broker's health and its last warnings.
