@@ -115,7 +115,8 @@ impl Drop for Daemon {
     }
 }
 
-fn free_port() -> anyhow::Result<u16> {
+/// A port free on the loopback now.
+pub fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 

@@ -8,7 +8,6 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use hdrhistogram::Histogram;
 use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -78,10 +77,6 @@ struct Driven {
     cpu_seconds: Option<f64>,
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
 async fn ready(address: &str, server: &mut Child, limit: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + limit;
     loop {
@@ -104,7 +99,7 @@ pub async fn run(workload: &Workload, wal: bool) -> anyhow::Result<Run> {
     let tools = tools().await?;
     let dir = std::env::temp_dir().join(format!("alpes-bench-temporal-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir)?;
-    let port = free_port()?;
+    let port = crate::stack::free_port()?;
     let address = format!("127.0.0.1:{port}");
     let db = dir.join("temporal.db");
     let mut args: Vec<String> =
@@ -170,7 +165,7 @@ pub async fn run(workload: &Workload, wal: bool) -> anyhow::Result<Run> {
         compensated: driven.compensated,
         errors: driven.errors,
         first_error: driven.first_error,
-        latency_us: Histogram::new_with_bounds(1, 600_000_000, 3)?,
+        ..Sample::new()
     };
     for l in driven.latencies_us {
         sample.latency_us.saturating_record(l.max(1));
