@@ -19,6 +19,7 @@
 //! | `saga_engine_task_panics_total` | counter | task (`recovery`, `timer`, `replies`) | panics of the engine's supervised tasks (each restarted) |
 //! | `saga_transition_failures_total` | counter | pass (`timer`, `recovery`), reason | sagas a pass could not drive (the timer defers them) |
 //! | `sagas_failing` | gauge | | sagas the timer could not drive at its last look (flagged, backing off) |
+//! | `saga_log_writes_per_commit` | histogram | | creates and appends the SQL saga log wrote per transaction (its group commit) |
 //! | `participant_commands_total` | counter | participant, kind, disposition, outcome | commands a participant handled |
 //! | `transport_messages_published_total` | counter | transport, topic | messages the broker (or queue) accepted |
 //! | `transport_messages_consumed_total` | counter | transport, topic | messages handed to the application |

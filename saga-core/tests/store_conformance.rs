@@ -597,6 +597,71 @@ async fn engine_scenarios_run_on_the_store(store: Arc<dyn SagaStore>, db: Partic
     }
 }
 
+/// Writes that arrive together share transactions, and each keeps its own answer: creates are
+/// new or find their saga, appends win or conflict on their own version, and a write the
+/// database refuses (its log positions taken) fails alone.
+async fn concurrent_writes_share_commits_and_keep_their_own_answers(store: Arc<dyn SagaStore>, stats: Stats) {
+    use futures_util::future::join_all;
+    let existing = SagaId::new();
+    let (first, first_entries) = started(existing, t(0), "prueba");
+    create(store.as_ref(), &first, &first_entries).await;
+    let before = stats();
+
+    let sagas: Vec<(SagaState, Vec<LogEntry>)> = (0..40).map(|i| started(SagaId::new(), t(i), "prueba")).collect();
+    let (mut again, _) = started(existing, t(99), "otra");
+    again.params = json!({ "distinto": true });
+    // Two entries at one position: refused by the database, inside whatever batch carries it.
+    let broken = SagaId::new();
+    let (broken_state, mut broken_entries) = started(broken, t(0), "prueba");
+    broken_entries.push(broken_entries[0].clone());
+    let creates = sagas
+        .iter()
+        .map(|(state, entries)| store.create(state, entries))
+        .chain([store.create(&again, &first_entries), store.create(&broken_state, &broken_entries)]);
+    let created = join_all(creates).await;
+    let (broken_answer, rest) = created.split_last().unwrap();
+    let (again_answer, news) = rest.split_last().unwrap();
+    assert!(news.iter().all(|c| matches!(c, Ok(Created::New))), "{news:?}");
+    match again_answer {
+        Ok(Created::Existing(state)) => assert_eq!(**state, first, "the stored saga, not the second create's"),
+        other => panic!("a second create must find the saga: {other:?}"),
+    }
+    assert!(broken_answer.is_err(), "two entries at one position must be refused: {broken_answer:?}");
+    assert_eq!(store.load(broken).await.unwrap(), None, "the refused create wrote nothing");
+
+    // One append per saga at its version, and a second one at the same version for every fourth.
+    let mut appends = Vec::new();
+    for (i, (state, _)) in sagas.iter().enumerate() {
+        let copies = if i % 4 == 0 { 2 } else { 1 };
+        for copy in 0..copies {
+            let mut next = state.clone();
+            let event = command_sent(&next, t(100 + copy), t(130));
+            let entries = advance(&mut next, t(100 + copy), vec![event]);
+            appends.push((i, next, entries));
+        }
+    }
+    let appended = join_all(appends.iter().map(|(_, state, entries)| store.append(1, state, entries))).await;
+    for (i, (state, _)) in sagas.iter().enumerate() {
+        let answers: Vec<_> = appends.iter().zip(&appended).filter(|((j, _, _), _)| *j == i).map(|(_, a)| a).collect();
+        let wins = answers.iter().filter(|a| a.is_ok()).count();
+        let conflicts = answers.iter().filter(|a| matches!(a, Err(StoreError::Conflict(c)) if *c == state.id)).count();
+        assert_eq!((wins, conflicts), (1, answers.len() - 1), "saga {i}: {answers:?}");
+        let history = store.history(state.id).await.unwrap();
+        assert_eq!(history.len(), 2, "saga {i}");
+        assert_eq!(SagaState::replay(state.id, &history).unwrap(), store.load(state.id).await.unwrap().unwrap());
+    }
+    assert_eq!(store.history(existing).await.unwrap(), first_entries, "the second create appended nothing");
+
+    let after = stats();
+    let writes = after.writes - before.writes;
+    let batches = after.batches - before.batches;
+    assert_eq!(writes, 42 + appends.len() as u64);
+    assert!(batches * 4 <= writes, "{writes} writes in {batches} batches: concurrent writes must share transactions");
+}
+
+/// A store's group commit counts.
+type Stats = Box<dyn Fn() -> saga_core::log::CommitStats + Send + Sync>;
+
 macro_rules! conformance {
     ($store:ident, $make:expr) => {
         mod $store {
@@ -653,6 +718,21 @@ async fn pg_store() -> Arc<dyn SagaStore> {
 
 conformance!(sqlite, sqlite_store().await);
 conformance!(postgres, pg_store().await);
+
+#[tokio::test]
+async fn sqlite_concurrent_writes_share_commits_and_keep_their_own_answers() {
+    let store = Arc::new(SqliteStore::connect(&fresh_sqlite_url()).await.unwrap());
+    let counts = store.clone();
+    concurrent_writes_share_commits_and_keep_their_own_answers(store, Box::new(move || counts.commit_stats())).await
+}
+
+#[tokio::test]
+async fn postgres_concurrent_writes_share_commits_and_keep_their_own_answers() {
+    let (_, url) = fresh_pg().await;
+    let store = Arc::new(PgStore::connect(&url).await.unwrap());
+    let counts = store.clone();
+    concurrent_writes_share_commits_and_keep_their_own_answers(store, Box::new(move || counts.commit_stats())).await
+}
 
 #[tokio::test]
 async fn sqlite_engine_scenarios() {

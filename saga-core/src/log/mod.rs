@@ -7,8 +7,11 @@
 //! engine then reloads and decides again. The same rule works on PostgreSQL and SQLite, and lets
 //! several engines share one PostgreSQL log without leases.
 
+mod group;
 pub mod memory;
 pub mod sql;
+
+pub use group::{CommitStats, MAX_WRITES as MAX_WRITES_PER_COMMIT};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

@@ -7,6 +7,7 @@
 //! every statement against both.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -16,7 +17,10 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::types::Json;
 use sqlx::Row;
+use tracing::debug;
 
+use super::group::{Group, Op, Request, Written};
+use super::CommitStats;
 use super::{ignored_replies, wake_key, wake_time, Created, ListQuery, SagaStore, SagaSummary, StoreError, StoreStats};
 use crate::id::SagaId;
 use crate::saga::{LogEntry, SagaEvent, SagaState, SagaStatus};
@@ -131,22 +135,43 @@ pub async fn sqlite_pool(url: &str) -> Result<SqlitePool, sqlx::Error> {
     SqlitePoolOptions::new().max_connections(if in_memory { 1 } else { 4 }).connect_with(options).await
 }
 
+/// Log entries per `INSERT` of a group commit (five parameters each, well inside both
+/// databases' limits on parameters per statement).
+const ENTRIES_PER_INSERT: usize = 1000;
+
+/// Group-commit transactions a PostgreSQL log runs at a time (SQLite runs one: it has one
+/// writer). Enough that one batch's statements overlap another's commit, few enough to leave
+/// the pool's other connections to reads.
+const PG_FLUSHERS: usize = 3;
+
+/// Why a group commit's transaction did not answer its writes.
+#[derive(Debug, thiserror::Error)]
+enum BatchError {
+    /// A statement failed: nothing of the batch is written.
+    #[error("{0}")]
+    BeforeCommit(sqlx::Error),
+    /// The commit failed: the batch may or may not be written.
+    #[error("{0}")]
+    AtCommit(sqlx::Error),
+}
+
 /// The columns a [`SagaSummary`] is read from.
 const SUMMARY_COLUMNS: &str =
     "saga_id, saga_type, status, version, created_at, updated_at, wake_at_ms, wake_failures, wake_error, replies_ignored";
 
 macro_rules! sql_store {
-    ($(#[$meta:meta])* $name:ident, $pool:ty, $row:ty, $migrator:ident) => {
+    ($(#[$meta:meta])* $name:ident, $pool:ty, $db:ty, $row:ty, $migrator:ident, $flushers:expr) => {
         $(#[$meta])*
         #[derive(Clone, Debug)]
         pub struct $name {
             pool: $pool,
+            group: Arc<Group>,
         }
 
         impl $name {
             /// A store on an open pool; call [`Self::migrate`] once before use.
             pub fn new(pool: $pool) -> Self {
-                Self { pool }
+                Self { pool, group: Arc::new(Group::new($flushers)) }
             }
 
             /// Applies the saga log's migrations.
@@ -159,29 +184,13 @@ macro_rules! sql_store {
                 &self.pool
             }
 
-            /// A summary from a row of [`SUMMARY_COLUMNS`].
-            fn summary_of(row: &$row) -> Result<SagaSummary, StoreError> {
-                let status: String = row.try_get("status").map_err(|e| map_err(None, e))?;
-                let failures: i32 = row.try_get("wake_failures").map_err(|e| map_err(None, e))?;
-                Ok(SagaSummary {
-                    id: SagaId(row.try_get("saga_id").map_err(|e| map_err(None, e))?),
-                    saga_type: row.try_get("saga_type").map_err(|e| map_err(None, e))?,
-                    status: status_of(&status)?,
-                    version: row.try_get("version").map_err(|e| map_err(None, e))?,
-                    created_at: row.try_get("created_at").map_err(|e| map_err(None, e))?,
-                    updated_at: row.try_get("updated_at").map_err(|e| map_err(None, e))?,
-                    wake_at: wake_time(row.try_get("wake_at_ms").map_err(|e| map_err(None, e))?),
-                    wake_failures: u32::try_from(failures).unwrap_or(0),
-                    wake_error: row.try_get("wake_error").map_err(|e| map_err(None, e))?,
-                    replies_ignored: u64::try_from(row.try_get::<i64, _>("replies_ignored").map_err(|e| map_err(None, e))?)
-                        .unwrap_or(0),
-                })
+            /// The group commit's counts: creates and appends written, and in how many batches.
+            pub fn commit_stats(&self) -> CommitStats {
+                self.group.stats()
             }
-        }
 
-        #[async_trait]
-        impl SagaStore for $name {
-            async fn create(&self, state: &SagaState, entries: &[LogEntry]) -> Result<Created, StoreError> {
+            /// A create in a transaction of its own.
+            async fn create_alone(&self, state: &SagaState, entries: &[LogEntry]) -> Result<Written, StoreError> {
                 let id = state.id;
                 let mut tx = self.pool.begin().await.map_err(|e| map_err(None, e))?;
                 let inserted = sqlx::query(
@@ -204,7 +213,7 @@ macro_rules! sql_store {
                 if inserted == 0 {
                     tx.rollback().await.map_err(|e| map_err(None, e))?;
                     return match self.load(id).await? {
-                        Some(existing) => Ok(Created::Existing(Box::new(existing))),
+                        Some(existing) => Ok(Written::Existing(Box::new(existing))),
                         None => Err(StoreError::unavailable(format!("saga {id} vanished during create"))),
                     };
                 }
@@ -212,10 +221,11 @@ macro_rules! sql_store {
                     insert_entry!(tx, id, entry);
                 }
                 tx.commit().await.map_err(|e| map_err(Some(id), e))?;
-                Ok(Created::New)
+                Ok(Written::Done)
             }
 
-            async fn append(&self, expected_version: i64, state: &SagaState, entries: &[LogEntry]) -> Result<(), StoreError> {
+            /// An append in a transaction of its own.
+            async fn append_alone(&self, expected_version: i64, state: &SagaState, entries: &[LogEntry]) -> Result<Written, StoreError> {
                 let id = state.id;
                 let mut tx = self.pool.begin().await.map_err(|e| map_err(None, e))?;
                 let updated = sqlx::query(
@@ -243,7 +253,164 @@ macro_rules! sql_store {
                     insert_entry!(tx, id, entry);
                 }
                 tx.commit().await.map_err(|e| map_err(Some(id), e))?;
-                Ok(())
+                Ok(Written::Done)
+            }
+
+            /// Writes a batch of the group commit (see [`group`](super::group)): in one
+            /// transaction when there are several, each write answered on its own. A statement
+            /// that fails before the commit leaves nothing written, so each write is then tried
+            /// in a transaction of its own and gets its own answer; a failed commit may have
+            /// landed, so every write of the batch is answered unavailable.
+            async fn write_batch(&self, batch: Vec<Request>) -> Vec<Result<Written, StoreError>> {
+                if let [one] = &batch[..] {
+                    return vec![self.write_alone(one).await];
+                }
+                match self.write_together(&batch).await {
+                    Ok(answers) => answers,
+                    Err(BatchError::BeforeCommit(error)) => {
+                        debug!(writes = batch.len(), %error, "group commit refused; writing each alone");
+                        let mut answers = Vec::with_capacity(batch.len());
+                        for request in &batch {
+                            answers.push(self.write_alone(request).await);
+                        }
+                        answers
+                    }
+                    Err(BatchError::AtCommit(error)) => batch
+                        .iter()
+                        .map(|r| Err(StoreError::unavailable(format!(
+                            "the commit of {} writes carrying saga {}'s failed: {error}", batch.len(), r.state.id
+                        ))))
+                        .collect(),
+                }
+            }
+
+            async fn write_alone(&self, request: &Request) -> Result<Written, StoreError> {
+                match request.op {
+                    Op::Create => self.create_alone(&request.state, &request.entries).await,
+                    Op::Append { expected_version } => {
+                        self.append_alone(expected_version, &request.state, &request.entries).await
+                    }
+                }
+            }
+
+            /// The writes of `batch` in one transaction, every saga's version checked.
+            async fn write_together(&self, batch: &[Request]) -> Result<Vec<Result<Written, StoreError>>, BatchError> {
+                let before = BatchError::BeforeCommit;
+                let mut tx = self.pool.begin().await.map_err(before)?;
+                // Per write: `Some` when answered, `None` for a create whose saga exists (read after the
+                // commit).
+                let mut answers: Vec<Option<Result<Written, StoreError>>> = batch.iter().map(|_| None).collect();
+                let mut rows: Vec<(SagaId, &LogEntry)> = Vec::new();
+                // Rows are locked in saga id order (the same saga's writes keep theirs), so two
+                // batches at once wait for each other instead of deadlocking.
+                let mut order: Vec<usize> = (0..batch.len()).collect();
+                order.sort_by_key(|&i| batch[i].state.id.0);
+                for i in order {
+                    let request = &batch[i];
+                    let state = &request.state;
+                    let written = match request.op {
+                        Op::Create => sqlx::query(
+                            "INSERT INTO saga (saga_id, saga_type, saga_version, status, version, wake_at_ms, state, created_at, updated_at) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (saga_id) DO NOTHING",
+                        )
+                        .bind(state.id.0)
+                        .bind(&state.saga_type)
+                        .bind(state.definition_version as i32)
+                        .bind(state.status.as_str())
+                        .bind(state.version)
+                        .bind(wake_key(state))
+                        .bind(Json(state))
+                        .bind(state.created_at)
+                        .bind(state.updated_at)
+                        .execute(&mut *tx)
+                        .await,
+                        Op::Append { expected_version } => sqlx::query(
+                            "UPDATE saga SET status = $2, version = $3, wake_at_ms = $4, state = $5, updated_at = $6, \
+                             wake_failures = 0, wake_error = NULL, replies_ignored = replies_ignored + $8 \
+                             WHERE saga_id = $1 AND version = $7",
+                        )
+                        .bind(state.id.0)
+                        .bind(state.status.as_str())
+                        .bind(state.version)
+                        .bind(wake_key(state))
+                        .bind(Json(state))
+                        .bind(state.updated_at)
+                        .bind(expected_version)
+                        .bind(ignored_replies(&request.entries))
+                        .execute(&mut *tx)
+                        .await,
+                    }
+                    .map_err(before)?
+                    .rows_affected();
+                    answers[i] = if written == 1 {
+                        rows.extend(request.entries.iter().map(|e| (state.id, e)));
+                        Some(Ok(Written::Done))
+                    } else {
+                        match request.op {
+                            Op::Create => None,
+                            Op::Append { .. } => Some(Err(StoreError::Conflict(state.id))),
+                        }
+                    };
+                }
+                for chunk in rows.chunks(ENTRIES_PER_INSERT) {
+                    let mut insert = sqlx::QueryBuilder::<$db>::new("INSERT INTO saga_log (saga_id, seq, at, kind, event) ");
+                    insert.push_values(chunk, |mut row, (id, entry)| {
+                        row.push_bind(id.0)
+                            .push_bind(entry.seq)
+                            .push_bind(entry.at)
+                            .push_bind(entry.event.name())
+                            .push_bind(Json(&entry.event));
+                    });
+                    insert.build().execute(&mut *tx).await.map_err(before)?;
+                }
+                tx.commit().await.map_err(BatchError::AtCommit)?;
+                let mut out = Vec::with_capacity(batch.len());
+                for (request, answer) in batch.iter().zip(answers) {
+                    out.push(match answer {
+                        Some(answer) => answer,
+                        None => match self.load(request.state.id).await {
+                            Ok(Some(existing)) => Ok(Written::Existing(Box::new(existing))),
+                            Ok(None) => Err(StoreError::unavailable(format!("saga {} vanished during create", request.state.id))),
+                            Err(e) => Err(e),
+                        },
+                    });
+                }
+                Ok(out)
+            }
+
+            /// A summary from a row of [`SUMMARY_COLUMNS`].
+            fn summary_of(row: &$row) -> Result<SagaSummary, StoreError> {
+                let status: String = row.try_get("status").map_err(|e| map_err(None, e))?;
+                let failures: i32 = row.try_get("wake_failures").map_err(|e| map_err(None, e))?;
+                Ok(SagaSummary {
+                    id: SagaId(row.try_get("saga_id").map_err(|e| map_err(None, e))?),
+                    saga_type: row.try_get("saga_type").map_err(|e| map_err(None, e))?,
+                    status: status_of(&status)?,
+                    version: row.try_get("version").map_err(|e| map_err(None, e))?,
+                    created_at: row.try_get("created_at").map_err(|e| map_err(None, e))?,
+                    updated_at: row.try_get("updated_at").map_err(|e| map_err(None, e))?,
+                    wake_at: wake_time(row.try_get("wake_at_ms").map_err(|e| map_err(None, e))?),
+                    wake_failures: u32::try_from(failures).unwrap_or(0),
+                    wake_error: row.try_get("wake_error").map_err(|e| map_err(None, e))?,
+                    replies_ignored: u64::try_from(row.try_get::<i64, _>("replies_ignored").map_err(|e| map_err(None, e))?)
+                        .unwrap_or(0),
+                })
+            }
+        }
+
+        #[async_trait]
+        impl SagaStore for $name {
+            async fn create(&self, state: &SagaState, entries: &[LogEntry]) -> Result<Created, StoreError> {
+                let request = Request { op: Op::Create, state: state.clone(), entries: entries.to_vec() };
+                match self.group.submit(request, |batch| self.write_batch(batch)).await? {
+                    Written::Done => Ok(Created::New),
+                    Written::Existing(state) => Ok(Created::Existing(state)),
+                }
+            }
+
+            async fn append(&self, expected_version: i64, state: &SagaState, entries: &[LogEntry]) -> Result<(), StoreError> {
+                let request = Request { op: Op::Append { expected_version }, state: state.clone(), entries: entries.to_vec() };
+                self.group.submit(request, |batch| self.write_batch(batch)).await.map(|_| ())
             }
 
             async fn load(&self, id: SagaId) -> Result<Option<SagaState>, StoreError> {
@@ -386,16 +553,20 @@ sql_store!(
     /// The saga log in PostgreSQL: `saga` (current state) and `saga_log` (history).
     PgStore,
     PgPool,
+    sqlx::Postgres,
     sqlx::postgres::PgRow,
-    PG_MIGRATOR
+    PG_MIGRATOR,
+    PG_FLUSHERS
 );
 
 sql_store!(
     /// The saga log in a SQLite file: the embedded mode's default.
     SqliteStore,
     SqlitePool,
+    sqlx::Sqlite,
     sqlx::sqlite::SqliteRow,
-    SQLITE_MIGRATOR
+    SQLITE_MIGRATOR,
+    1
 );
 
 impl PgStore {
