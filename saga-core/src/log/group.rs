@@ -51,6 +51,9 @@ pub(crate) enum Written {
     Existing(Box<SagaState>),
 }
 
+/// A queued write and where its answer goes.
+type Queued = (Request, oneshot::Sender<Result<Written, StoreError>>);
+
 /// How many writes a store's group commit has flushed, in how many batches.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CommitStats {
@@ -64,7 +67,7 @@ pub struct CommitStats {
 /// A store's queue of writes and its flushers.
 #[derive(Debug)]
 pub(crate) struct Group {
-    queue: Mutex<Vec<(Request, oneshot::Sender<Result<Written, StoreError>>)>>,
+    queue: Mutex<Vec<Queued>>,
     flushers: tokio::sync::Semaphore,
     writes: AtomicU64,
     batches: AtomicU64,
@@ -128,7 +131,7 @@ impl Group {
         CommitStats { writes: self.writes.load(Ordering::Relaxed), batches: self.batches.load(Ordering::Relaxed) }
     }
 
-    fn lock_queue(&self) -> std::sync::MutexGuard<'_, Vec<(Request, oneshot::Sender<Result<Written, StoreError>>)>> {
+    fn lock_queue(&self) -> std::sync::MutexGuard<'_, Vec<Queued>> {
         // Nothing panics while holding it; a poisoned lock still holds a consistent queue.
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }

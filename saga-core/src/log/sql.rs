@@ -189,75 +189,8 @@ macro_rules! sql_store {
                 self.group.stats()
             }
 
-            /// A create in a transaction of its own.
-            async fn create_alone(&self, state: &SagaState, entries: &[LogEntry]) -> Result<Written, StoreError> {
-                let id = state.id;
-                let mut tx = self.pool.begin().await.map_err(|e| map_err(None, e))?;
-                let inserted = sqlx::query(
-                    "INSERT INTO saga (saga_id, saga_type, saga_version, status, version, wake_at_ms, state, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (saga_id) DO NOTHING",
-                )
-                .bind(id.0)
-                .bind(&state.saga_type)
-                .bind(state.definition_version as i32)
-                .bind(state.status.as_str())
-                .bind(state.version)
-                .bind(wake_key(state))
-                .bind(Json(state))
-                .bind(state.created_at)
-                .bind(state.updated_at)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| map_err(None, e))?
-                .rows_affected();
-                if inserted == 0 {
-                    tx.rollback().await.map_err(|e| map_err(None, e))?;
-                    return match self.load(id).await? {
-                        Some(existing) => Ok(Written::Existing(Box::new(existing))),
-                        None => Err(StoreError::unavailable(format!("saga {id} vanished during create"))),
-                    };
-                }
-                for entry in entries {
-                    insert_entry!(tx, id, entry);
-                }
-                tx.commit().await.map_err(|e| map_err(Some(id), e))?;
-                Ok(Written::Done)
-            }
-
-            /// An append in a transaction of its own.
-            async fn append_alone(&self, expected_version: i64, state: &SagaState, entries: &[LogEntry]) -> Result<Written, StoreError> {
-                let id = state.id;
-                let mut tx = self.pool.begin().await.map_err(|e| map_err(None, e))?;
-                let updated = sqlx::query(
-                    "UPDATE saga SET status = $2, version = $3, wake_at_ms = $4, state = $5, updated_at = $6, \
-                     wake_failures = 0, wake_error = NULL, replies_ignored = replies_ignored + $8 \
-                     WHERE saga_id = $1 AND version = $7",
-                )
-                .bind(id.0)
-                .bind(state.status.as_str())
-                .bind(state.version)
-                .bind(wake_key(state))
-                .bind(Json(state))
-                .bind(state.updated_at)
-                .bind(expected_version)
-                .bind(ignored_replies(entries))
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| map_err(Some(id), e))?
-                .rows_affected();
-                if updated == 0 {
-                    tx.rollback().await.map_err(|e| map_err(None, e))?;
-                    return Err(StoreError::Conflict(id));
-                }
-                for entry in entries {
-                    insert_entry!(tx, id, entry);
-                }
-                tx.commit().await.map_err(|e| map_err(Some(id), e))?;
-                Ok(Written::Done)
-            }
-
             /// Writes a batch of the group commit (see [`group`](super::group)): in one
-            /// transaction when there are several, each write answered on its own. A statement
+            /// transaction, each write answered on its own. A statement
             /// that fails before the commit leaves nothing written, so each write is then tried
             /// in a transaction of its own and gets its own answer; a failed commit may have
             /// landed, so every write of the batch is answered unavailable.
@@ -284,12 +217,13 @@ macro_rules! sql_store {
                 }
             }
 
+            /// One write in a transaction of its own: a refused statement is that write's
+            /// error (a log position taken is a conflict).
             async fn write_alone(&self, request: &Request) -> Result<Written, StoreError> {
-                match request.op {
-                    Op::Create => self.create_alone(&request.state, &request.entries).await,
-                    Op::Append { expected_version } => {
-                        self.append_alone(expected_version, &request.state, &request.entries).await
-                    }
+                let id = request.state.id;
+                match self.write_together(std::slice::from_ref(request)).await {
+                    Ok(mut answers) => answers.pop().unwrap_or_else(|| Err(StoreError::unavailable(format!("saga {id}: no answer")))),
+                    Err(BatchError::BeforeCommit(e) | BatchError::AtCommit(e)) => Err(map_err(Some(id), e)),
                 }
             }
 
@@ -532,20 +466,6 @@ macro_rules! sql_store {
                 Ok(StoreStats { by_status, oldest_unfinished: oldest.map(|(t,)| t), failing })
             }
         }
-    };
-}
-
-macro_rules! insert_entry {
-    ($tx:ident, $id:ident, $entry:ident) => {
-        sqlx::query("INSERT INTO saga_log (saga_id, seq, at, kind, event) VALUES ($1, $2, $3, $4, $5)")
-            .bind($id.0)
-            .bind($entry.seq)
-            .bind($entry.at)
-            .bind($entry.event.name())
-            .bind(Json(&$entry.event))
-            .execute(&mut *$tx)
-            .await
-            .map_err(|e| map_err(Some($id), e))?;
     };
 }
 
