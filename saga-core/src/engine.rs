@@ -13,7 +13,7 @@ use chrono::Utc;
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 use serde_json::Value;
-use tokio::sync::Notify;
+use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
 
 use crate::clock::{Clock, SystemClock};
@@ -215,24 +215,36 @@ pub struct Engine {
     waiters: Waiters,
 }
 
-/// The sagas someone waits on ([`Engine::wait`]), each with the [`Notify`] this engine's
-/// transitions of it wake. An entry lives while someone waits: a transition of a saga nobody
-/// waits on costs one map lookup.
+/// The sagas someone waits on ([`Engine::wait`]), each with the latest state this engine wrote
+/// of it while they wait: a transition hands its waiters the state it wrote, so they need not
+/// read the log again to see it. An entry lives while someone waits: a transition of a saga
+/// nobody waits on costs one map lookup.
 #[derive(Default)]
-struct Waiters(Mutex<HashMap<SagaId, Arc<Notify>>>);
+struct Waiters(Mutex<HashMap<SagaId, Arc<Latest>>>);
+
+/// The latest state of a saga written by this engine since someone began waiting on it.
+type Latest = watch::Sender<Option<SagaState>>;
 
 impl Waiters {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SagaId, Arc<Notify>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SagaId, Arc<Latest>>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn watch(&self, id: SagaId) -> Arc<Notify> {
-        self.lock().entry(id).or_default().clone()
+    fn watch(&self, id: SagaId) -> Arc<Latest> {
+        self.lock().entry(id).or_insert_with(|| Arc::new(watch::Sender::new(None))).clone()
     }
 
-    fn wake(&self, id: SagaId) {
-        if let Some(notify) = self.lock().get(&id) {
-            notify.notify_waiters();
+    /// Hands `state`, just written, to the saga's waiters, unless they hold a later one (two
+    /// transitions of one saga may report in either order).
+    fn wake(&self, state: &SagaState) {
+        if let Some(latest) = self.lock().get(&state.id) {
+            latest.send_if_modified(|held| {
+                if held.as_ref().is_some_and(|h| h.version >= state.version) {
+                    return false;
+                }
+                *held = Some(state.clone());
+                true
+            });
         }
     }
 }
@@ -242,12 +254,12 @@ impl Waiters {
 struct Watching<'a> {
     waiters: &'a Waiters,
     id: SagaId,
-    notify: Arc<Notify>,
+    latest: Arc<Latest>,
 }
 
 impl<'a> Watching<'a> {
     fn new(waiters: &'a Waiters, id: SagaId) -> Self {
-        Self { waiters, id, notify: waiters.watch(id) }
+        Self { waiters, id, latest: waiters.watch(id) }
     }
 }
 
@@ -255,7 +267,7 @@ impl Drop for Watching<'_> {
     fn drop(&mut self) {
         let mut map = self.waiters.lock();
         // The map's reference and this one: no other waiter on this saga.
-        if map.get(&self.id).is_some_and(|n| Arc::strong_count(n) == 2) {
+        if map.get(&self.id).is_some_and(|l| Arc::strong_count(l) == 2) {
             map.remove(&self.id);
         }
     }
@@ -402,7 +414,7 @@ impl Engine {
             Created::New => {
                 info!(status = %state.status, "saga started");
                 self.observer.on_events(None, &state, &entries);
-                self.waiters.wake(id);
+                self.waiters.wake(&state);
                 let state = self.settle_within(state, &entries, Some(self.config.start_send_wait)).await?;
                 Ok(Started { state, created: true })
             }
@@ -584,23 +596,33 @@ impl Engine {
         limit: Duration,
     ) -> Result<Option<SagaState>, EngineError> {
         let watching = Watching::new(&self.waiters, id);
-        let notify = &watching.notify;
+        // Subscribed before the read, so a transition between the read and the wait still
+        // reaches it.
+        let mut latest = watching.latest.subscribe();
         let deadline = tokio::time::Instant::now() + limit;
+        let Some(mut state) = self.get(id).await? else { return Ok(None) };
         loop {
-            // Registered before the read, so a transition between the read and the wait still
-            // wakes it.
-            let notified = notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let Some(state) = self.get(id).await? else { return Ok(None) };
+            if let Some(newer) = latest.borrow_and_update().as_ref().filter(|l| l.version > state.version) {
+                state = newer.clone();
+            }
             let moved = after_version.is_some_and(|v| state.version > v);
             if moved || !state.status.is_active() || tokio::time::Instant::now() >= deadline {
                 return Ok(Some(state));
             }
             let look_again = (tokio::time::Instant::now() + self.config.wait_poll).min(deadline);
             tokio::select! {
-                () = &mut notified => {}
-                () = tokio::time::sleep_until(look_again) => {}
+                // This engine wrote a transition: the loop's top takes its state, no read.
+                changed = latest.changed() => {
+                    // `watching` holds the sender, so the channel cannot close while we wait.
+                    debug_assert!(changed.is_ok());
+                }
+                // Another engine on the log may have moved it: read it.
+                () = tokio::time::sleep_until(look_again) => {
+                    let Some(read) = self.get(id).await? else { return Ok(None) };
+                    if read.version > state.version {
+                        state = read;
+                    }
+                }
             }
         }
     }
@@ -932,7 +954,7 @@ impl Engine {
         entries: Vec<LogEntry>,
     ) -> Result<(SagaState, Vec<LogEntry>), EngineError> {
         self.observer.on_events(before, &state, &entries);
-        self.waiters.wake(state.id);
+        self.waiters.wake(&state);
         log_transition(&state, &entries);
         let state = self.settle(state, &entries).await?;
         Ok((state, entries))
@@ -1137,7 +1159,7 @@ mod tests {
         let first = Watching::new(&waiters, id);
         let second = Watching::new(&waiters, id);
         let elsewhere = Watching::new(&waiters, other);
-        assert!(Arc::ptr_eq(&first.notify, &second.notify), "one Notify per saga");
+        assert!(Arc::ptr_eq(&first.latest, &second.latest), "one channel per saga");
         drop(first);
         assert!(waiters.lock().contains_key(&id), "the second still waits");
         drop(second);
@@ -1145,5 +1167,41 @@ mod tests {
         assert!(waiters.lock().contains_key(&other));
         drop(elsewhere);
         assert!(waiters.lock().is_empty());
+    }
+
+    /// A transition hands its waiters the state it wrote; an older one reported late does not
+    /// replace a newer one, and a saga nobody waits on is not kept.
+    #[test]
+    fn waiters_get_the_latest_state_written() {
+        let waiters = Waiters::default();
+        let id = SagaId::new();
+        let state = |version| {
+            let mut s = SagaState::started(
+                id,
+                &LogEntry {
+                    seq: 1,
+                    at: Utc::now(),
+                    event: SagaEvent::Started {
+                        saga_type: "prueba".into(),
+                        version: 1,
+                        steps: vec!["uno".into()],
+                        params: serde_json::json!({}),
+                    },
+                },
+            )
+            .expect("started");
+            s.version = version;
+            s
+        };
+        waiters.wake(&state(1));
+        assert!(waiters.lock().is_empty(), "nobody waits: nothing kept");
+        let watching = Watching::new(&waiters, id);
+        let mut latest = watching.latest.subscribe();
+        waiters.wake(&state(3));
+        waiters.wake(&state(2));
+        assert!(latest.has_changed().unwrap_or(false));
+        assert_eq!(latest.borrow_and_update().as_ref().map(|s| s.version), Some(3), "the later state stays");
+        waiters.wake(&state(3));
+        assert!(!latest.has_changed().unwrap_or(true), "the same version again is not news");
     }
 }
