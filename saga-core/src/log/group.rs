@@ -103,14 +103,19 @@ impl Group {
                     });
                 }
                 // The semaphore is never closed, so a permit always comes.
-                Ok(_turn) = self.flushers.acquire() => {
+                Ok(turn) = self.flushers.acquire() => {
                     let batch: Vec<_> = {
                         let mut queue = self.lock_queue();
                         let n = queue.len().min(MAX_WRITES);
                         queue.drain(..n).collect()
                     };
                     if batch.is_empty() {
-                        continue;
+                        // This write was queued before the turn came, so another flusher
+                        // carries it: wait for its answer (taking turns again would spin).
+                        drop(turn);
+                        return answer.await.unwrap_or_else(|_| {
+                            Err(StoreError::unavailable("the transaction carrying this write was interrupted"))
+                        });
                     }
                     let (requests, answers): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
                     metrics::histogram!("saga_log_writes_per_commit").record(requests.len() as f64);
