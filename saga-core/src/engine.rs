@@ -108,6 +108,11 @@ pub struct EngineConfig {
     /// commits wakes its waiters at once; this covers a saga another engine on the same log
     /// drives, and bounds how late such a waiter answers.
     pub wait_poll: Duration,
+    /// How many running sagas' last written states the engine keeps, so that the next
+    /// transition of one starts from it instead of reading the log (the append's version check
+    /// still decides: a state another writer has moved past costs one conflict and a read). 0
+    /// turns it off.
+    pub written_states: usize,
 }
 
 impl Default for EngineConfig {
@@ -127,6 +132,8 @@ impl Default for EngineConfig {
             // A waiter on a saga another replica drives answers at most this late; one indexed
             // read per waiter per period.
             wait_poll: Duration::from_millis(200),
+            // A few KB each: tens of MB at most, for a saving of one log read per transition.
+            written_states: 10_000,
             store_retry: RetryPolicy {
                 max_attempts: 8,
                 initial_backoff: Duration::from_millis(50),
@@ -213,6 +220,57 @@ pub struct Engine {
     rng: Mutex<SmallRng>,
     board: Board,
     waiters: Waiters,
+    written: Written,
+}
+
+/// The last state this engine wrote of each saga it is still driving (running or
+/// compensating), up to a capacity: a reply to one of them starts from that state instead of a
+/// read of the log. It is a guess, never the truth: the append that follows checks the version
+/// in the log, so a state another writer has moved past costs a conflict and a read. A
+/// transition that starts from it and finds nothing to write (a stale reply, an operator action
+/// refused) reads the log and decides again, so no decision not to write rests on it.
+#[derive(Default)]
+struct Written(Mutex<HashMap<SagaId, SagaState>>);
+
+impl Written {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SagaId, SagaState>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Removes and returns the state kept of `id`: two transitions of one saga at once do not
+    /// both start from it (the second reads the log, as before).
+    fn take(&self, id: SagaId) -> Option<SagaState> {
+        self.lock().remove(&id)
+    }
+
+    /// Keeps `state`, just written, if the saga is still driven and no later state is kept (two
+    /// transitions of one saga may report in either order), making room when full; forgets the
+    /// saga once it rests.
+    fn keep(&self, state: &SagaState, capacity: usize) {
+        let mut map = self.lock();
+        if !state.status.is_active() {
+            map.remove(&state.id);
+            return;
+        }
+        if capacity == 0 {
+            return;
+        }
+        match map.get_mut(&state.id) {
+            Some(held) if held.version >= state.version => {}
+            Some(held) => *held = state.clone(),
+            None => {
+                // Full: one kept state makes room, whichever the map yields first. A saga
+                // another replica finished, or one that waits long on a timer, does not hold
+                // its place for ever.
+                if map.len() >= capacity {
+                    if let Some(out) = map.keys().next().copied() {
+                        map.remove(&out);
+                    }
+                }
+                map.insert(state.id, state.clone());
+            }
+        }
+    }
 }
 
 /// The sagas someone waits on ([`Engine::wait`]), each with the latest state this engine wrote
@@ -330,6 +388,7 @@ impl Engine {
                 rng: Mutex::new(SmallRng::from_entropy()),
                 board: Board::default(),
                 waiters: Waiters::default(),
+                written: Written::default(),
             },
         }
     }
@@ -415,6 +474,7 @@ impl Engine {
                 info!(status = %state.status, "saga started");
                 self.observer.on_events(None, &state, &entries);
                 self.waiters.wake(&state);
+                self.written.keep(&state, self.config.written_states);
                 let state = self.settle_within(state, &entries, Some(self.config.start_send_wait)).await?;
                 Ok(Started { state, created: true })
             }
@@ -881,8 +941,15 @@ impl Engine {
         self.faults.strike(PanicSite::Saga(id));
         let mut backoff = 0;
         let mut unsure: Vec<Unsure> = Vec::new();
+        // The state this engine last wrote, if it kept it: tried first, in place of a read.
+        let mut kept = self.written.take(id);
         loop {
-            let current = self.with_store_retry(|| self.store.load(id)).await?.ok_or(EngineError::NotFound(id))?;
+            let guess = kept.take();
+            let guessed = guess.is_some();
+            let current = match guess {
+                Some(state) => state,
+                None => self.with_store_retry(|| self.store.load(id)).await?.ok_or(EngineError::NotFound(id))?,
+            };
             for attempt in std::mem::take(&mut unsure) {
                 if current.version >= attempt.state.version {
                     if self.landed(id, &attempt).await? {
@@ -899,8 +966,19 @@ impl Engine {
                 EngineError::UnknownSagaType(format!("{} v{}", current.saga_type, current.definition_version))
             })?;
             let now = self.clock.now();
-            let observed = observe(&current, now)?;
-            if only_counted(&current, &observed) {
+            let observed = match observe(&current, now) {
+                Ok(observed) => observed,
+                // Refused on a kept state: the log may hold a later one that allows it.
+                Err(_) if guessed => continue,
+                Err(e) => return Err(e),
+            };
+            // A kept state may be behind the log: writing nothing is decided on what the log
+            // holds, never on it.
+            let writes_nothing = only_counted(&current, &observed);
+            if writes_nothing && guessed {
+                continue;
+            }
+            if writes_nothing {
                 self.with_store_retry(|| self.store.count_ignored_reply(id)).await?;
                 self.observer.on_reply_counted(&current);
                 debug!(saga_id = %id, status = %current.status, "stale reply to a saga at rest counted, not logged");
@@ -913,8 +991,16 @@ impl Engine {
                 state.apply(&entry)?;
                 entries.push(entry);
             }
-            self.drive(&mut state, &mut entries, &definition, now)?;
+            if let Err(e) = self.drive(&mut state, &mut entries, &definition, now) {
+                if guessed {
+                    continue;
+                }
+                return Err(e);
+            }
             if entries.is_empty() {
+                if guessed {
+                    continue;
+                }
                 return Ok(None);
             }
             match self.store.append(current.version, &state, &entries).await {
@@ -955,6 +1041,7 @@ impl Engine {
     ) -> Result<(SagaState, Vec<LogEntry>), EngineError> {
         self.observer.on_events(before, &state, &entries);
         self.waiters.wake(&state);
+        self.written.keep(&state, self.config.written_states);
         log_transition(&state, &entries);
         let state = self.settle(state, &entries).await?;
         Ok((state, entries))
@@ -1203,5 +1290,44 @@ mod tests {
         assert_eq!(latest.borrow_and_update().as_ref().map(|s| s.version), Some(3), "the later state stays");
         waiters.wake(&state(3));
         assert!(!latest.has_changed().unwrap_or(true), "the same version again is not news");
+    }
+
+    /// The kept states: the later of two versions stays, a saga that rests is forgotten, and a
+    /// full map makes room for a new saga instead of growing.
+    #[test]
+    fn written_keeps_the_latest_state_of_a_driven_saga_within_capacity() {
+        let state = |id, version, status| {
+            let mut s = SagaState::started(
+                id,
+                &LogEntry {
+                    seq: 1,
+                    at: Utc::now(),
+                    event: SagaEvent::Started {
+                        saga_type: "prueba".into(),
+                        version: 1,
+                        steps: vec!["uno".into()],
+                        params: serde_json::json!({}),
+                    },
+                },
+            )
+            .expect("started");
+            s.version = version;
+            s.status = status;
+            s
+        };
+        let written = Written::default();
+        let (a, b) = (SagaId::new(), SagaId::new());
+        written.keep(&state(a, 3, SagaStatus::Running), 1);
+        written.keep(&state(a, 2, SagaStatus::Running), 1);
+        written.keep(&state(a, 4, SagaStatus::Compensating), 1);
+        assert_eq!(written.lock().get(&a).map(|s| s.version), Some(4), "the later state, replaced in place");
+        written.keep(&state(b, 1, SagaStatus::Running), 1);
+        assert_eq!(written.lock().len(), 1, "full: the new saga takes a place, the map does not grow");
+        assert!(written.take(a).is_none(), "made room for the new one");
+        assert_eq!(written.take(b).map(|s| s.version), Some(1));
+        assert!(written.take(b).is_none(), "taken once");
+        written.keep(&state(b, 2, SagaStatus::Running), 1);
+        written.keep(&state(b, 3, SagaStatus::Completed), 1);
+        assert!(written.lock().is_empty(), "a saga at rest is forgotten");
     }
 }

@@ -13,10 +13,12 @@ mod common;
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use common::*;
+use saga_core::engine::{Engine, EngineConfig};
 use saga_core::inject::FaultPlan;
 use saga_core::log::memory::MemoryStore;
-use saga_core::log::SagaStore;
+use saga_core::log::{Created, ListQuery, SagaStore, SagaSummary, StoreError, StoreStats};
 use saga_core::saga::PhaseStatus;
 use saga_core::transport::Transport;
 use saga_core::{EngineError, ReplyDisposition, SagaEvent, SagaId, SagaState, SagaStatus, StepKind};
@@ -678,4 +680,105 @@ async fn start_returns_once_the_saga_is_logged_even_if_the_transport_never_answe
     let state = store.load(id).await.unwrap().unwrap();
     assert_eq!(state.in_flight.len(), 1, "the first command is logged as sent: its timeout is the safety net");
     assert!(state.wake_at().is_some());
+}
+
+/// The in-memory log, counting its `load`s: how often the engine read a saga's state.
+struct CountingLoads {
+    inner: MemoryStore,
+    loads: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl SagaStore for CountingLoads {
+    async fn create(&self, state: &SagaState, entries: &[saga_core::LogEntry]) -> Result<Created, StoreError> {
+        self.inner.create(state, entries).await
+    }
+    async fn append(
+        &self,
+        expected: i64,
+        state: &SagaState,
+        entries: &[saga_core::LogEntry],
+    ) -> Result<(), StoreError> {
+        self.inner.append(expected, state, entries).await
+    }
+    async fn defer(&self, id: SagaId, until: DateTime<Utc>, error: &str) -> Result<u32, StoreError> {
+        self.inner.defer(id, until, error).await
+    }
+    async fn count_ignored_reply(&self, id: SagaId) -> Result<(), StoreError> {
+        self.inner.count_ignored_reply(id).await
+    }
+    async fn summary(&self, id: SagaId) -> Result<Option<SagaSummary>, StoreError> {
+        self.inner.summary(id).await
+    }
+    async fn load(&self, id: SagaId) -> Result<Option<SagaState>, StoreError> {
+        self.loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.load(id).await
+    }
+    async fn history(&self, id: SagaId) -> Result<Vec<saga_core::LogEntry>, StoreError> {
+        self.inner.history(id).await
+    }
+    async fn list(&self, query: &ListQuery) -> Result<Vec<SagaSummary>, StoreError> {
+        self.inner.list(query).await
+    }
+    async fn active(&self, after: Option<SagaId>, limit: u32) -> Result<Vec<SagaId>, StoreError> {
+        self.inner.active(after, limit).await
+    }
+    async fn due(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<SagaId>, StoreError> {
+        self.inner.due(now, limit).await
+    }
+    async fn stats(&self) -> Result<StoreStats, StoreError> {
+        self.inner.stats().await
+    }
+}
+
+/// A reply's transition starts from the state the engine wrote last, not from a read of the
+/// log: the same saga, run with the kept states turned off and then on, costs one read fewer
+/// per reply applied (three steps, one reply each), and ends the same.
+#[tokio::test]
+async fn a_reply_starts_from_the_state_this_engine_wrote() {
+    let mut reads = Vec::new();
+    for written_states in [0, 10] {
+        let store = Arc::new(CountingLoads { inner: MemoryStore::new(), loads: Default::default() });
+        let participants = Arc::new(Participants::new(ParticipantDb::sqlite_memory().await, Script::default()).await);
+        let mut w = World::new(store.clone(), participants, FaultPlan::none()).await;
+        w.engine = Engine::builder(store.clone(), registry(), Arc::new(w.transport.clone()))
+            .clock(w.clock.clone())
+            .config(EngineConfig { written_states, ..test_config() })
+            .build();
+        let (id, state) = run(&mut w).await;
+        assert_eq!(state.status, SagaStatus::Completed);
+        assert_state_is_fold_of_log(store.as_ref(), id).await;
+        reads.push(store.loads.load(std::sync::atomic::Ordering::SeqCst));
+    }
+    assert_eq!(reads[0] - reads[1], STEPS.len(), "reads without and with kept states: {reads:?}");
+}
+
+/// An engine's kept state is only a guess: here another engine on the same log drove the saga
+/// on (to stuck) while the first still kept the state it wrote at the start. The first engine's
+/// operator retry, refused on the kept state (a running saga cannot be retried), is decided
+/// again on the log and goes through; a reply it applies on a stale state meets the version
+/// check and is applied to the log's state.
+#[tokio::test]
+async fn a_kept_state_another_engine_moved_past_is_decided_again_on_the_log() {
+    let mut w = world(Script::default(), FaultPlan::none()).await;
+    let id = SagaId::new();
+    let first = w.engine.clone();
+    first.start(SAGA, id, params()).await.unwrap();
+    // The other engine: the same log and transport; its faults make `tres` refuse and `uno`'s
+    // compensation fail until the saga is stuck.
+    w.engine = Engine::builder(w.store.clone(), registry(), Arc::new(w.transport.clone()))
+        .clock(w.clock.clone())
+        .config(test_config())
+        .faults(FaultPlan::none().fail_action("tres").fail_compensation("uno"))
+        .build();
+    assert_eq!(w.pump(id).await.unwrap().status, SagaStatus::Stuck);
+
+    w.engine = first;
+    let state = w.engine.retry(id, "participant fixed").await.expect("the retry is decided on the log");
+    assert_eq!(state.status, SagaStatus::Compensating);
+    assert_eq!(w.pump(id).await.unwrap().status, SagaStatus::Compensated);
+    assert_state_is_fold_of_log(w.store.as_ref(), id).await;
+    let effects = w.participants.db.effects(id).await;
+    assert_eq!(count(&effects, "uno", "compensation"), 1);
+    assert_eq!(count(&effects, "dos", "compensation"), 1);
 }
