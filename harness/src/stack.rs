@@ -215,7 +215,8 @@ fn campana(fail: bool) -> Value {
                        { "nombre": format!("Carlos {id}"), "plataforma": "TikTok", "seguidores": 300000, "categoria": "Lifestyle" } ] })
 }
 
-/// One campaign: `POST /afiliaciones/campana`, then `GET /sagas/{id}?esperar_ms=` until it rests.
+/// One campaign: `POST /afiliaciones/campana`, then `GET /sagas/{id}?esperar_ms=&solo_saga=true`
+/// until it rests (a client waiting for the end needs the state, not the history).
 async fn one_saga(http: &reqwest::Client, api: &str, fail: bool) -> Result<Ended, String> {
     let res = http
         .post(format!("{api}/afiliaciones/campana"))
@@ -231,7 +232,11 @@ async fn one_saga(http: &reqwest::Client, api: &str, fail: bool) -> Result<Ended
     let saga = body["saga_id"].as_str().ok_or_else(|| format!("no saga_id in {body}"))?.to_owned();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let res = http.get(format!("{api}/sagas/{saga}?esperar_ms=10000")).send().await.map_err(|e| e.to_string())?;
+        let res = http
+            .get(format!("{api}/sagas/{saga}?esperar_ms=10000&solo_saga=true"))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
         let body: Value = res.json().await.map_err(|e| e.to_string())?;
         match body["saga"]["status"].as_str() {
             Some("completed") => return Ok(Ended::Completed),

@@ -21,7 +21,7 @@ use saga_core::engine::{Engine, EngineConfig, EngineObserver};
 use saga_core::inject::FaultPlan;
 use saga_core::log::SagaStore;
 use saga_core::transport::Transport;
-use saga_core::{LogEntry, SagaEvent, SagaId, SagaState};
+use saga_core::{LogEntry, SagaEvent, SagaState};
 use sqlx::{PgPool, SqlitePool};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -60,8 +60,8 @@ pub struct SagaContext<'a> {
     pub events: &'a EventSink,
     /// The daemon's tasks: a saga's background work (projector, relay) runs here.
     pub tasks: &'a Tasks,
-    /// The ids of this saga type's sagas as they end (completed, compensated, aborted).
-    pub finished: mpsc::UnboundedReceiver<SagaId>,
+    /// This saga type's sagas as they end (completed, compensated, aborted): the final states.
+    pub finished: mpsc::UnboundedReceiver<SagaState>,
     /// Where the services that sagas query synchronously answer.
     pub services: &'a Services,
 }
@@ -151,9 +151,9 @@ pub struct App {
     pub engine: Arc<Engine>,
 }
 
-/// Sends each finished saga to its module's channel; passes every event on to `next` (metrics).
+/// Sends each finished saga's final state to its module's channel; passes every event on to `next` (metrics).
 struct Finished {
-    by_type: HashMap<&'static str, mpsc::UnboundedSender<SagaId>>,
+    by_type: HashMap<&'static str, mpsc::UnboundedSender<SagaState>>,
     next: Arc<dyn EngineObserver>,
 }
 
@@ -169,7 +169,7 @@ impl EngineObserver for Finished {
             .any(|e| matches!(e.event, SagaEvent::Completed | SagaEvent::Compensated | SagaEvent::Aborted));
         if let (true, Some(tx)) = (finished, self.by_type.get(state.saga_type.as_str())) {
             // Receivers live as long as the daemon; a closed one means it is stopping.
-            let _ = tx.send(state.id);
+            let _ = tx.send(state.clone());
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Keeps a saga's view up to date from the saga log. The engine reports every finished saga
-//! through a channel (`app`'s observer: no I/O in the engine's path); the projector reads the
-//! saga's final state and has the view record it ([`Projection::finish`]). At start-up, and then
+//! through a channel with the final state it wrote (`app`'s observer: no I/O in the engine's
+//! path; a final state never changes, so no read of the log is needed); the projector has the
+//! view record it ([`Projection::finish`]). At start-up, and then
 //! every [`CATCH_UP_INTERVAL`], it walks every view entry still pending, page by page with a
 //! cursor, so however many sagas are stuck it reaches them all: it starts a saga that was never
 //! started (a crash between recording the request and starting its saga; `start` is idempotent
@@ -52,19 +53,15 @@ pub trait Projection: Send + Sync + 'static {
     async fn pending(&self, after: Option<Cursor>, limit: u32) -> Result<Vec<Pending>, String>;
 }
 
-/// Projects saga `id` into the view if it has ended.
-pub async fn project(engine: &Engine, view: &dyn Projection, id: SagaId) {
-    match engine.get(id).await {
-        Ok(Some(state)) => match view.finish(&state).await {
-            Ok(true) => info!(saga_id = %id, status = %state.status, saga_type = view.saga_type(), "view updated"),
-            Ok(false) => {}
-            Err(e) => {
-                metrics::counter!("projection_failures_total", "saga" => view.saga_type()).increment(1);
-                warn!(saga_id = %id, error = %e, "view not updated; the catch-up pass retries");
-            }
-        },
-        Ok(None) => {}
-        Err(e) => warn!(saga_id = %id, error = %e, "saga not readable; the catch-up pass retries"),
+/// Records in the view how `state`, a final state the engine wrote, ended.
+pub async fn project(view: &dyn Projection, state: &SagaState) {
+    match view.finish(state).await {
+        Ok(true) => info!(saga_id = %state.id, status = %state.status, saga_type = view.saga_type(), "view updated"),
+        Ok(false) => {}
+        Err(e) => {
+            metrics::counter!("projection_failures_total", "saga" => view.saga_type()).increment(1);
+            warn!(saga_id = %state.id, error = %e, "view not updated; the catch-up pass retries");
+        }
     }
 }
 
@@ -107,14 +104,14 @@ pub async fn catch_up(engine: &Engine, view: &dyn Projection) -> usize {
 
 /// Runs the projector until `rx` closes: reacts to finished sagas, and catches up every
 /// [`CATCH_UP_INTERVAL`].
-pub async fn run(engine: Arc<Engine>, view: Arc<dyn Projection>, mut rx: mpsc::UnboundedReceiver<SagaId>) {
+pub async fn run(engine: Arc<Engine>, view: Arc<dyn Projection>, mut rx: mpsc::UnboundedReceiver<SagaState>) {
     catch_up(&engine, view.as_ref()).await;
     let mut tick = tokio::time::interval(CATCH_UP_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            id = rx.recv() => match id {
-                Some(id) => project(&engine, view.as_ref(), id).await,
+            finished = rx.recv() => match finished {
+                Some(state) => project(view.as_ref(), &state).await,
                 None => return,
             },
             _ = tick.tick() => { catch_up(&engine, view.as_ref()).await; }

@@ -250,7 +250,8 @@ async fn bad_dead_letter_requests_get_a_json_4xx() {
 /// `GET /sagas/{id}?esperar_ms=` answers a client waiting for a saga's end in one request: here
 /// across the 800 ms timeout of a dead-lettered first attempt (tracking's: the metrics of the
 /// test above count marca's, and tests share the process's recorder). With `despues_de`, it
-/// answers at the saga's next entry. Bad waits are refused.
+/// answers at the saga's next entry; with `solo_saga=true`, with the state alone. Bad waits are
+/// refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_waits_for_a_sagas_end_in_one_request() {
     let dir = std::env::temp_dir().join(format!("alpes-dlq-{}", uuid::Uuid::new_v4().simple()));
@@ -269,11 +270,17 @@ async fn a_client_waits_for_a_sagas_end_in_one_request() {
     let (status, end) = api.get(&format!("/sagas/{saga}?esperar_ms=10000")).await;
     assert_eq!(status, StatusCode::OK, "{end}");
     assert_eq!(end["saga"]["status"], "completed", "answered at the end, not before: {end}");
+    assert!(end["historia"].as_array().is_some_and(|h| !h.is_empty()), "the full answer has the history: {end}");
+    // A client that only waits for the end asks for the state alone.
+    let (status, alone) = api.get(&format!("/sagas/{saga}?esperar_ms=10000&solo_saga=true")).await;
+    assert_eq!(status, StatusCode::OK, "{alone}");
+    assert_eq!(alone, json!({ "saga": end["saga"] }), "the state alone");
 
     for (query, status) in [
         ("?esperar_ms=10001", StatusCode::BAD_REQUEST),
         ("?esperar_ms=pronto", StatusCode::BAD_REQUEST),
         ("?despues_de=3", StatusCode::BAD_REQUEST),
+        ("?esperar_ms=10&solo_saga=quizas", StatusCode::BAD_REQUEST),
     ] {
         let (got, v) = api.get(&format!("/sagas/{saga}{query}")).await;
         assert_eq!(got, status, "{query}: {v}");
