@@ -14,6 +14,7 @@ pub mod clock;
 pub mod dead_letters;
 pub mod definition;
 pub mod engine;
+mod group_commit;
 pub mod id;
 pub mod inject;
 pub mod log;

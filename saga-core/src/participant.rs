@@ -7,6 +7,13 @@
 //! business change, and record the message, the step's status and the reply. A compensation that
 //! finds no action leaves a tombstone, and the action that arrives late is refused.
 //!
+//! Commands that arrive together share one transaction (a group commit, as in the saga log):
+//! each is handled as above, in arrival order, each seeing what the ones before it wrote, and one
+//! commit (one fsync) records them all. If any command's changes must not be kept (the handler
+//! answered transient, or a statement failed), the whole transaction is rolled back and every
+//! command of it is handled again in a transaction of its own, so one command's trouble never
+//! changes another's answer.
+//!
 //! Attempts of one step handled at the same time (a resent attempt while the first is still
 //! running, a compensation overtaking its action) take turns on the step's record: the first
 //! decides and writes, the others wait for its commit and then decide from what it wrote. So
@@ -26,6 +33,8 @@ use sqlx::types::Json;
 use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
 use tracing::{debug, error, info, warn};
 
+pub use crate::group_commit::CommitStats;
+use crate::group_commit::Group;
 use crate::id::StepKind;
 use crate::log::sql::migrate;
 use crate::transport::{Command, Outcome, Receiver, Reply, Transport, TransportError};
@@ -51,7 +60,9 @@ pub enum HandlerError {
 }
 
 /// A worker's business logic for one database kind. It runs inside the participant's
-/// transaction: whatever it writes commits together with the dedup record and the reply.
+/// transaction: whatever it writes commits together with the dedup record and the reply. Its
+/// only effects are what it writes in that transaction: a transaction shared with other
+/// commands may be rolled back and the command handled again alone.
 #[async_trait]
 pub trait Handler<DB: sqlx::Database>: Send + Sync + 'static {
     /// Applies the action. A refusal is `Ok(Outcome::BusinessFailure { .. })`.
@@ -187,6 +198,28 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }
 
+/// What handling a command inside a transaction came to.
+enum Handling {
+    /// Its changes (if any) are to be committed; then this is its answer.
+    Keep(Result<Handled, ParticipantError>),
+    /// Its changes must be rolled back; then this is its answer.
+    Undo(Result<Handled, ParticipantError>),
+}
+
+/// Most commands in one transaction of a participant's group commit.
+pub const MAX_COMMANDS_PER_COMMIT: usize = 32;
+
+/// A participant's group commit: one flusher, so that two batches never hold row locks in
+/// opposite orders (a batch takes the locks of every business row its commands touch, in the
+/// commands' order, and keeps them until it commits).
+fn participant_group() -> Group<Command, Result<Handled, ParticipantError>> {
+    Group::new(1, MAX_COMMANDS_PER_COMMIT, "participant_commands_per_commit", || {
+        Err(ParticipantError::Unavailable(sqlx::Error::Protocol(
+            "the transaction carrying this command was interrupted".into(),
+        )))
+    })
+}
+
 /// How many times a command is handled again after losing a race with another attempt (a
 /// unique violation on the step or message record). Losing the insert of a new step record
 /// costs one retry, which then finds the winner's record (the loser's insert fails only once
@@ -200,12 +233,18 @@ macro_rules! sql_participant {
         pub struct $name<H> {
             pool: $pool,
             handler: H,
+            group: Group<Command, Result<Handled, ParticipantError>>,
         }
 
         impl<H: Handler<$db>> $name<H> {
             /// A participant over `pool`, running `handler` for the business change.
             pub fn new(pool: $pool, handler: H) -> Self {
-                Self { pool, handler }
+                Self { pool, handler, group: participant_group() }
+            }
+
+            /// The group commit's counts: commands handled, and in how many transactions.
+            pub fn commit_stats(&self) -> CommitStats {
+                self.group.stats()
             }
 
             /// Applies the participant tables' migrations.
@@ -218,20 +257,20 @@ macro_rules! sql_participant {
                 &self.pool
             }
 
-            async fn handle_once(&self, command: &Command) -> Result<Result<Handled, ParticipantError>, sqlx::Error> {
+            /// Handles `command` inside `tx`, without committing: what it wrote is kept only if
+            /// the answer is [`Handling::Keep`].
+            async fn handle_in(&self, tx: &mut Transaction<'static, $db>, command: &Command) -> Result<Handling, sqlx::Error> {
                 let c = &command.correlation;
-                let mut tx = self.pool.begin_with($begin).await?;
                 let stored: Option<(Json<Outcome>,)> =
                     sqlx::query_as("SELECT reply FROM participant_message WHERE message_id = $1")
                         .bind(c.message_id.0)
-                        .fetch_optional(&mut *tx)
+                        .fetch_optional(&mut **tx)
                         .await?;
                 if let Some((Json(outcome),)) = stored {
-                    tx.rollback().await?;
-                    return Ok(Ok(Handled {
+                    return Ok(Handling::Keep(Ok(Handled {
                         reply: Reply { correlation: c.clone(), outcome },
                         disposition: Disposition::DuplicateMessage,
-                    }));
+                    })));
                 }
                 // The step's record is the serialization point of its attempts: what `plan`
                 // decides from it must still hold when the status is written. An existing record
@@ -247,15 +286,16 @@ macro_rules! sql_participant {
                 ))
                 .bind(c.saga_id.0)
                 .bind(&c.step_name)
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&mut **tx)
                 .await?;
                 let step = match step {
                     None => None,
                     Some((status, reply)) => match StepRecord::parse(&status) {
                         Some(record) => Some((record, reply.map(|Json(r)| r))),
                         None => {
-                            tx.rollback().await?;
-                            return Ok(Err(ParticipantError::Poison(format!("unknown step status {status:?}"))));
+                            return Ok(Handling::Undo(Err(ParticipantError::Poison(format!(
+                                "unknown step status {status:?}"
+                            )))));
                         }
                     },
                 };
@@ -264,29 +304,20 @@ macro_rules! sql_participant {
                     Plan::Reply(outcome, disposition, record) => (outcome, disposition, record),
                     Plan::RunAction | Plan::RunCompensation => {
                         let result = match c.kind {
-                            StepKind::Action => self.handler.action(&mut tx, command).await,
-                            StepKind::Compensation => self.handler.compensation(&mut tx, command).await,
+                            StepKind::Action => self.handler.action(tx, command).await,
+                            StepKind::Compensation => self.handler.compensation(tx, command).await,
                         };
                         let outcome = match result {
                             Ok(o) => o,
-                            Err(HandlerError::Database(e)) => {
-                                // Roll back explicitly: a dropped transaction rolls back only
-                                // when its connection is next used.
-                                let _ = tx.rollback().await;
-                                return Err(e);
-                            }
-                            Err(HandlerError::Invalid(why)) => {
-                                tx.rollback().await?;
-                                return Ok(Err(ParticipantError::Poison(why)));
-                            }
+                            Err(HandlerError::Database(e)) => return Err(e),
+                            Err(HandlerError::Invalid(why)) => return Ok(Handling::Undo(Err(ParticipantError::Poison(why)))),
                         };
                         match (&outcome, c.kind) {
                             (Outcome::Transient { .. }, _) | (Outcome::BusinessFailure { .. }, StepKind::Compensation) => {
-                                tx.rollback().await?;
-                                return Ok(Ok(Handled {
+                                return Ok(Handling::Undo(Ok(Handled {
                                     reply: Reply { correlation: c.clone(), outcome },
                                     disposition: Disposition::NotRecorded,
-                                }));
+                                })));
                             }
                             (Outcome::Success { .. }, StepKind::Action) => (outcome, Disposition::Applied, Some(StepRecord::Applied)),
                             (Outcome::BusinessFailure { .. }, StepKind::Action) => {
@@ -313,7 +344,7 @@ macro_rules! sql_participant {
                         .bind(record.as_str())
                         .bind(action_reply)
                         .bind(now)
-                        .execute(&mut *tx)
+                        .execute(&mut **tx)
                         .await?;
                     } else {
                         sqlx::query(
@@ -324,7 +355,7 @@ macro_rules! sql_participant {
                         .bind(record.as_str())
                         .bind(action_reply)
                         .bind(now)
-                        .execute(&mut *tx)
+                        .execute(&mut **tx)
                         .await?;
                     }
                 }
@@ -339,18 +370,35 @@ macro_rules! sql_participant {
                 .bind(c.attempt as i32)
                 .bind(Json(&outcome))
                 .bind(now)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
-                tx.commit().await?;
-                Ok(Ok(Handled { reply: Reply { correlation: c.clone(), outcome }, disposition }))
+                Ok(Handling::Keep(Ok(Handled { reply: Reply { correlation: c.clone(), outcome }, disposition })))
             }
-        }
 
-        #[async_trait]
-        impl<H: Handler<$db>> CommandHandler for $name<H> {
-            #[tracing::instrument(skip_all, fields(saga_id = %command.correlation.saga_id, step = %command.correlation.step_name,
-                kind = %command.correlation.kind, attempt = command.correlation.attempt))]
-            async fn handle(&self, command: &Command) -> Result<Handled, ParticipantError> {
+            /// Handles `command` in a transaction of its own.
+            async fn handle_once(&self, command: &Command) -> Result<Result<Handled, ParticipantError>, sqlx::Error> {
+                let mut tx = self.pool.begin_with($begin).await?;
+                match self.handle_in(&mut tx, command).await {
+                    Ok(Handling::Keep(answer)) => {
+                        tx.commit().await?;
+                        Ok(answer)
+                    }
+                    Ok(Handling::Undo(answer)) => {
+                        tx.rollback().await?;
+                        Ok(answer)
+                    }
+                    Err(e) => {
+                        // Roll back explicitly: a dropped transaction rolls back only when its
+                        // connection is next used.
+                        let _ = tx.rollback().await;
+                        Err(e)
+                    }
+                }
+            }
+
+            /// Handles `command` alone, handling it again after a lost race (see
+            /// [`RACE_RETRIES`]).
+            async fn handle_alone(&self, command: &Command) -> Result<Handled, ParticipantError> {
                 let mut tries = 0;
                 loop {
                     match self.handle_once(command).await {
@@ -362,6 +410,54 @@ macro_rules! sql_participant {
                         Err(e) => return Err(db_err(e)),
                     }
                 }
+            }
+
+            /// Handles a batch of the group commit in one transaction, each command answered on
+            /// its own. When a command's changes must not be kept (the handler answered
+            /// transient, or failed), or a statement or the commit fails, the transaction is
+            /// rolled back and each command is handled alone: a commit that failed but landed
+            /// leaves the commands' records, so handling them again finds their stored replies.
+            async fn handle_batch(&self, commands: Vec<Command>) -> Vec<Result<Handled, ParticipantError>> {
+                if let [one] = &commands[..] {
+                    return vec![self.handle_alone(one).await];
+                }
+                match self.try_batch(&commands).await {
+                    Some(answers) => answers,
+                    None => {
+                        metrics::counter!("participant_batches_split_total").increment(1);
+                        let mut answers = Vec::with_capacity(commands.len());
+                        for command in &commands {
+                            answers.push(self.handle_alone(command).await);
+                        }
+                        answers
+                    }
+                }
+            }
+
+            /// The batch's answers if every command's changes were kept and committed.
+            async fn try_batch(&self, commands: &[Command]) -> Option<Vec<Result<Handled, ParticipantError>>> {
+                let mut tx = self.pool.begin_with($begin).await.ok()?;
+                let mut answers = Vec::with_capacity(commands.len());
+                for command in commands {
+                    match self.handle_in(&mut tx, command).await {
+                        Ok(Handling::Keep(answer)) => answers.push(answer),
+                        Ok(Handling::Undo(_)) | Err(_) => {
+                            let _ = tx.rollback().await;
+                            return None;
+                        }
+                    }
+                }
+                tx.commit().await.ok()?;
+                Some(answers)
+            }
+        }
+
+        #[async_trait]
+        impl<H: Handler<$db>> CommandHandler for $name<H> {
+            #[tracing::instrument(skip_all, fields(saga_id = %command.correlation.saga_id, step = %command.correlation.step_name,
+                kind = %command.correlation.kind, attempt = command.correlation.attempt))]
+            async fn handle(&self, command: &Command) -> Result<Handled, ParticipantError> {
+                self.group.submit(command.clone(), |batch| self.handle_batch(batch)).await
             }
         }
     };
@@ -391,9 +487,9 @@ sql_participant!(
     ""
 );
 
-/// How many commands [`serve`] handles at once. Each holds a database connection for its
-/// transaction: keep it under the participant's pool size (the worker daemons have 10).
-pub const DEFAULT_CONCURRENCY: usize = 8;
+/// How many commands [`serve`] handles at once: also the most a SQL participant's group commit
+/// can put in one transaction. Waiting for their turn, they hold no database connection.
+pub const DEFAULT_CONCURRENCY: usize = MAX_COMMANDS_PER_COMMIT;
 
 /// Consumes `participant`'s commands until `shutdown`, [`DEFAULT_CONCURRENCY`] at a time: see
 /// [`serve_with`].

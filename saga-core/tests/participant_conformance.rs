@@ -14,7 +14,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-use saga_core::participant::{serve, CommandHandler, Disposition, ParticipantError, COMPENSATED_FIRST};
+use saga_core::participant::{
+    serve, CommandHandler, CommitStats, Disposition, Handled, ParticipantError, COMPENSATED_FIRST,
+};
 use saga_core::transport::in_process::InProcessTransport;
 use saga_core::transport::{Command, Correlation, Outcome, Transport};
 use saga_core::{MessageId, SagaId, StepKind};
@@ -23,14 +25,26 @@ use serde_json::json;
 struct Fixture {
     db: ParticipantDb,
     handler: Arc<dyn CommandHandler>,
+    /// What `handler`'s group commit has done.
+    stats: Box<dyn Fn() -> CommitStats + Send + Sync>,
+    /// `handler` and two more instances of the participant on the same database, as several
+    /// worker processes would be: racers take turns among them, so races are between
+    /// transactions, not only inside one instance's group commit.
+    instances: Vec<Arc<dyn CommandHandler>>,
     pending: Arc<Mutex<HashMap<MessageId, Behavior>>>,
 }
 
 impl Fixture {
     async fn new(db: ParticipantDb) -> Self {
         let pending = Arc::new(Mutex::new(HashMap::new()));
-        let handler = db.handler(pending.clone()).await;
-        Self { db, handler, pending }
+        let (handler, stats) = db.handler_with_stats(pending.clone()).await;
+        let instances = vec![handler.clone(), db.handler(pending.clone()).await, db.handler(pending.clone()).await];
+        Self { db, handler, stats, instances, pending }
+    }
+
+    /// The instance the `i`th racer uses.
+    fn instance(&self, i: usize) -> Arc<dyn CommandHandler> {
+        self.instances[i % self.instances.len()].clone()
     }
 
     fn command(&self, saga: SagaId, kind: StepKind, attempt: u32, behavior: Behavior) -> Command {
@@ -134,9 +148,9 @@ async fn racing_attempts_of_one_step_apply_it_once(f: Fixture) {
         let saga = SagaId::new();
         let mut tasks = Vec::new();
         for attempt in 1..=6 {
-            let f = f.clone();
+            let handler = f.instance(attempt as usize);
             let cmd = f.command(saga, StepKind::Action, attempt, Behavior::Succeed);
-            tasks.push(tokio::spawn(async move { f.handler.handle(&cmd).await }));
+            tasks.push(tokio::spawn(async move { handler.handle(&cmd).await }));
         }
         let mut outcomes = Vec::new();
         for task in tasks {
@@ -147,19 +161,99 @@ async fn racing_attempts_of_one_step_apply_it_once(f: Fixture) {
     }
 }
 
+/// Handles `first`, then, while its transaction is open, `rest` all at once: they queue behind
+/// it and are handled together. Returns the answers of `rest`, in order.
+async fn behind_a_slow_command(f: &Arc<Fixture>, first: Command, rest: Vec<Command>) -> Vec<Handled> {
+    let slow = {
+        let f = f.clone();
+        tokio::spawn(async move { f.handler.handle(&first).await })
+    };
+    // The slow command holds its transaction for SLOW_HANDLER; the others arrive meanwhile.
+    tokio::time::sleep(SLOW_HANDLER / 5).await;
+    let tasks: Vec<_> = rest
+        .into_iter()
+        .map(|cmd| {
+            let f = f.clone();
+            tokio::spawn(async move { f.handler.handle(&cmd).await })
+        })
+        .collect();
+    assert_eq!(slow.await.unwrap().unwrap().disposition, Disposition::Applied);
+    let mut handled = Vec::new();
+    for task in tasks {
+        handled.push(task.await.unwrap().expect("every command gets an answer"));
+    }
+    handled
+}
+
+async fn commands_handled_together_share_a_commit_and_keep_their_own_answers(f: Fixture) {
+    let f = Arc::new(f);
+    let sagas: Vec<SagaId> = (0..8).map(|_| SagaId::new()).collect();
+    let first = f.command(SagaId::new(), StepKind::Action, 1, Behavior::Slow);
+    let mut rest: Vec<Command> = sagas.iter().map(|s| f.command(*s, StepKind::Action, 1, Behavior::Succeed)).collect();
+    // A redelivery of a command in the same batch, a refusal, and a compensation before its action.
+    rest.push(rest[0].clone());
+    let refused = SagaId::new();
+    rest.push(f.command(refused, StepKind::Action, 1, Behavior::Refuse));
+    let tombstoned = SagaId::new();
+    rest.push(f.command(tombstoned, StepKind::Compensation, 1, Behavior::Succeed));
+    let before = (f.stats)();
+    let handled = behind_a_slow_command(&f, first, rest).await;
+    let stats = (f.stats)();
+    let (writes, batches) = (stats.writes - before.writes, stats.batches - before.batches);
+    assert_eq!(writes, 12);
+    assert!(batches <= 3, "twelve commands arriving together took {batches} transactions");
+
+    for (h, saga) in handled.iter().zip(&sagas) {
+        assert_eq!(h.disposition, Disposition::Applied);
+        assert_eq!(h.reply.correlation.saga_id, *saga, "each command gets its own answer");
+        assert_eq!(f.effects(*saga, "action").await, 1);
+    }
+    assert_eq!(handled[8].disposition, Disposition::DuplicateMessage);
+    assert_eq!(handled[8].reply, handled[0].reply);
+    assert!(matches!(handled[9].reply.outcome, Outcome::BusinessFailure { .. }));
+    assert_eq!(handled[10].disposition, Disposition::Tombstoned);
+    assert_eq!(f.db.step_status(refused, "uno").await.as_deref(), Some("refused"));
+    assert_eq!(f.db.step_status(tombstoned, "uno").await.as_deref(), Some("tombstone"));
+}
+
+async fn a_transient_answer_in_a_shared_transaction_keeps_nothing_of_its_own_and_spoils_no_other(f: Fixture) {
+    let f = Arc::new(f);
+    let sagas: Vec<SagaId> = (0..6).map(|_| SagaId::new()).collect();
+    let first = f.command(SagaId::new(), StepKind::Action, 1, Behavior::Slow);
+    let mut rest: Vec<Command> = sagas.iter().map(|s| f.command(*s, StepKind::Action, 1, Behavior::Succeed)).collect();
+    let transient = SagaId::new();
+    rest.insert(3, f.command(transient, StepKind::Action, 1, Behavior::TransientAfterWriting));
+    let handled = behind_a_slow_command(&f, first, rest).await;
+
+    assert_eq!(handled[3].disposition, Disposition::NotRecorded);
+    assert!(matches!(handled[3].reply.outcome, Outcome::Transient { .. }));
+    assert_eq!(f.effects(transient, "action").await, 0, "a transient answer's writes are rolled back");
+    assert_eq!(f.db.step_status(transient, "uno").await, None);
+    let others: Vec<_> = handled.iter().enumerate().filter(|(i, _)| *i != 3).map(|(_, h)| h).collect();
+    for (h, saga) in others.iter().zip(&sagas) {
+        assert_eq!(h.disposition, Disposition::Applied, "{h:?}");
+        assert_eq!(f.effects(*saga, "action").await, 1, "each effect once, after the batch was handled again");
+    }
+    // Nothing was recorded for it, so its next attempt runs.
+    let next = f.handler.handle(&f.command(transient, StepKind::Action, 2, Behavior::Succeed)).await.unwrap();
+    assert_eq!(next.disposition, Disposition::Applied);
+    assert_eq!(f.effects(transient, "action").await, 1);
+}
+
 /// Handles `commands` all at once, each in its own task, released together by a barrier; each
 /// waits its delay after the barrier first (to choose who is likely to read the step's record
 /// first). Returns the answers in the order of `commands`.
-async fn race(f: &Arc<Fixture>, commands: Vec<(Command, Duration)>) -> Vec<saga_core::participant::Handled> {
+async fn race(f: &Arc<Fixture>, commands: Vec<(Command, Duration)>) -> Vec<Handled> {
     let barrier = Arc::new(tokio::sync::Barrier::new(commands.len()));
     let tasks: Vec<_> = commands
         .into_iter()
-        .map(|(cmd, delay)| {
-            let (f, barrier) = (f.clone(), barrier.clone());
+        .enumerate()
+        .map(|(i, (cmd, delay))| {
+            let (handler, barrier) = (f.instance(i), barrier.clone());
             tokio::spawn(async move {
                 barrier.wait().await;
                 tokio::time::sleep(delay).await;
-                f.handler.handle(&cmd).await
+                handler.handle(&cmd).await
             })
         })
         .collect();
@@ -339,6 +433,18 @@ macro_rules! conformance {
             #[tokio::test]
             async fn a_transient_answer_records_nothing_so_the_next_attempt_runs() {
                 super::a_transient_answer_records_nothing_so_the_next_attempt_runs(Fixture::new($make).await).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn commands_handled_together_share_a_commit_and_keep_their_own_answers() {
+                super::commands_handled_together_share_a_commit_and_keep_their_own_answers(Fixture::new($make).await)
+                    .await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn a_transient_answer_in_a_shared_transaction_keeps_nothing_of_its_own_and_spoils_no_other() {
+                super::a_transient_answer_in_a_shared_transaction_keeps_nothing_of_its_own_and_spoils_no_other(
+                    Fixture::new($make).await,
+                )
+                .await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn racing_attempts_of_one_step_apply_it_once() {

@@ -11,7 +11,8 @@ mod group;
 pub mod memory;
 pub mod sql;
 
-pub use group::{CommitStats, MAX_WRITES as MAX_WRITES_PER_COMMIT};
+pub use crate::group_commit::CommitStats;
+pub use group::MAX_WRITES as MAX_WRITES_PER_COMMIT;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

@@ -19,7 +19,7 @@ use sqlx::types::Json;
 use sqlx::Row;
 use tracing::debug;
 
-use super::group::{Group, Op, Request, Written};
+use super::group::{log_group, LogGroup, Op, Request, Written};
 use super::CommitStats;
 use super::{ignored_replies, wake_key, wake_time, Created, ListQuery, SagaStore, SagaSummary, StoreError, StoreStats};
 use crate::id::SagaId;
@@ -165,13 +165,13 @@ macro_rules! sql_store {
         #[derive(Clone, Debug)]
         pub struct $name {
             pool: $pool,
-            group: Arc<Group>,
+            group: Arc<LogGroup>,
         }
 
         impl $name {
             /// A store on an open pool; call [`Self::migrate`] once before use.
             pub fn new(pool: $pool) -> Self {
-                Self { pool, group: Arc::new(Group::new($flushers)) }
+                Self { pool, group: Arc::new(log_group($flushers)) }
             }
 
             /// Applies the saga log's migrations.

@@ -20,7 +20,7 @@ use saga_core::definition::{
 use saga_core::engine::{Engine, EngineConfig};
 use saga_core::inject::FaultPlan;
 use saga_core::log::SagaStore;
-use saga_core::participant::{CommandHandler, Handler, HandlerError, PgParticipant, SqliteParticipant};
+use saga_core::participant::{CommandHandler, CommitStats, Handler, HandlerError, PgParticipant, SqliteParticipant};
 use saga_core::transport::in_process::InProcessTransport;
 use saga_core::transport::{Command, Outcome, Receiver, Reply, Transport};
 use saga_core::{SagaEvent, SagaId, SagaState, StepKind};
@@ -116,6 +116,8 @@ pub enum Behavior {
     DuplicateReply,
     /// The handler says the command can never be handled (a poison message).
     Poison,
+    /// Writes its effect, then answers transient: the effect must be rolled back.
+    TransientAfterWriting,
     /// Succeeds, but holds its transaction open for [`SLOW_HANDLER`] after writing its effect,
     /// so attempts racing it overlap for certain rather than by luck of scheduling.
     Slow,
@@ -183,6 +185,9 @@ macro_rules! effect_handler {
                 if behavior == Behavior::Slow {
                     tokio::time::sleep(SLOW_HANDLER).await;
                 }
+                if behavior == Behavior::TransientAfterWriting {
+                    return Ok(Outcome::Transient { reason: "scripted transient, after writing".into() });
+                }
                 Ok(Outcome::Success { output: json!({ "hecho": c.step_name, "attempt": c.attempt }) })
             }
         }
@@ -217,16 +222,24 @@ impl ParticipantDb {
         &self,
         pending: Arc<Mutex<HashMap<saga_core::MessageId, Behavior>>>,
     ) -> Arc<dyn CommandHandler> {
+        self.handler_with_stats(pending).await.0
+    }
+
+    /// A participant instance on this database, and a reader of its group commit's counts.
+    pub async fn handler_with_stats(
+        &self,
+        pending: Arc<Mutex<HashMap<saga_core::MessageId, Behavior>>>,
+    ) -> (Arc<dyn CommandHandler>, Box<dyn Fn() -> CommitStats + Send + Sync>) {
         match self {
             ParticipantDb::Sqlite(pool) => {
-                let p = SqliteParticipant::new(pool.clone(), EffectHandler { pending });
+                let p = Arc::new(SqliteParticipant::new(pool.clone(), EffectHandler { pending }));
                 p.migrate().await.expect("participant migrations");
-                Arc::new(p)
+                (p.clone(), Box::new(move || p.commit_stats()))
             }
             ParticipantDb::Postgres(pool) => {
-                let p = PgParticipant::new(pool.clone(), EffectHandler { pending });
+                let p = Arc::new(PgParticipant::new(pool.clone(), EffectHandler { pending }));
                 p.migrate().await.expect("participant migrations");
-                Arc::new(p)
+                (p.clone(), Box::new(move || p.commit_stats()))
             }
         }
     }
