@@ -21,6 +21,8 @@
 //! | `sagas_failing` | gauge | | sagas the timer could not drive at its last look (flagged, backing off) |
 //! | `saga_log_writes_per_commit` | histogram | | creates and appends the SQL saga log wrote per transaction (its group commit) |
 //! | `participant_commands_total` | counter | participant, kind, disposition, outcome | commands a participant handled |
+//! | `participant_commands_per_commit` | histogram | | commands a SQL participant handled per transaction (its group commit) |
+//! | `participant_batches_split_total` | counter | | participant transactions rolled back and their commands handled one by one |
 //! | `transport_messages_published_total` | counter | transport, topic | messages the broker (or queue) accepted |
 //! | `transport_messages_consumed_total` | counter | transport, topic | messages handed to the application |
 //! | `transport_messages_redelivered_total` | counter | transport, topic | of those, deliveries of a message seen before (after a nack, a crash, a lost ack) |

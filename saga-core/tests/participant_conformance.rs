@@ -470,8 +470,8 @@ macro_rules! conformance {
 }
 
 async fn sqlite_file() -> ParticipantDb {
-    // A file, not memory: racing needs several connections on one database.
-    let pool = saga_core::log::sql::sqlite_pool(&fresh_sqlite_url()).await.expect("sqlite");
+    // A file with several connections, not memory: racing needs them on one database.
+    let pool = saga_core::log::sql::sqlite_pool_with(&fresh_sqlite_url(), 4).await.expect("sqlite");
     sqlx::query(EFFECT_LOG_DDL).execute(&pool).await.expect("effect_log");
     ParticipantDb::Sqlite(pool)
 }
