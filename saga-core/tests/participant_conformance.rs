@@ -203,12 +203,17 @@ async fn commands_handled_together_share_a_commit_and_keep_their_own_answers(f: 
     assert_eq!(writes, 12);
     assert!(batches <= 3, "twelve commands arriving together took {batches} transactions");
 
-    for (h, saga) in handled.iter().zip(&sagas) {
-        assert_eq!(h.disposition, Disposition::Applied);
+    for (i, (h, saga)) in handled.iter().zip(&sagas).enumerate() {
+        // The first and its redelivery race to the queue: either may be the one applied.
+        if i > 0 {
+            assert_eq!(h.disposition, Disposition::Applied);
+        }
         assert_eq!(h.reply.correlation.saga_id, *saga, "each command gets its own answer");
         assert_eq!(f.effects(*saga, "action").await, 1);
     }
-    assert_eq!(handled[8].disposition, Disposition::DuplicateMessage);
+    let mut twins = [handled[0].disposition, handled[8].disposition];
+    twins.sort_by_key(|d| format!("{d:?}"));
+    assert_eq!(twins, [Disposition::Applied, Disposition::DuplicateMessage], "one applied, its twin answered");
     assert_eq!(handled[8].reply, handled[0].reply);
     assert!(matches!(handled[9].reply.outcome, Outcome::BusinessFailure { .. }));
     assert_eq!(handled[10].disposition, Disposition::Tombstoned);

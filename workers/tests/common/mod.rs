@@ -3,10 +3,12 @@
 //! saying so), or a new SQLite file; with the service's and the participant's migrations.
 #![allow(dead_code, missing_docs, clippy::unwrap_used)]
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use saga_core::log::sql::{create_database, migrate, pg_pool, sqlite_pool};
-use saga_core::participant::{CommandHandler, Handler, PgParticipant, SqliteParticipant};
+use async_trait::async_trait;
+use saga_core::log::sql::{create_database, migrate, pg_pool, sqlite_pool_with};
+use saga_core::participant::{CommandHandler, Handled, Handler, ParticipantError, PgParticipant, SqliteParticipant};
 use saga_core::transport::{Command, Correlation, Outcome};
 use saga_core::{MessageId, SagaId, StepKind};
 use sqlx::migrate::Migrator;
@@ -26,31 +28,62 @@ pub async fn fresh_pg() -> sqlx::PgPool {
 
 pub async fn fresh_sqlite() -> sqlx::SqlitePool {
     let path = std::env::temp_dir().join(format!("worker-test-{}.sqlite", Uuid::new_v4().simple()));
-    sqlite_pool(&format!("sqlite://{}", path.display())).await.unwrap()
+    // Several connections, as before one writer per file was the default: the concurrency tests
+    // race transactions across them.
+    sqlite_pool_with(&format!("sqlite://{}", path.display()), 4).await.unwrap()
 }
 
-/// A participant over a fresh PostgreSQL database with `migrator` applied.
-pub async fn pg_participant<H: Handler<sqlx::Postgres>>(
+/// How many instances of a participant the tests' commands are spread over.
+pub const INSTANCES: usize = 4;
+
+/// Several instances of one participant on one database, as several worker processes would
+/// be, taking commands in turn: concurrent commands then race in separate transactions, not
+/// only inside one instance's group commit.
+struct Instances {
+    all: Vec<Arc<dyn CommandHandler>>,
+    next: AtomicUsize,
+}
+
+#[async_trait]
+impl CommandHandler for Instances {
+    async fn handle(&self, command: &Command) -> Result<Handled, ParticipantError> {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.all.len();
+        self.all[i].handle(command).await
+    }
+}
+
+/// A participant over a fresh PostgreSQL database with `migrator` applied ([`INSTANCES`]
+/// instances taking commands in turn).
+pub async fn pg_participant<H: Handler<sqlx::Postgres> + Clone>(
     migrator: &Migrator,
     handler: H,
 ) -> (Db, Arc<dyn CommandHandler>) {
     let pool = fresh_pg().await;
     migrate(migrator, &pool).await.unwrap();
-    let participant = PgParticipant::new(pool.clone(), handler);
-    participant.migrate().await.unwrap();
-    (Db::Pg(pool), Arc::new(participant))
+    let mut all: Vec<Arc<dyn CommandHandler>> = Vec::new();
+    for _ in 0..INSTANCES {
+        let participant = PgParticipant::new(pool.clone(), handler.clone());
+        participant.migrate().await.unwrap();
+        all.push(Arc::new(participant));
+    }
+    (Db::Pg(pool), Arc::new(Instances { all, next: AtomicUsize::new(0) }))
 }
 
-/// A participant over a fresh SQLite file with `migrator` applied.
-pub async fn sqlite_participant<H: Handler<sqlx::Sqlite>>(
+/// A participant over a fresh SQLite file with `migrator` applied ([`INSTANCES`] instances
+/// taking commands in turn).
+pub async fn sqlite_participant<H: Handler<sqlx::Sqlite> + Clone>(
     migrator: &Migrator,
     handler: H,
 ) -> (Db, Arc<dyn CommandHandler>) {
     let pool = fresh_sqlite().await;
     migrate(migrator, &pool).await.unwrap();
-    let participant = SqliteParticipant::new(pool.clone(), handler);
-    participant.migrate().await.unwrap();
-    (Db::Lite(pool), Arc::new(participant))
+    let mut all: Vec<Arc<dyn CommandHandler>> = Vec::new();
+    for _ in 0..INSTANCES {
+        let participant = SqliteParticipant::new(pool.clone(), handler.clone());
+        participant.migrate().await.unwrap();
+        all.push(Arc::new(participant));
+    }
+    (Db::Lite(pool), Arc::new(Instances { all, next: AtomicUsize::new(0) }))
 }
 
 /// A command of CrearCampaña's step `step` for `participant`.
