@@ -1238,6 +1238,27 @@ fn log_transition(state: &SagaState, entries: &[LogEntry]) {
 mod tests {
     use super::*;
 
+    /// A one-step saga `id` as started, then set to `version` and `status`.
+    fn state_at(id: SagaId, version: i64, status: SagaStatus) -> SagaState {
+        let mut s = SagaState::started(
+            id,
+            &LogEntry {
+                seq: 1,
+                at: Utc::now(),
+                event: SagaEvent::Started {
+                    saga_type: "prueba".into(),
+                    version: 1,
+                    steps: vec!["uno".into()],
+                    params: serde_json::json!({}),
+                },
+            },
+        )
+        .expect("started");
+        s.version = version;
+        s.status = status;
+        s
+    }
+
     /// An entry lives exactly as long as its waiters, however they end (a dropped wait included).
     #[test]
     fn a_waited_saga_is_forgotten_with_its_last_waiter() {
@@ -1262,24 +1283,7 @@ mod tests {
     fn waiters_get_the_latest_state_written() {
         let waiters = Waiters::default();
         let id = SagaId::new();
-        let state = |version| {
-            let mut s = SagaState::started(
-                id,
-                &LogEntry {
-                    seq: 1,
-                    at: Utc::now(),
-                    event: SagaEvent::Started {
-                        saga_type: "prueba".into(),
-                        version: 1,
-                        steps: vec!["uno".into()],
-                        params: serde_json::json!({}),
-                    },
-                },
-            )
-            .expect("started");
-            s.version = version;
-            s
-        };
+        let state = |version| state_at(id, version, SagaStatus::Running);
         waiters.wake(&state(1));
         assert!(waiters.lock().is_empty(), "nobody waits: nothing kept");
         let watching = Watching::new(&waiters, id);
@@ -1296,25 +1300,7 @@ mod tests {
     /// full map makes room for a new saga instead of growing.
     #[test]
     fn written_keeps_the_latest_state_of_a_driven_saga_within_capacity() {
-        let state = |id, version, status| {
-            let mut s = SagaState::started(
-                id,
-                &LogEntry {
-                    seq: 1,
-                    at: Utc::now(),
-                    event: SagaEvent::Started {
-                        saga_type: "prueba".into(),
-                        version: 1,
-                        steps: vec!["uno".into()],
-                        params: serde_json::json!({}),
-                    },
-                },
-            )
-            .expect("started");
-            s.version = version;
-            s.status = status;
-            s
-        };
+        let state = state_at;
         let written = Written::default();
         let (a, b) = (SagaId::new(), SagaId::new());
         written.keep(&state(a, 3, SagaStatus::Running), 1);
