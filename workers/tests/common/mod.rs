@@ -44,6 +44,13 @@ struct Instances {
     next: AtomicUsize,
 }
 
+impl Instances {
+    /// [`INSTANCES`] participants made by `make`, taking commands in turn.
+    fn of(make: impl Fn() -> Arc<dyn CommandHandler>) -> Arc<dyn CommandHandler> {
+        Arc::new(Instances { all: (0..INSTANCES).map(|_| make()).collect(), next: AtomicUsize::new(0) })
+    }
+}
+
 #[async_trait]
 impl CommandHandler for Instances {
     async fn handle(&self, command: &Command) -> Result<Handled, ParticipantError> {
@@ -60,13 +67,10 @@ pub async fn pg_participant<H: Handler<sqlx::Postgres> + Clone>(
 ) -> (Db, Arc<dyn CommandHandler>) {
     let pool = fresh_pg().await;
     migrate(migrator, &pool).await.unwrap();
-    let mut all: Vec<Arc<dyn CommandHandler>> = Vec::new();
-    for _ in 0..INSTANCES {
-        let participant = PgParticipant::new(pool.clone(), handler.clone());
-        participant.migrate().await.unwrap();
-        all.push(Arc::new(participant));
-    }
-    (Db::Pg(pool), Arc::new(Instances { all, next: AtomicUsize::new(0) }))
+    // The participant tables are the database's: migrated once for every instance.
+    PgParticipant::new(pool.clone(), handler.clone()).migrate().await.unwrap();
+    let participants = Instances::of(|| Arc::new(PgParticipant::new(pool.clone(), handler.clone())));
+    (Db::Pg(pool), participants)
 }
 
 /// A participant over a fresh SQLite file with `migrator` applied ([`INSTANCES`] instances
@@ -77,13 +81,9 @@ pub async fn sqlite_participant<H: Handler<sqlx::Sqlite> + Clone>(
 ) -> (Db, Arc<dyn CommandHandler>) {
     let pool = fresh_sqlite().await;
     migrate(migrator, &pool).await.unwrap();
-    let mut all: Vec<Arc<dyn CommandHandler>> = Vec::new();
-    for _ in 0..INSTANCES {
-        let participant = SqliteParticipant::new(pool.clone(), handler.clone());
-        participant.migrate().await.unwrap();
-        all.push(Arc::new(participant));
-    }
-    (Db::Lite(pool), Arc::new(Instances { all, next: AtomicUsize::new(0) }))
+    SqliteParticipant::new(pool.clone(), handler.clone()).migrate().await.unwrap();
+    let participants = Instances::of(|| Arc::new(SqliteParticipant::new(pool.clone(), handler.clone())));
+    (Db::Lite(pool), participants)
 }
 
 /// A command of CrearCampaña's step `step` for `participant`.
