@@ -204,10 +204,9 @@ pub trait Transport: Send + Sync + 'static {
 }
 
 /// Serves `receiver` until it closes, up to `concurrency` deliveries at once: for each, `work`
-/// computes a result from the message (in a task of its own, inside `span(message)`), then
-/// `settle` acknowledges, nacks or dead-letters the delivery from it. A `work` that panics (a
+/// computes a result from the message, then `settle` acknowledges, nacks or dead-letters the delivery from it. A `work` that panics (a
 /// bug) has its delivery dead-lettered with the panic as the reason, so it cannot come back in a
-/// loop. A delivery is taken only when a slot is free (the transport's own prefetch holds a few
+/// loop. Each delivery is one task, inside `span(message)`. A delivery is taken only when a slot is free (the transport's own prefetch holds a few
 /// more). Dropping the returned future (at shutdown) abandons the deliveries in progress
 /// unsettled: the transport redelivers them.
 pub async fn serve_concurrently<M, T, W, WF, S, SF>(
@@ -241,7 +240,8 @@ pub async fn serve_concurrently<M, T, W, WF, S, SF>(
             }
         };
         let span = span(&delivery.message);
-        let computed = tokio::spawn(work(delivery.message.clone()).instrument(span.clone()));
+        // The work runs inside the settling task: one task per delivery, not two.
+        let computed = crate::supervision::CatchUnwind(Box::pin(work(delivery.message.clone())));
         let settle = settle.clone();
         let settled = async move {
             let result = match computed.await {
