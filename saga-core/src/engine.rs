@@ -229,24 +229,27 @@ pub struct Engine {
 /// in the log, so a state another writer has moved past costs a conflict and a read. A
 /// transition that starts from it and finds nothing to write (a stale reply, an operator action
 /// refused) reads the log and decides again, so no decision not to write rests on it.
+///
+/// A kept state is shared with the transition that wrote it (`Arc`), not copied: keeping it
+/// costs a reference count, and only the next transition, which must change it, copies it.
 #[derive(Default)]
-struct Written(Mutex<HashMap<SagaId, SagaState>>);
+struct Written(Mutex<HashMap<SagaId, Arc<SagaState>>>);
 
 impl Written {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SagaId, SagaState>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SagaId, Arc<SagaState>>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Removes and returns the state kept of `id`: two transitions of one saga at once do not
     /// both start from it (the second reads the log, as before).
-    fn take(&self, id: SagaId) -> Option<SagaState> {
+    fn take(&self, id: SagaId) -> Option<Arc<SagaState>> {
         self.lock().remove(&id)
     }
 
     /// Keeps `state`, just written, if the saga is still driven and no later state is kept (two
     /// transitions of one saga may report in either order), making room when full; forgets the
     /// saga once it rests.
-    fn keep(&self, state: &SagaState, capacity: usize) {
+    fn keep(&self, state: &Arc<SagaState>, capacity: usize) {
         let mut map = self.lock();
         if !state.status.is_active() {
             map.remove(&state.id);
@@ -257,7 +260,7 @@ impl Written {
         }
         match map.get_mut(&state.id) {
             Some(held) if held.version >= state.version => {}
-            Some(held) => *held = state.clone(),
+            Some(held) => *held = Arc::clone(state),
             None => {
                 // Full: one kept state makes room, whichever the map yields first. A saga
                 // another replica finished, or one that waits long on a timer, does not hold
@@ -267,7 +270,7 @@ impl Written {
                         map.remove(&out);
                     }
                 }
-                map.insert(state.id, state.clone());
+                map.insert(state.id, Arc::clone(state));
             }
         }
     }
@@ -474,8 +477,12 @@ impl Engine {
                 info!(status = %state.status, "saga started");
                 self.observer.on_events(None, &state, &entries);
                 self.waiters.wake(&state);
+                let state = Arc::new(state);
                 self.written.keep(&state, self.config.written_states);
-                let state = self.settle_within(state, &entries, Some(self.config.start_send_wait)).await?;
+                let state = match self.settle_within(&state, &entries, Some(self.config.start_send_wait)).await? {
+                    Some(later) => later,
+                    None => Arc::unwrap_or_clone(state),
+                };
                 Ok(Started { state, created: true })
             }
         }
@@ -903,7 +910,7 @@ impl Engine {
         &self,
         id: SagaId,
         input: Input<'_>,
-    ) -> Result<Option<(SagaState, Vec<LogEntry>)>, EngineError> {
+    ) -> Result<Option<(Arc<SagaState>, Vec<LogEntry>)>, EngineError> {
         self.commit(id, |state, now| Ok(saga::observe(state, &input, now))).await
     }
 
@@ -916,7 +923,7 @@ impl Engine {
         match self.commit(id, |state, _| decide(state)).await? {
             Some((state, _)) => {
                 info!(status = %state.status, "operator action written");
-                Ok(state)
+                Ok(Arc::unwrap_or_clone(state))
             }
             None => self.get(id).await?.ok_or(EngineError::NotFound(id)),
         }
@@ -937,7 +944,7 @@ impl Engine {
         &self,
         id: SagaId,
         observe: impl Fn(&SagaState, chrono::DateTime<Utc>) -> Result<Vec<SagaEvent>, EngineError>,
-    ) -> Result<Option<(SagaState, Vec<LogEntry>)>, EngineError> {
+    ) -> Result<Option<(Arc<SagaState>, Vec<LogEntry>)>, EngineError> {
         self.faults.strike(PanicSite::Saga(id));
         let mut backoff = 0;
         let mut unsure: Vec<Unsure> = Vec::new();
@@ -948,14 +955,16 @@ impl Engine {
             let guessed = guess.is_some();
             let current = match guess {
                 Some(state) => state,
-                None => self.with_store_retry(|| self.store.load(id)).await?.ok_or(EngineError::NotFound(id))?,
+                None => {
+                    Arc::new(self.with_store_retry(|| self.store.load(id)).await?.ok_or(EngineError::NotFound(id))?)
+                }
             };
             for attempt in std::mem::take(&mut unsure) {
                 if current.version >= attempt.state.version {
                     if self.landed(id, &attempt).await? {
                         info!(saga_id = %id, version = attempt.state.version,
                             "an append reported as failed had committed; acting on it");
-                        return self.acted(Some(&attempt.before), attempt.state, attempt.entries).await.map(Some);
+                        return self.acted(Some(&*attempt.before), attempt.state, attempt.entries).await.map(Some);
                     }
                 } else if current.version == attempt.before.version {
                     // Not visible yet, and it may still land: the next append will conflict if so.
@@ -984,7 +993,8 @@ impl Engine {
                 debug!(saga_id = %id, status = %current.status, "stale reply to a saga at rest counted, not logged");
                 return Ok(None);
             }
-            let mut state = current.clone();
+            // The one copy of a transition: `current` stays as the state before, for the observer.
+            let mut state = SagaState::clone(&current);
             let mut entries = Vec::new();
             for event in observed {
                 let entry = LogEntry { seq: state.version + 1, at: now, event };
@@ -1004,7 +1014,7 @@ impl Engine {
                 return Ok(None);
             }
             match self.store.append(current.version, &state, &entries).await {
-                Ok(()) => return self.acted(Some(&current), state, entries).await.map(Some),
+                Ok(()) => return self.acted(Some(&*current), state, entries).await.map(Some),
                 Err(StoreError::Conflict(_)) => {
                     debug!(saga_id = %id, "version conflict; reloading");
                     continue;
@@ -1014,7 +1024,7 @@ impl Engine {
                     if let Err(give_up) = self.store_backoff(&mut backoff, &e).await {
                         // One last look: the write may be in the log although the call failed.
                         if self.landed(id, &attempt).await.unwrap_or(false) {
-                            return self.acted(Some(&attempt.before), attempt.state, attempt.entries).await.map(Some);
+                            return self.acted(Some(&*attempt.before), attempt.state, attempt.entries).await.map(Some);
                         }
                         return Err(give_up);
                     }
@@ -1038,20 +1048,25 @@ impl Engine {
         before: Option<&SagaState>,
         state: SagaState,
         entries: Vec<LogEntry>,
-    ) -> Result<(SagaState, Vec<LogEntry>), EngineError> {
+    ) -> Result<(Arc<SagaState>, Vec<LogEntry>), EngineError> {
         self.observer.on_events(before, &state, &entries);
         self.waiters.wake(&state);
+        let state = Arc::new(state);
         self.written.keep(&state, self.config.written_states);
         log_transition(&state, &entries);
-        let state = self.settle(state, &entries).await?;
+        let state = match self.settle(&state, &entries).await? {
+            Some(later) => Arc::new(later),
+            None => state,
+        };
         Ok((state, entries))
     }
 
     /// Acts on entries just written: sends every command they put in flight (several when
     /// parallel steps became ready together), and returns once the transport took them. An
     /// injected fault answers a command instead, through the same path a participant's reply
-    /// takes.
-    async fn settle(&self, state: SagaState, entries: &[LogEntry]) -> Result<SagaState, EngineError> {
+    /// takes; the saga's state after it is returned then (`None`: the state written is the
+    /// latest).
+    async fn settle(&self, state: &SagaState, entries: &[LogEntry]) -> Result<Option<SagaState>, EngineError> {
         self.settle_within(state, entries, None).await
     }
 
@@ -1059,10 +1074,10 @@ impl Engine {
     /// waited for at most that long (it goes on after).
     async fn settle_within(
         &self,
-        state: SagaState,
+        state: &SagaState,
         entries: &[LogEntry],
         wait: Option<Duration>,
-    ) -> Result<SagaState, EngineError> {
+    ) -> Result<Option<SagaState>, EngineError> {
         let commands: Vec<Command> = entries
             .iter()
             .filter_map(|e| match &e.event {
@@ -1074,7 +1089,7 @@ impl Engine {
             .map(|f| f.command.clone())
             .collect();
         if commands.is_empty() {
-            return Ok(state);
+            return Ok(None);
         }
         let (injected, sent): (Vec<Command>, Vec<Command>) =
             commands.into_iter().partition(|c| self.faults.fails(&c.correlation.step_name, c.correlation.kind));
@@ -1092,7 +1107,7 @@ impl Engine {
             }
         }
         if injected.is_empty() {
-            return Ok(state);
+            return Ok(None);
         }
         for command in injected {
             let outcome = match command.correlation.kind {
@@ -1105,7 +1120,7 @@ impl Engine {
             // Boxed: settle → handle_reply → transition → settle is recursive.
             Box::pin(self.handle_reply(&reply)).await?;
         }
-        Ok(self.get(state.id).await?.unwrap_or(state))
+        Ok(Some(self.get(state.id).await?.unwrap_or_else(|| state.clone())))
     }
 
     async fn store_backoff(&self, attempt: &mut u32, error: &StoreError) -> Result<(), EngineError> {
@@ -1164,7 +1179,8 @@ async fn send_all(transport: Arc<dyn Transport>, policy: RetryPolicy, commands: 
 /// Hands a command to the transport, retrying briefly. If it still fails, the step's timeout
 /// will treat the attempt as unknown and retry it: nothing is lost.
 async fn send(transport: &dyn Transport, policy: &RetryPolicy, command: &Command) {
-    let mut rng = SmallRng::from_entropy();
+    // Seeded on the first failure only: a send that succeeds asks the kernel for no entropy.
+    let mut rng: Option<SmallRng> = None;
     for attempt in 1..=policy.max_attempts.max(1) {
         match transport.send_command(command).await {
             Ok(()) => return,
@@ -1176,7 +1192,8 @@ async fn send(transport: &dyn Transport, policy: &RetryPolicy, command: &Command
             }
             Err(e) => {
                 warn!(saga_id = %command.correlation.saga_id, attempt, error = %e, "command send failed");
-                tokio::time::sleep(policy.backoff(attempt + 1, &mut rng)).await;
+                let rng = rng.get_or_insert_with(SmallRng::from_entropy);
+                tokio::time::sleep(policy.backoff(attempt + 1, rng)).await;
             }
         }
     }
@@ -1186,7 +1203,7 @@ async fn send(transport: &dyn Transport, policy: &RetryPolicy, command: &Command
 /// An append that failed with a transient error and may have committed anyway.
 struct Unsure {
     /// The state it was decided against.
-    before: SagaState,
+    before: Arc<SagaState>,
     /// The state it wrote.
     state: SagaState,
     /// The entries it wrote.
@@ -1300,7 +1317,7 @@ mod tests {
     /// full map makes room for a new saga instead of growing.
     #[test]
     fn written_keeps_the_latest_state_of_a_driven_saga_within_capacity() {
-        let state = state_at;
+        let state = |id, version, status| Arc::new(state_at(id, version, status));
         let written = Written::default();
         let (a, b) = (SagaId::new(), SagaId::new());
         written.keep(&state(a, 3, SagaStatus::Running), 1);

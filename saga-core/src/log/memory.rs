@@ -96,18 +96,23 @@ impl MemoryStore {
 
 #[async_trait]
 impl SagaStore for MemoryStore {
+    // Copies are made before the lock is taken, and the state replaced is dropped after it is
+    // released: the lock, which every saga shares, is held only to check and swap.
     async fn create(&self, state: &SagaState, entries: &[LogEntry]) -> Result<Created, StoreError> {
+        let new = Stored::new(state.clone(), entries.to_vec());
         let mut inner = self.lock();
         Self::check_write(&inner)?;
         if let Some(existing) = inner.sagas.get(&state.id) {
             return Ok(Created::Existing(Box::new(existing.state.clone())));
         }
-        inner.sagas.insert(state.id, Stored::new(state.clone(), entries.to_vec()));
+        inner.sagas.insert(state.id, new);
         inner.writes += 1;
         Ok(Created::New)
     }
 
     async fn append(&self, expected_version: i64, state: &SagaState, entries: &[LogEntry]) -> Result<(), StoreError> {
+        let mut new = state.clone();
+        let added = entries.to_vec();
         let mut inner = self.lock();
         Self::check_write(&inner)?;
         let stored = inner
@@ -117,8 +122,8 @@ impl SagaStore for MemoryStore {
         if stored.state.version != expected_version {
             return Err(StoreError::Conflict(state.id));
         }
-        stored.state = state.clone();
-        stored.log.extend_from_slice(entries);
+        std::mem::swap(&mut stored.state, &mut new);
+        stored.log.extend(added);
         stored.wake_at_ms = wake_key(state);
         stored.wake_failures = 0;
         stored.wake_error = None;
