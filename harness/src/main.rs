@@ -4,6 +4,10 @@
 //! process, messages, commits and WAL per saga. `suite` runs the whole comparison, the peers in
 //! alternating rounds; BENCHMARKS.md says how to read it.
 
+/// The allocator: see the workspace's `mimalloc` dependency.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod engine_alone;
 mod load;
 mod meter;

@@ -5,6 +5,10 @@
 //!   replies over Apache Pulsar (built with the `pulsar` feature; the workers run as `worker`).
 //! - `orchestrator env`: the environment variables the distributed mode reads.
 
+/// The allocator: see the workspace's `mimalloc` dependency.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 

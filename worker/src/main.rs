@@ -5,6 +5,10 @@
 //! - `worker env marca|influencer|tracking`: the environment variables it reads.
 //! - `worker list`: every participant this binary runs.
 
+/// The allocator: see the workspace's `mimalloc` dependency.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
